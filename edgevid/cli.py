@@ -1,0 +1,182 @@
+"""The ``edgevid`` command line.
+
+User mistakes end as one line on stderr (``edgevid: error: …``) with exit code 2 (usage) or 1
+(failure), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from . import __version__
+from .errors import EdgevidError, InputError, UsageError
+
+
+def _die(exc: EdgevidError) -> int:
+    print(f"edgevid: error: {exc}", file=sys.stderr)
+    return exc.exit_code
+
+
+class _Progress:
+    """A one-line progress bar on stderr, only for a terminal and more than one clip."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.enabled = total > 1 and sys.stderr.isatty()
+        self.done = 0
+
+    def step(self, name: str) -> None:
+        self.done += 1
+        if self.enabled:
+            width = 30
+            filled = width * self.done // self.total
+            sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {name[-40:]:<40}")
+            sys.stderr.flush()
+
+    def clear(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r" + " " * 90 + "\r")
+            sys.stderr.flush()
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-dir", type=Path, help="where fetched extractors live (default: $EDGEVID_MODEL_DIR or XDG data dir)")
+    p.add_argument("--extractor", type=Path, help="extractor .tflite (default: the fetched MobileNetV2 int8)")
+    p.add_argument("--head", type=Path, help="head directory or manifest.json (default: the bundled JHMDB head)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="interpreter threads (default: all cores)")
+
+
+def load_classifier(args: argparse.Namespace):
+    """Extractor + head from the CLI options, checked to fit."""
+    from .extractor import Extractor
+    from .head import Head
+    from .pipeline import ClipClassifier
+    from .store import default_head_dir, extractor_path
+
+    if args.threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {args.threads}")
+    head = Head(args.head or default_head_dir(), num_threads=args.threads)
+    extractor_file = args.extractor or extractor_path(head.manifest.extractor.name, args.model_dir)
+    extractor = Extractor(extractor_file, num_threads=args.threads, feature_tensor=head.manifest.extractor.feature_tensor)
+    return ClipClassifier(extractor, head)
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from .capture import find_videos
+
+    if args.top_k < 1:
+        raise UsageError(f"--top-k must be >= 1, got {args.top_k}")
+    clips: list[Path] = []
+    failed = 0
+    for raw in args.paths:
+        try:
+            clips.extend(find_videos(raw))
+        except InputError as exc:
+            failed += 1
+            _report_failure(args, str(raw), str(exc))
+    if not clips:
+        return 1 if failed else 0
+    classifier = load_classifier(args)
+    progress = _Progress(len(clips))
+    for clip in clips:
+        result = classifier.classify(clip, args.top_k)
+        progress.clear()
+        if not result.ok:
+            failed += 1
+            _report_failure(args, str(clip), result.error or "failed")
+        elif args.json:
+            print(result.model_dump_json(exclude_none=True, exclude={"error"} if result.ok else set()), flush=True)
+        else:
+            scores = ", ".join(f"{s.label} {s.score:.2f}" for s in result.top)
+            line = f"{clip}: {scores}"
+            if args.timings and result.timings:
+                t = result.timings
+                line += (
+                    f"  [decode {t.decode_ms:.1f} ms, preprocess {t.preprocess_ms:.1f} ms, "
+                    f"extract {t.extract_ms:.1f} ms, head {t.head_ms:.1f} ms, total {t.total_ms:.1f} ms]"
+                )
+            print(line, flush=True)
+        progress.step(clip.name)
+    progress.clear()
+    return 1 if failed else 0
+
+
+def _report_failure(args: argparse.Namespace, path: str, message: str) -> None:
+    if args.json:
+        from .messages import ClipResult
+
+        print(ClipResult(path=path, ok=False, error=message).model_dump_json(exclude_none=True), flush=True)
+    print(f"edgevid: error: {message}", file=sys.stderr, flush=True)
+
+
+def cmd_models_fetch(args: argparse.Namespace) -> int:
+    from .store import EXTRACTORS, fetch_extractor
+
+    names = list(EXTRACTORS) if args.all else [args.name]
+    for name in names:
+        path = fetch_extractor(name, source=args.source, directory=args.model_dir)
+        print(f"{name}: installed {path}")
+    return 0
+
+
+def cmd_models_verify(args: argparse.Namespace) -> int:
+    from .store import verify_all
+
+    bad = 0
+    for path, problem in verify_all(args.model_dir, args.head):
+        if problem is None:
+            print(f"ok      {path}")
+        else:
+            bad += 1
+            print(f"FAILED  {path}: {problem}")
+    return 1 if bad else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgevid", description="Real-time human-action classification on small devices.")
+    parser.add_argument("--version", action="version", version=f"edgevid {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("classify", help="label video clips (files or directories)")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.add_argument("--top-k", type=int, default=3, help="labels to print per clip (default 3)")
+    p.add_argument("--json", action="store_true", help="one JSON object per clip on stdout")
+    p.add_argument("--timings", action="store_true", help="print per-stage cost (decode, preprocess, extract, head)")
+    _add_model_options(p)
+    p.set_defaults(func=cmd_classify)
+
+    models = sub.add_parser("models", help="install and check model files").add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    from .store import DEFAULT_EXTRACTOR, EXTRACTORS
+
+    p = models.add_parser("fetch", help="install an extractor (official download, sha256-checked)")
+    p.add_argument("name", nargs="?", default=DEFAULT_EXTRACTOR, choices=sorted(EXTRACTORS))
+    p.add_argument("--all", action="store_true", help="fetch every known extractor")
+    p.add_argument("--from", dest="source", type=Path, help="a local .tflite, .tgz or folder instead of downloading")
+    p.add_argument("--model-dir", type=Path)
+    p.set_defaults(func=cmd_models_fetch)
+
+    p = models.add_parser("verify", help="check the sha256 of every model file")
+    p.add_argument("--model-dir", type=Path)
+    p.add_argument("--head", type=Path)
+    p.set_defaults(func=cmd_models_verify)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except EdgevidError as exc:
+        return _die(exc)
+    except KeyboardInterrupt:
+        print("edgevid: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

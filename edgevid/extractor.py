@@ -1,0 +1,123 @@
+"""The int8 per-frame feature extractor (MobileNet pre-logits, e.g. 1280-d for MobileNetV2)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import ModelError
+from .featuremodel import cut_at_tensor
+from .runtime import make_interpreter, schema_module
+
+#: MobileNet V2 and V3 name their pre-logits tensor ``<Net>/Logits/AvgPool``.
+FEATURE_TENSOR_SUFFIX = "/Logits/AvgPool"
+
+
+def _find_feature_tensor(interpreter, wanted: str | None) -> dict:
+    for detail in interpreter.get_tensor_details():
+        name = detail["name"]
+        if (wanted and name == wanted) or (not wanted and name.endswith(FEATURE_TENSOR_SUFFIX)):
+            return detail
+    raise ModelError(f"no tensor named {wanted or '*' + FEATURE_TENSOR_SUFFIX!r}: not a MobileNet classifier?")
+
+
+def preprocess(frame_bgr: np.ndarray, size: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Bilinear resize to ``size``x``size`` and BGR->RGB, as the study did (no crop).
+
+    Resizing first makes the channel swap touch 224x224 pixels instead of the full frame; a swap
+    commutes with a per-channel resize, so the result is identical.
+    """
+    resized = cv2.resize(frame_bgr, (size, size), interpolation=cv2.INTER_LINEAR)
+    if out is None:
+        return np.ascontiguousarray(resized[..., ::-1])
+    out[...] = resized[..., ::-1]
+    return out
+
+
+class Extractor:
+    """Runs a uint8 MobileNet cut at its pre-logits tensor, batched.
+
+    The features are returned as the raw uint8 quantized values (compact to cache); ``scale`` and
+    ``zero_point`` turn them into floats, see :meth:`dequantize`.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        num_threads: int | None = None,
+        feature_tensor: str | None = None,
+        runtime: str | None = None,
+    ) -> None:
+        self.path = Path(path)
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            raise ModelError(f"extractor {self.path}: file not found (run `edgevid models fetch`)") from None
+        except OSError as exc:
+            raise ModelError(f"extractor {self.path}: cannot read: {exc.strerror}") from None
+        self.sha256 = hashlib.sha256(data).hexdigest()
+        full = make_interpreter(data, num_threads=num_threads, runtime=runtime, what=f"extractor {self.path}")
+        detail = _find_feature_tensor(full, feature_tensor)
+        self.feature_tensor: str = detail["name"]
+        self.feature_dim = int(np.prod(detail["shape"][1:]))
+        self.scale, self.zero_point = (float(detail["quantization"][0]), int(detail["quantization"][1]))
+        input_detail = full.get_input_details()[0]
+        if input_detail["dtype"] != np.uint8:
+            raise ModelError(f"extractor {self.path}: expected a uint8 input, got {input_detail['dtype'].__name__}")
+        self.input_size = int(input_detail["shape"][1])
+
+        # Safe feature read: a graph cut at the feature tensor when we can rewrite flatbuffers,
+        # otherwise the full model with every tensor preserved (slower, one frame per invoke).
+        if schema_module() is not None:
+            cut = cut_at_tensor(data, self.feature_tensor)
+            self._interpreter = make_interpreter(cut, num_threads=num_threads, runtime=runtime, what=f"extractor {self.path}")
+            self._output_index = self._interpreter.get_output_details()[0]["index"]
+            self.batched = True
+        else:
+            self._interpreter = make_interpreter(
+                data, num_threads=num_threads, preserve_all_tensors=True, runtime=runtime, what=f"extractor {self.path}"
+            )
+            self._output_index = detail["index"]
+            self.batched = False
+        self._input_index = self._interpreter.get_input_details()[0]["index"]
+        self._batch = 1
+        del full
+
+    @property
+    def id(self) -> str:
+        """Short identity used in manifests and messages."""
+        return self.sha256[:12]
+
+    def preprocess(self, frames_bgr: list[np.ndarray]) -> np.ndarray:
+        """Frames as decoded by OpenCV -> one uint8 RGB batch ready for :meth:`extract`."""
+        batch = np.empty((len(frames_bgr), self.input_size, self.input_size, 3), np.uint8)
+        for i, frame in enumerate(frames_bgr):
+            preprocess(frame, self.input_size, batch[i])
+        return batch
+
+    def extract(self, batch: np.ndarray) -> np.ndarray:
+        """uint8 RGB ``[N, S, S, 3]`` -> uint8 features ``[N, D]`` (one invoke when batched)."""
+        if batch.ndim != 4 or batch.shape[1:] != (self.input_size, self.input_size, 3) or batch.dtype != np.uint8:
+            raise ValueError(f"expected uint8 [N,{self.input_size},{self.input_size},3], got {batch.dtype} {batch.shape}")
+        n = batch.shape[0]
+        out = np.empty((n, self.feature_dim), np.uint8)
+        if n == 0:
+            return out
+        step = n if self.batched else 1
+        if step != self._batch:
+            self._interpreter.resize_tensor_input(self._input_index, [step, self.input_size, self.input_size, 3])
+            self._interpreter.allocate_tensors()
+            self._batch = step
+        for start in range(0, n, step):
+            self._interpreter.set_tensor(self._input_index, batch[start : start + step])
+            self._interpreter.invoke()
+            out[start : start + step] = self._interpreter.get_tensor(self._output_index).reshape(step, -1)
+        return out
+
+    def dequantize(self, features: np.ndarray) -> np.ndarray:
+        """uint8 features -> float32 in the model's real units (MobileNetV2: [0, 6])."""
+        return (features.astype(np.float32) - self.zero_point) * np.float32(self.scale)

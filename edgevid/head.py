@@ -1,0 +1,77 @@
+"""The sequence head: M features in, class probabilities out (a TFLite GRU by default)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ModelError
+from .manifest import Manifest, load_manifest, verify_file
+from .runtime import make_interpreter
+
+
+def read_labels(path: Path) -> list[str]:
+    """One label per line; blank lines are an error (they would shift every class after them)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: cannot read labels: {exc}") from None
+    labels = [line.strip() for line in lines]
+    if not labels or any(not label for label in labels):
+        raise ModelError(f"{path}: labels file must have one non-empty label per line")
+    return labels
+
+
+class Head:
+    """A TFLite head checked against its manifest: shapes, label count and file hashes."""
+
+    def __init__(self, source: Path, *, num_threads: int | None = None, runtime: str | None = None) -> None:
+        self.manifest, self.folder = load_manifest(source)
+        m = self.manifest
+        head_path = verify_file(m.head, self.folder)
+        labels_path = verify_file(m.labels, self.folder)
+        self.labels = read_labels(labels_path)
+        self.path = head_path
+        self._interpreter = make_interpreter(head_path, num_threads=num_threads, runtime=runtime, what="head")
+        inp = self._interpreter.get_input_details()[0]
+        out = self._interpreter.get_output_details()[0]
+        want = (m.frames, m.feature_dim)
+        if tuple(inp["shape"][1:]) != want:
+            raise ModelError(f"head {head_path}: input shape {list(inp['shape'])} does not match the manifest's [1, {m.frames}, {m.feature_dim}]")
+        if int(out["shape"][-1]) != len(self.labels):
+            raise ModelError(
+                f"{labels_path}: {len(self.labels)} labels but head {head_path.name} outputs {int(out['shape'][-1])} classes"
+            )
+        self._input_index = inp["index"]
+        self._output_index = out["index"]
+        self.id = m.head.sha256[:12]
+
+    @property
+    def frames(self) -> int:
+        return self.manifest.frames
+
+    @property
+    def feature_dim(self) -> int:
+        return self.manifest.feature_dim
+
+    def check_extractor(self, feature_dim: int, sha256: str, name: str) -> None:
+        """Refuse an extractor whose features the head was not trained on."""
+        m = self.manifest
+        if feature_dim != m.feature_dim:
+            raise ModelError(
+                f"head {self.path}: expects {m.feature_dim}-d features ({m.extractor.name}) but extractor {name} gives {feature_dim}-d"
+            )
+        if sha256 not in m.extractor.sha256:
+            raise ModelError(
+                f"head {self.path}: trained on extractor {m.extractor.name} ({m.extractor.sha256[0][:12]}…), "
+                f"but {name} has sha256 {sha256[:12]}…"
+            )
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """float32 ``[M, D]`` dequantized features -> probabilities ``[C]``."""
+        if features.shape != (self.frames, self.feature_dim):
+            raise ValueError(f"expected features [{self.frames}, {self.feature_dim}], got {list(features.shape)}")
+        self._interpreter.set_tensor(self._input_index, features[None].astype(np.float32, copy=False))
+        self._interpreter.invoke()
+        return self._interpreter.get_tensor(self._output_index)[0].copy()

@@ -1,0 +1,86 @@
+"""The manifest that travels with a trained head: what it needs and how to check its files."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ModelError
+
+MANIFEST_NAME = "manifest.json"
+
+
+class FileRef(BaseModel):
+    """A file next to the manifest and the sha256 it must have."""
+
+    model_config = ConfigDict(extra="forbid")
+    file: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class ExtractorRef(BaseModel):
+    """The extractor whose features the head was trained on."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    sha256: list[str] = Field(min_length=1, description="accepted sha256 of the extractor .tflite")
+    feature_tensor: str
+    feature_dim: int = Field(gt=0)
+
+
+class Manifest(BaseModel):
+    """``manifest.json``: the head, its labels, the features it expects, and where it came from."""
+
+    model_config = ConfigDict(extra="forbid")
+    schema_version: Literal[1] = 1
+    name: str
+    head: FileRef
+    labels: FileRef
+    frames: int = Field(gt=0, description="M, frames per clip the head was trained on")
+    feature_dim: int = Field(gt=0)
+    extractor: ExtractorRef
+    runtimes: list[str] = Field(description="TFLite runtimes the head was checked on")
+    trained_on: str = ""
+    report: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_manifest(path: Path) -> tuple[Manifest, Path]:
+    """Read a manifest from a file or from the ``manifest.json`` inside a directory."""
+    path = Path(path)
+    file = path / MANIFEST_NAME if path.is_dir() else path
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ModelError(f"{file}: head manifest not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{file}: cannot read head manifest: {exc}") from None
+    try:
+        return Manifest.model_validate_json(text), file.parent
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        raise ModelError(f"{file}: invalid manifest at {where}: {err['msg']}") from None
+
+
+def verify_file(ref: FileRef, folder: Path) -> Path:
+    """The referenced file's path, after checking it exists and has the recorded sha256."""
+    path = folder / ref.file
+    if not path.is_file():
+        raise ModelError(f"{path}: file named by the manifest is missing")
+    actual = sha256_file(path)
+    if actual != ref.sha256:
+        raise ModelError(f"{path}: sha256 {actual[:12]}… does not match the manifest's {ref.sha256[:12]}… (corrupt or replaced)")
+    return path

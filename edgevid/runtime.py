@@ -1,0 +1,76 @@
+"""The one place that picks a TFLite interpreter.
+
+ai-edge-litert is preferred (XNNPACK makes the int8 extractor ~7x faster than tflite-runtime on
+x86); tflite-runtime serves 32-bit Arm, where ai-edge-litert has no wheels; full TensorFlow is the
+last resort on a workstation.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import lru_cache
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from .errors import ModelError
+
+_CANDIDATES = (
+    ("ai-edge-litert", "ai_edge_litert.interpreter"),
+    ("tflite-runtime", "tflite_runtime.interpreter"),
+    ("tensorflow", "tensorflow.lite"),
+)
+
+
+@lru_cache(maxsize=None)
+def backend(prefer: str | None = None) -> tuple[str, ModuleType]:
+    """Return ``(name, module)`` of the first importable runtime; ``prefer`` forces one by name."""
+    tried = []
+    for name, module in _CANDIDATES:
+        if prefer and name != prefer:
+            continue
+        try:
+            return name, importlib.import_module(module)
+        except ImportError as exc:
+            tried.append(f"{name} ({exc})")
+    raise ModelError("no TFLite runtime is installed: install ai-edge-litert, or tflite-runtime on 32-bit Arm")
+
+
+def schema_module() -> ModuleType | None:
+    """The TFLite flatbuffer schema bindings, when the installed packages ship them."""
+    for module in ("ai_edge_litert.schema_py_generated", "tensorflow.lite.python.schema_py_generated"):
+        try:
+            return importlib.import_module(module)
+        except ImportError:
+            continue
+    return None
+
+
+def make_interpreter(
+    model: Path | bytes,
+    *,
+    num_threads: int | None = None,
+    preserve_all_tensors: bool = False,
+    runtime: str | None = None,
+    what: str = "model",
+) -> Any:
+    """Load a TFLite model from a path or bytes; any load failure becomes a one-line ModelError."""
+    name, module = backend(runtime)
+    kwargs: dict[str, Any] = {"num_threads": num_threads}
+    if preserve_all_tensors:
+        kwargs["experimental_preserve_all_tensors"] = True
+    if isinstance(model, (bytes, bytearray)):
+        kwargs["model_content"] = bytes(model)
+        label = what
+    else:
+        kwargs["model_path"] = str(model)
+        label = f"{what} {model}"
+        if not Path(model).is_file():
+            raise ModelError(f"{label}: file not found")
+    try:
+        interpreter = module.Interpreter(**kwargs)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{label}: not a TFLite model this runtime ({name}) can load: {first}") from None
+    return interpreter

@@ -1,0 +1,1 @@
+"""Workstation tools: dataset features, head training, evaluation and conversion for edgevid."""
