@@ -136,6 +136,65 @@ def cmd_models_verify(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .daemon import run_daemon
+
+    return run_daemon(load_config(args.config))
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .daemon import hop_steps
+    from .head import Head
+    from .store import default_head_dir
+
+    cfg = load_config(args.config)
+    head = Head(cfg.models.head or default_head_dir())
+    for source in cfg.sources:
+        hop_steps(source, head.frames)
+    print(f"{args.config}: ok ({len(cfg.sources)} source(s), publishing on {cfg.publish.endpoint})")
+    return 0
+
+
+def cmd_subscribe(args: argparse.Namespace) -> int:
+    import json
+
+    import zmq
+
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.SUB)
+    if args.curve_secret_key:
+        import zmq.auth
+
+        public, secret = zmq.auth.load_certificate(str(args.curve_secret_key))
+        server_public, _ = zmq.auth.load_certificate(str(args.curve_server_key))
+        sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = public, secret, server_public
+    sock.connect(args.endpoint)
+    for topic in args.topic or [""]:
+        sock.setsockopt_string(zmq.SUBSCRIBE, topic)
+    received = 0
+    try:
+        while args.count is None or received < args.count:
+            if not sock.poll(int(args.timeout * 1000) if args.timeout else None):
+                raise EdgevidError(f"no message from {args.endpoint} within {args.timeout:g} s")
+            topic, payload = sock.recv_multipart()
+            received += 1
+            if args.json:
+                print(payload.decode(), flush=True)
+                continue
+            msg = json.loads(payload)
+            if msg.get("type") == "prediction":
+                top = ", ".join(f"{s['label']} {s['score']:.2f}" for s in msg["top"])
+                print(f"{msg['source']} #{msg['seq']}: {top}", flush=True)
+            else:
+                parts = [f"{s['id']} {s['state']} {s['fps_in']:.1f} fps in, {s['dropped']} dropped, {s['reconnects']} reconnects" for s in msg["sources"]]
+                print(f"status up {msg['uptime_s']:.0f} s: " + "; ".join(parts), flush=True)
+    finally:
+        sock.close(linger=0)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgevid", description="Real-time human-action classification on small devices.")
     parser.add_argument("--version", action="version", version=f"edgevid {__version__}")
@@ -163,6 +222,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-dir", type=Path)
     p.add_argument("--head", type=Path)
     p.set_defaults(func=cmd_models_verify)
+
+    p = sub.add_parser("run", help="the daemon: classify sources continuously and publish over ZeroMQ")
+    p.add_argument("--config", type=Path, required=True, help="TOML config (see README)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("subscribe", help="print messages from a running daemon")
+    p.add_argument("--endpoint", default="tcp://127.0.0.1:5555")
+    p.add_argument("--topic", action="append", help="prefix filter, e.g. pred/cam0 or status (repeatable)")
+    p.add_argument("--json", action="store_true", help="print the raw JSON lines")
+    p.add_argument("--count", type=int, help="exit after this many messages")
+    p.add_argument("--timeout", type=float, help="fail if no message arrives for this many seconds")
+    p.add_argument("--curve-secret-key", type=Path, help="client secret key file (CURVE)")
+    p.add_argument("--curve-server-key", type=Path, help="server public key file (CURVE)")
+    p.set_defaults(func=cmd_subscribe)
+
+    config = sub.add_parser("config", help="configuration helpers").add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    p = config.add_parser("check", help="validate a daemon config file")
+    p.add_argument("config", type=Path)
+    p.set_defaults(func=cmd_config_check)
     return parser
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict
 
 
@@ -33,3 +35,65 @@ class ClipResult(BaseModel):
     fps: float | None = None
     timings: StageTimings | None = None
     error: str | None = None
+
+
+SCHEMA_VERSION = 1
+
+
+class ModelIds(BaseModel):
+    """sha256 prefixes of the models that produced a prediction."""
+
+    model_config = ConfigDict(extra="forbid")
+    extractor: str
+    head: str
+
+
+class PredictionLatency(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    extract_ms: float  # extractor time for the frames new in this window
+    head_ms: float
+    capture_to_publish_ms: float  # newest frame's capture -> message sent
+
+
+class Prediction(BaseModel):
+    """Published on topic ``pred/<source>`` after every hop: what the last window showed."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["prediction"] = "prediction"
+    schema_version: Literal[1] = SCHEMA_VERSION
+    source: str
+    seq: int
+    window_start: float  # capture time (unix s) of the window's first sampled frame
+    window_end: float  # capture time of its last sampled frame
+    media_start: float | None = None  # file sources: position in the file (s)
+    media_end: float | None = None
+    top: list[Score]
+    models: ModelIds
+    new_frames: int  # frames that went through the extractor for this window (the rest were cached)
+    latency: PredictionLatency
+
+
+class SourceStatus(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    state: Literal["starting", "running", "reconnecting", "ended", "failed"]
+    fps_in: float
+    fps_processed: float
+    frames_in: int
+    sampled: int
+    dropped: int
+    reconnects: int
+    predictions: int
+    skipped_windows: int
+    last_error: str | None = None
+
+
+class Status(BaseModel):
+    """Published on topic ``status`` every ``status_interval``: the daemon's heartbeat."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["status"] = "status"
+    schema_version: Literal[1] = SCHEMA_VERSION
+    seq: int
+    uptime_s: float
+    sources: list[SourceStatus]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -28,36 +30,58 @@ class ClipClassifier:
         self.extractor = extractor
         self.head = head
 
-    def features(self, path: Path | str) -> tuple[np.ndarray, dict, StageTimings]:
-        """uint8 features ``[M, D]`` of a clip: the exact computation used for training and serving."""
-        return clip_features(self.extractor, path, self.head.frames)
-
     def classify(self, path: Path | str, k: int = 5) -> ClipResult:
         """Classify one clip; user-facing failures come back as ``ok=False`` with a one-line error."""
         try:
-            feats, info, timings = self.features(path)
+            cf = clip_features(self.extractor, path, self.head.frames)
+            timings = cf.timings
             t = time.perf_counter()
-            probs = self.head.predict(self.extractor.dequantize(feats))
+            probs = self.head.predict(self.extractor.dequantize(cf.feats))
             timings.head_ms = (time.perf_counter() - t) * 1e3
             timings.total_ms += timings.head_ms
         except EdgevidError as exc:
             return ClipResult(path=str(path), ok=False, error=str(exc))
-        return ClipResult(path=str(path), ok=True, top=top_k(probs, self.head.labels, k), timings=timings, **info)
+        top = top_k(probs, self.head.labels, k)
+        return ClipResult(path=str(path), ok=True, top=top, frames=cf.n_frames, fps=round(cf.fps, 3), timings=timings)
 
 
-def clip_features(extractor: Extractor, path: Path | str, m: int) -> tuple[np.ndarray, dict, StageTimings]:
-    """Decode, preprocess and extract ``m`` uniformly sampled frames of a clip."""
+@dataclass
+class ClipFeatures:
+    """uint8 features of a clip's sampled frames, in sampling order (repeats allowed)."""
+
+    feats: np.ndarray
+    indices: np.ndarray
+    n_frames: int
+    fps: float
+    timings: StageTimings
+    flipped: np.ndarray | None = None
+
+
+def clip_features(
+    extractor: Extractor,
+    path: Path | str,
+    m: int | None,
+    *,
+    indices_for: Callable[[int], np.ndarray] | None = None,
+    also_flipped: bool = False,
+) -> ClipFeatures:
+    """Decode, preprocess and extract uniformly sampled frames of a clip.
+
+    This is the one feature path: ``classify`` and the training tools both call it, so features
+    seen in training are the features served. ``also_flipped`` adds mirrored frames (training
+    augmentation) from the same decoded batch.
+    """
     t0 = time.perf_counter()
-    clip = read_clip(path, m)
+    clip = read_clip(path, m, indices_for)
     t1 = time.perf_counter()
     # Repeated indices (clips shorter than m) are preprocessed and extracted once.
-    unique, inverse = np.unique(clip.indices, return_inverse=True)
-    first = {int(i): frame for i, frame in zip(clip.indices, clip.frames)}
-    batch = extractor.preprocess([first[int(i)] for i in unique])
+    unique, first, inverse = np.unique(clip.indices, return_index=True, return_inverse=True)
+    batch = extractor.preprocess([clip.frames[i] for i in first])
     t2 = time.perf_counter()
     feats = extractor.extract(batch)[inverse]
     t3 = time.perf_counter()
+    flipped = extractor.extract(np.ascontiguousarray(batch[:, :, ::-1]))[inverse] if also_flipped else None
     timings = StageTimings(
         decode_ms=(t1 - t0) * 1e3, preprocess_ms=(t2 - t1) * 1e3, extract_ms=(t3 - t2) * 1e3, total_ms=(t3 - t0) * 1e3
     )
-    return feats, {"frames": clip.n_frames, "fps": round(clip.fps, 3)}, timings
+    return ClipFeatures(feats, clip.indices, clip.n_frames, clip.fps, timings, flipped)

@@ -1,0 +1,117 @@
+"""Daemon configuration: one TOML file plus ``EDGEVID_*`` environment overrides, strictly checked.
+
+Unknown keys are errors naming their path (``sources.0.windw``), as are wrong types; environment
+variables use ``__`` for nesting, e.g. ``EDGEVID_PUBLISH__ENDPOINT=tcp://0.0.0.0:5555``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceConfig(_Strict):
+    """One camera, file or stream, classified over a sliding window."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="names the topic: pred/<id>")
+    uri: str = Field(description="camera index ('0'), device path, video file, or rtsp:// / http(s):// URL")
+    kind: Literal["auto", "camera", "file", "stream"] = "auto"
+    window: float = Field(2.5, gt=0, description="seconds classified per prediction")
+    hop: float = Field(0.5, gt=0, description="seconds between predictions")
+    realtime: bool = Field(True, description="files: pace at the file's fps (False: as fast as inference allows)")
+    loop: bool = Field(False, description="files: start again at the end")
+    top_k: int = Field(3, ge=1)
+    open_timeout: float = Field(10.0, gt=0)
+    read_timeout: float = Field(5.0, gt=0)
+    stall_timeout: float = Field(5.0, gt=0, description="no frame for this long -> reopen")
+    reconnect_min: float = Field(0.5, gt=0)
+    reconnect_max: float = Field(30.0, gt=0)
+
+    def resolved_kind(self) -> str:
+        if self.kind != "auto":
+            return self.kind
+        if self.uri.isdigit() or self.uri.startswith("/dev/video"):
+            return "camera"
+        if "://" in self.uri:
+            return "stream"
+        return "file"
+
+
+class PublishConfig(_Strict):
+    endpoint: str = Field("tcp://127.0.0.1:5555", description="ZeroMQ PUB bind address (loopback by default)")
+    send_hwm: int = Field(1000, ge=1, description="messages queued per subscriber before dropping")
+    status_interval: float = Field(5.0, gt=0, description="seconds between status messages")
+    curve_secret_key: Path | None = Field(None, description="server secret key file (zmq.auth format): enables CURVE")
+    curve_authorized_keys: Path | None = Field(None, description="folder of allowed client public keys")
+
+    @model_validator(mode="after")
+    def _curve_pair(self) -> "PublishConfig":
+        if (self.curve_secret_key is None) != (self.curve_authorized_keys is None):
+            raise ValueError("curve_secret_key and curve_authorized_keys go together")
+        return self
+
+
+class ModelsConfig(_Strict):
+    dir: Path | None = Field(None, description="model directory (default: $EDGEVID_MODEL_DIR or XDG data dir)")
+    extractor: Path | None = None
+    head: Path | None = Field(None, description="head folder (default: the bundled one)")
+    threads: int = Field(2, ge=1)
+
+
+class DaemonConfig(BaseSettings):
+    """The whole ``edgevid run`` configuration."""
+
+    model_config = SettingsConfigDict(env_prefix="EDGEVID_", env_nested_delimiter="__", extra="forbid")
+    sources: list[SourceConfig] = Field(min_length=1)
+    publish: PublishConfig = PublishConfig()
+    models: ModelsConfig = ModelsConfig()
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @model_validator(mode="after")
+    def _windows(self) -> "DaemonConfig":
+        ids = [s.id for s in self.sources]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"source ids must be unique, got {ids}")
+        return self
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+        # Environment overrides the file (passed as init kwargs).
+        return (env_settings, init_settings)
+
+
+def load_config(path: Path | str) -> DaemonConfig:
+    """Read and validate a TOML config; any problem is one ConfigError naming file and key."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return DaemonConfig(**data)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {describe(exc)}") from None
+
+
+def describe(exc: ValidationError) -> str:
+    """The first validation error as ``key.path: message`` (and how many more)."""
+    errors = exc.errors()
+    first = errors[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {msg}{more}"

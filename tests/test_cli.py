@@ -1,0 +1,170 @@
+"""`edgevid classify` and `edgevid models` as a user runs them: outputs, exit codes, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from conftest import DATA, HEAD_DIR, MNV2, V3SMALL, jhmdb_clip, run_cli
+from edgevid.manifest import sha256_file
+
+
+@pytest.fixture(scope="module")
+def env(model_dir):
+    return {"EDGEVID_MODEL_DIR": str(model_dir)}
+
+
+def _one_line_error(proc, *needles):
+    assert "Traceback" not in proc.stderr
+    errors = [l for l in proc.stderr.splitlines() if l.startswith("edgevid: error:")]
+    assert errors, proc.stderr
+    for needle in needles:
+        assert any(needle in l for l in errors), (needle, proc.stderr)
+
+
+def test_classify_prints_labels_for_jhmdb_ucf_and_kinetics(env):
+    clips = [jhmdb_clip("wave"), sorted((DATA / "ucf101_sample").rglob("*.avi"))[0], sorted((DATA / "kinetics_sample").glob("*.mp4"))[0]]
+    proc = run_cli("classify", *map(str, clips), "--top-k", "2", env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 3
+    labels = set((HEAD_DIR / "labels.txt").read_text().split())
+    for clip, line in zip(clips, lines):
+        assert line.startswith(f"{clip}: ")
+        pairs = line.split(": ", 1)[1].split(", ")
+        assert len(pairs) == 2 and all(p.split()[0] in labels for p in pairs)
+
+
+def test_json_output_has_stable_fields_and_timings(env):
+    proc = run_cli("classify", str(jhmdb_clip("walk")), "--json", "--top-k", "5", env=env)
+    assert proc.returncode == 0, proc.stderr
+    obj = json.loads(proc.stdout)
+    assert obj["ok"] is True and obj["path"].endswith(".avi")
+    assert len(obj["top"]) == 5 and abs(sum(s["score"] for s in obj["top"]) - 1) < 0.5
+    assert obj["top"][0]["score"] >= obj["top"][1]["score"]
+    assert set(obj["timings"]) == {"decode_ms", "preprocess_ms", "extract_ms", "head_ms", "total_ms"}
+    assert obj["frames"] > 0 and obj["fps"] == 30.0
+
+
+def test_timings_flag_reports_each_stage(env):
+    proc = run_cli("classify", str(jhmdb_clip("pour")), "--timings", env=env)
+    assert proc.returncode == 0
+    for stage in ("decode", "preprocess", "extract", "head", "total"):
+        assert f"{stage} " in proc.stdout
+
+
+def test_directory_is_classified_recursively(env):
+    proc = run_cli("classify", str(DATA / "kinetics_sample"), "--json", env=env)
+    assert proc.returncode == 0
+    assert len(proc.stdout.strip().splitlines()) == 4
+
+
+def test_bad_clips_fail_alone_others_still_classified(env, tmp_path):
+    good = jhmdb_clip("clap")
+    text = tmp_path / "notes.avi"
+    text.write_text("this is not a video\n" * 50)
+    empty = tmp_path / "empty.avi"
+    empty.write_bytes(b"")
+    truncated = tmp_path / "truncated.avi"
+    truncated.write_bytes(good.read_bytes()[:4000])
+    missing = tmp_path / "missing.avi"
+    proc = run_cli("classify", str(text), str(empty), str(truncated), str(missing), str(good), "--json", env=env)
+    assert proc.returncode == 1
+    results = [json.loads(l) for l in proc.stdout.splitlines()]
+    by_path = {r["path"]: r for r in results}
+    assert by_path[str(good)]["ok"] is True
+    for bad in (text, empty, truncated, missing):
+        assert by_path[str(bad)]["ok"] is False and str(bad) in by_path[str(bad)]["error"]
+    _one_line_error(proc, "notes.avi", "empty.avi: empty file", "truncated.avi", "missing.avi: no such file")
+
+
+def test_directory_without_videos(env, tmp_path):
+    (tmp_path / "readme.txt").write_text("hi")
+    proc = run_cli("classify", str(tmp_path), env=env)
+    assert proc.returncode == 1
+    _one_line_error(proc, "contains no video files")
+
+
+def test_unreadable_extractor_model(env, tmp_path):
+    bad = tmp_path / "model.tflite"
+    bad.write_bytes(b"\x00garbage" * 1000)
+    proc = run_cli("classify", str(jhmdb_clip("wave")), "--extractor", str(bad), env=env)
+    assert proc.returncode == 1
+    _one_line_error(proc, "model.tflite")
+
+
+def test_extractor_not_fetched_says_how_to_fetch(tmp_path):
+    proc = run_cli("classify", str(jhmdb_clip("wave")), env={"EDGEVID_MODEL_DIR": str(tmp_path)})
+    assert proc.returncode == 1
+    _one_line_error(proc, "models fetch")
+
+
+def test_head_with_other_feature_dim_is_refused(env):
+    proc = run_cli("classify", str(jhmdb_clip("wave")), "--extractor", str(V3SMALL), env=env)
+    assert proc.returncode == 1
+    _one_line_error(proc, "1280-d", "1024-d")
+
+
+def _copy_head(tmp_path):
+    head = tmp_path / "head"
+    shutil.copytree(HEAD_DIR, head, ignore=shutil.ignore_patterns("__pycache__", "__init__.py"))
+    return head
+
+
+def test_labels_with_wrong_count_are_refused(env, tmp_path):
+    head = _copy_head(tmp_path)
+    labels = head / "labels.txt"
+    labels.write_text("\n".join(labels.read_text().split()[:-1]) + "\n")
+    manifest = json.loads((head / "manifest.json").read_text())
+    manifest["labels"]["sha256"] = sha256_file(labels)
+    (head / "manifest.json").write_text(json.dumps(manifest))
+    proc = run_cli("classify", str(jhmdb_clip("wave")), "--head", str(head), env=env)
+    assert proc.returncode == 1
+    _one_line_error(proc, "labels.txt", "20 labels", "21 classes")
+
+
+def test_tampered_head_fails_its_checksum(env, tmp_path):
+    head = _copy_head(tmp_path)
+    blob = bytearray((head / "head.tflite").read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    (head / "head.tflite").write_bytes(bytes(blob))
+    proc = run_cli("classify", str(jhmdb_clip("wave")), "--head", str(head), env=env)
+    assert proc.returncode == 1
+    _one_line_error(proc, "head.tflite", "sha256")
+    verify = run_cli("models", "verify", "--head", str(head), env=env)
+    assert verify.returncode == 1 and "FAILED" in verify.stdout
+
+
+def test_usage_errors_exit_2(env):
+    assert run_cli("classify", env=env).returncode == 2
+    proc = run_cli("classify", str(jhmdb_clip("wave")), "--top-k", "0", env=env)
+    assert proc.returncode == 2
+    _one_line_error(proc, "--top-k")
+
+
+def test_models_fetch_from_local_folder_and_verify(tmp_path):
+    env = {"EDGEVID_MODEL_DIR": str(tmp_path / "m")}
+    proc = run_cli("models", "fetch", "--from", str(MNV2.parent), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert sha256_file(tmp_path / "m" / MNV2.name) == sha256_file(MNV2)
+    assert not [p for p in (tmp_path / "m").iterdir() if p.name.startswith(".")]  # no temp files left
+    verify = run_cli("models", "verify", env=env)
+    assert verify.returncode == 0 and "FAILED" not in verify.stdout
+
+
+def test_models_fetch_rejects_wrong_file_and_writes_nothing(tmp_path):
+    env = {"EDGEVID_MODEL_DIR": str(tmp_path / "m")}
+    proc = run_cli("models", "fetch", "--from", str(V3SMALL), env=env)
+    assert proc.returncode == 1
+    _one_line_error(proc, "sha256")
+    assert not (tmp_path / "m" / MNV2.name).exists()
+
+
+def test_models_fetch_offline_is_a_clear_error(tmp_path):
+    # Points the official URL's host at nothing: the download must fail fast with advice.
+    env = {"EDGEVID_MODEL_DIR": str(tmp_path), "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+    proc = run_cli("models", "fetch", env=env, timeout=120)
+    assert proc.returncode == 1
+    _one_line_error(proc, "cannot download", "--from")

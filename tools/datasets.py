@@ -1,0 +1,222 @@
+"""Labelled video datasets and their official splits, with nothing dropped silently.
+
+Every reader returns a :class:`Dataset` with train/val/test lists and ``problems``: one line for
+each clip that could not be placed (absent, unlisted, listed under another class), so a report can
+show what was left out and why.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgevid.capture import VIDEO_SUFFIXES
+
+
+class DatasetError(Exception):
+    """The dataset cannot be read as asked (missing folder or split file, empty class)."""
+
+
+@dataclass(frozen=True)
+class Item:
+    path: Path
+    label: int
+    group: str  # clips sharing a group (same source video / actor) never straddle train and test
+
+
+@dataclass
+class Dataset:
+    name: str
+    root: Path
+    classes: list[str]
+    train: list[Item]
+    val: list[Item]
+    test: list[Item]
+    problems: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{self.name}: {len(self.classes)} classes, {len(self.train)} train / {len(self.val)} val / "
+            f"{len(self.test)} test clips, {len(self.problems)} problems"
+        )
+
+
+# HMDB51 names end in visible-body/camera-motion/persons/viewpoint/quality/clip-number tokens;
+# what precedes them names the source video and action.
+_HMDB_TAIL = re.compile(r"_[fhlu]_(?:cm|nm)_np\d+_(?:fr|ba|le|ri)_(?:goo|med|bad)_\d+$")
+_UCF_GROUP = re.compile(r"^v_(.+?)_(g\d+)_c\d+$", re.IGNORECASE)
+
+
+def group_of(path: Path) -> str:
+    """Source-video group of a clip: UCF101 ``gNN`` (with class), HMDB/JHMDB source name, else the stem."""
+    stem = path.stem
+    m = _UCF_GROUP.match(stem)
+    if m:
+        return f"{m.group(1).lower()}_{m.group(2)}"
+    m = _HMDB_TAIL.search(stem)
+    if m:
+        return stem[: m.start()]
+    return stem
+
+
+def _videos(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+
+
+def _class_folders(root: Path) -> list[Path]:
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset folder not found")
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise DatasetError(f"{root}: no class folders")
+    empty = [f.name for f in folders if not _videos(f)]
+    if empty:
+        raise DatasetError(f"{root}: class folder(s) with no clips: {', '.join(empty)}")
+    return folders
+
+
+def split_validation(train: list[Item], fraction: float, seed: int) -> tuple[list[Item], list[Item]]:
+    """Hold out whole groups (about ``fraction`` of clips) from train, per class, seeded."""
+    rng = random.Random(seed)
+    by_class: dict[int, dict[str, list[Item]]] = defaultdict(lambda: defaultdict(list))
+    for item in train:
+        by_class[item.label][item.group].append(item)
+    keep, val = [], []
+    for label in sorted(by_class):
+        groups = sorted(by_class[label])
+        rng.shuffle(groups)
+        total = sum(len(by_class[label][g]) for g in groups)
+        taken = 0
+        for g in groups:
+            items = by_class[label][g]
+            # Leave at least one group for training.
+            goal = fraction * total
+            fits = taken + len(items) <= max(goal * 1.3, 1) or taken == 0 and len(items) <= 2 * goal
+            if taken < goal and fits and len(groups) > 1 and taken + len(items) < total:
+                val.extend(items)
+                taken += len(items)
+            else:
+                keep.extend(items)
+    return keep, val
+
+
+def _hmdb_key(name: str) -> str:
+    # JHMDB file names have '@' where the HMDB split lists have '#' or '&'.
+    return name.replace("#", "@").replace("&", "@")
+
+
+def read_jhmdb(root: Path, splits_dir: Path, split: int = 1, val_fraction: float = 0.14, seed: int = 0) -> Dataset:
+    """JHMDB/HMDB51 layout: ``root/<class>/*.avi`` with ``<class>_test_split<k>.txt`` (1 train, 2 test, 0 unused)."""
+    root, splits_dir = Path(root), Path(splits_dir)
+    folders = _class_folders(root)
+    classes = [f.name for f in folders]
+    files = sorted(splits_dir.glob(f"*_test_split{split}.txt"))
+    if not files:
+        raise DatasetError(f"{splits_dir}: no *_test_split{split}.txt files")
+    listed: dict[str, tuple[str, int]] = {}
+    # Fallback key without the action word: HMDB lists some JHMDB clips under another action
+    # (catch/LearnToShootFromTheMaster_catch_* is shoot_ball/LearnToShootFromTheMaster_shoot_ball_*).
+    by_source: dict[str, tuple[str, int, str]] = {}
+    for file in files:
+        cls = file.name[: -len(f"_test_split{split}.txt")]
+        for n, line in enumerate(file.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 2 or parts[1] not in {"0", "1", "2"}:
+                raise DatasetError(f"{file}:{n}: expected '<file> 0|1|2', got {line.strip()!r}")
+            listed[_hmdb_key(parts[0])] = (cls, int(parts[1]))
+            by_source[_hmdb_key(parts[0]).replace(f"_{cls}_", "_", 1)] = (cls, int(parts[1]), parts[0])
+    ds = Dataset(f"jhmdb-split{split}", root, classes, [], [], [])
+    unused = 0
+    for label, folder in enumerate(folders):
+        for path in _videos(folder):
+            entry = listed.get(_hmdb_key(path.name))
+            if entry is None and (alt := by_source.get(_hmdb_key(path.name).replace(f"_{folder.name}_", "_", 1))):
+                entry = alt[:2]
+                ds.problems.append(f"{folder.name}/{path.name}: listed as {alt[0]}/{alt[2]}; labelled by its folder")
+            elif entry is not None and entry[0] != folder.name:
+                ds.problems.append(f"{folder.name}/{path.name}: listed under {entry[0]!r}; labelled by its folder")
+            if entry is None:
+                ds.problems.append(f"{folder.name}/{path.name}: not in any split list; left out")
+                continue
+            flag = entry[1]
+            if flag == 0:
+                unused += 1
+                continue
+            item = Item(path, label, group_of(path))
+            (ds.train if flag == 1 else ds.test).append(item)
+    if unused:
+        ds.problems.append(f"{unused} clips marked 0 (unused) by split {split}; left out")
+    ds.train, ds.val = split_validation(ds.train, val_fraction, seed)
+    return ds
+
+
+def read_ucf101(root: Path, splits_dir: Path, split: int = 1, val_fraction: float = 0.14, seed: int = 0) -> Dataset:
+    """UCF101 layout with the official ``classInd.txt`` / ``trainlist0N.txt`` / ``testlist0N.txt``.
+
+    Class names are matched case-insensitively (the lists spell ``HandStandPushups``, the folder is
+    ``HandstandPushups``); listed clips that are absent are reported, not fatal.
+    """
+    root, splits_dir = Path(root), Path(splits_dir)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset folder not found")
+    class_file = splits_dir / "classInd.txt"
+    try:
+        lines = class_file.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise DatasetError(f"{class_file}: not found") from None
+    classes: list[str] = []
+    for n, line in enumerate(lines, 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2 or not parts[0].isdigit() or int(parts[0]) != len(classes) + 1:
+            raise DatasetError(f"{class_file}:{n}: expected '<index> <ClassName>' in order, got {line.strip()!r}")
+        classes.append(parts[1])
+    index = {c.lower(): i for i, c in enumerate(classes)}
+    on_disk = {p.relative_to(root).as_posix().lower(): p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES}
+    ds = Dataset(f"ucf101-split{split}", root, classes, [], [], [])
+    for kind in ("train", "test"):
+        list_file = splits_dir / f"{kind}list0{split}.txt"
+        if not list_file.is_file():
+            raise DatasetError(f"{list_file}: not found")
+        absent = 0
+        for n, line in enumerate(list_file.read_text(encoding="utf-8").splitlines(), 1):
+            parts = line.split()
+            if not parts:
+                continue
+            rel = parts[0].replace("\\", "/")
+            cls = rel.split("/")[0].lower()
+            if cls not in index:
+                raise DatasetError(f"{list_file}:{n}: class {rel.split('/')[0]!r} is not in classInd.txt")
+            if len(parts) > 1 and int(parts[1]) != index[cls] + 1:
+                raise DatasetError(f"{list_file}:{n}: label {parts[1]} disagrees with classInd.txt for {rel.split('/')[0]}")
+            path = on_disk.get(rel.lower())
+            if path is None:
+                absent += 1
+                continue
+            (ds.train if kind == "train" else ds.test).append(Item(path, index[cls], group_of(path)))
+        if absent:
+            ds.problems.append(f"{absent} clips listed in {list_file.name} are absent under {root}; left out")
+    listed = {i.path for i in ds.train + ds.test}
+    unlisted = [p for p in on_disk.values() if p not in listed]
+    for p in sorted(unlisted):
+        ds.problems.append(f"{p.relative_to(root)}: on disk but in no {split} list; left out")
+    ds.classes = classes
+    ds.train, ds.val = split_validation(ds.train, val_fraction, seed)
+    return ds
+
+
+def read_folders(root: Path, test_fraction: float = 0.28, val_fraction: float = 0.14, seed: int = 0) -> Dataset:
+    """Any ``root/<class>/*`` dataset: a seeded split that keeps each group on one side."""
+    root = Path(root)
+    folders = _class_folders(root)
+    ds = Dataset(f"{root.name}-seed{seed}", root, [f.name for f in folders], [], [], [])
+    items = [Item(p, label, group_of(p)) for label, f in enumerate(folders) for p in _videos(f)]
+    rest, ds.test = split_validation(items, test_fraction, seed)
+    ds.train, ds.val = split_validation(rest, val_fraction / (1 - test_fraction), seed + 1)
+    return ds

@@ -1,0 +1,228 @@
+"""One command for the whole experiment: features -> train heads -> evaluate -> convert -> report.
+
+    python -m tools.experiment --dataset jhmdb --data ../shared/data/jhmdb \
+        --splits ../shared/data/jhmdb_splits --split 1 --out runs/jhmdb-s1
+
+``--export DIR`` also installs the chosen head (TFLite, labels, manifest, report, confusion matrix)
+where ``edgevid classify`` finds it, and checks it there on the test clips end to end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgevid.extractor import Extractor
+from edgevid.manifest import ExtractorRef, FileRef, Manifest, sha256_file
+from edgevid.store import EXTRACTORS, write_atomic
+
+from .convert import agreement, op_versions, run_tflite, to_tflite
+from .datasets import Dataset, DatasetError, read_folders, read_jhmdb, read_ucf101
+from .evaluate import evaluate, plot_confusion
+from .features import cache_path, extract_dataset, load_cached
+from .heads import SPECS
+from .train import Quant, deploy_batch, save_history, train_head
+
+
+def load_dataset(args: argparse.Namespace) -> Dataset:
+    if args.dataset == "jhmdb":
+        return read_jhmdb(args.data, args.splits, args.split, seed=args.seed)
+    if args.dataset == "ucf101":
+        return read_ucf101(args.data, args.splits, args.split, seed=args.seed)
+    return read_folders(args.data, seed=args.seed)
+
+
+def _fmt(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def run(args: argparse.Namespace) -> dict:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ds = load_dataset(args)
+    print(ds.summary())
+    for p in ds.problems:
+        print(f"  problem: {p}")
+    extractor = Extractor(args.extractor, num_threads=1)
+    ext_name = next((e.name for e in EXTRACTORS.values() if extractor.sha256 in e.sha256), Path(args.extractor).stem)
+    cache = Path(args.cache or f"cache/features/{extractor.id}")
+    quant = Quant(extractor.scale, extractor.zero_point)
+    m = args.frames
+
+    items = ds.train + ds.val + ds.test
+    t0 = time.perf_counter()
+    failures = extract_dataset([i.path for i in items], ds.root, cache, Path(args.extractor), m=m, workers=args.workers)
+    feature_seconds = time.perf_counter() - t0
+    for clip, err in sorted(failures.items()):
+        print(f"  failed clip: {err}")
+
+    def load(split):
+        kept = [(load_cached(cache_path(cache, ds.root, i.path), i.path), i.label) for i in split if str(i.path) not in failures]
+        return [c for c, _ in kept], np.array([y for _, y in kept])
+
+    (tr, y_tr), (va, y_va), (te, y_te) = load(ds.train), load(ds.val), load(ds.test)
+    x_va, x_te = deploy_batch(va, m, quant), deploy_batch(te, m, quant)
+    n_cls = len(ds.classes)
+    results: dict = {
+        "dataset": ds.name, "classes": ds.classes, "extractor": {"name": ext_name, "sha256": extractor.sha256},
+        "frames": m, "counts": {"train": len(tr), "val": len(va), "test": len(te)}, "problems": ds.problems,
+        "failed_clips": failures, "feature_seconds": feature_seconds, "seed": args.seed, "heads": {},
+        "command": " ".join([Path(sys.executable).name, "-m", "tools.experiment", *sys.argv[1:]]),
+    }
+    n_agree = min(100, len(x_va))
+    for name in args.heads:
+        spec = SPECS[name]
+        print(f"training {name} on {len(tr)} clips ({len(va)} val)")
+        model, history = train_head(spec, tr, y_tr, x_va, y_va, n_cls, m, quant, seed=args.seed, max_epochs=args.max_epochs,
+                                    augment=not args.no_augment)
+        save_history(out / f"history_{name}.json", history)
+        keras_te = model.predict(x_te, batch_size=64, verbose=0)
+        keras_va = model.predict(x_va[:n_agree], batch_size=64, verbose=0)
+        val_top1 = float((model.predict(x_va, batch_size=64, verbose=0).argmax(1) == y_va).mean())
+        row: dict = {"params": int(model.count_params()), "epochs": len(history["epochs"]), "train_seconds": history["seconds"],
+                     "val_top1": val_top1, "keras": evaluate(keras_te, y_te, ds.classes), "variants": {}}
+        for variant, quantize in (("float", False), ("dynamic_int8", True)):
+            blob = to_tflite(model, spec, m, extractor.feature_dim, n_cls, quantize=quantize)
+            probs_te, latency = run_tflite(blob, x_te)
+            probs_va, _ = run_tflite(blob, x_va[:n_agree])
+            write_atomic(out / f"{name}_{variant}.tflite", blob)
+            row["variants"][variant] = {
+                "bytes": len(blob), "latency_ms": latency, "ops": op_versions(blob),
+                "agreement_val": agreement(keras_va, probs_va), "test": evaluate(probs_te, y_te, ds.classes),
+            }
+            print(f"  {name} {variant}: top1 {_fmt(row['variants'][variant]['test']['top1'])} "
+                  f"top5 {_fmt(row['variants'][variant]['test']['top5'])} {len(blob) / 1e6:.1f} MB {latency:.1f} ms")
+        shipped = row["variants"]["dynamic_int8"]["test"]
+        plot_confusion(shipped["confusion"], ds.classes, out / f"confusion_{name}.png", f"{name} (TFLite int8) on {ds.name} test")
+        results["heads"][name] = row
+        write_atomic(out / "report.json", json.dumps(results, indent=1).encode())
+    write_atomic(out / "report.md", render_markdown(results).encode())
+    return results
+
+
+def render_markdown(r: dict) -> str:
+    lines = [f"# {r['dataset']}: heads on {r['extractor']['name']} features", "",
+             f"Command: `{r['command']}`", "",
+             f"Clips: {r['counts']['train']} train / {r['counts']['val']} val / {r['counts']['test']} test; "
+             f"M = {r['frames']} frames; {len(r['failed_clips'])} failed clips; {len(r['problems'])} dataset problems (listed below).", "",
+             "| head | params | variant | top-1 % (95 % CI) | top-5 % | macro-F1 | size MB | latency ms/clip | top-1 agree vs Keras | max abs diff |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, h in r["heads"].items():
+        k = h["keras"]
+        lines.append(f"| {name} | {h['params']:,} | Keras | {_fmt(k['top1'])} ({_fmt(k['top1_ci95'][0])}–{_fmt(k['top1_ci95'][1])}) | "
+                     f"{_fmt(k['top5'])} | {k['macro_f1']:.3f} | | | | |")
+        for v, d in h["variants"].items():
+            t = d["test"]
+            lines.append(f"| {name} | | TFLite {v} | {_fmt(t['top1'])} ({_fmt(t['top1_ci95'][0])}–{_fmt(t['top1_ci95'][1])}) | "
+                         f"{_fmt(t['top5'])} | {t['macro_f1']:.3f} | {d['bytes'] / 1e6:.2f} | {d['latency_ms']:.1f} | "
+                         f"{_fmt(d['agreement_val']['top1_agreement'])} % of {d['agreement_val']['n']} val | {d['agreement_val']['max_abs_diff']:.1e} |")
+    lines += ["", "Validation top-1 (Keras, deploy sample; chooses the default head): "
+              + ", ".join(f"{n} {_fmt(h['val_top1'])} %" for n, h in r["heads"].items())]
+    lines += ["", "Latency: median per clip, ai-edge-litert, 1 thread, this machine. Agreement: TFLite vs Keras on validation clips.", ""]
+    for name, h in r["heads"].items():
+        per = h["variants"]["dynamic_int8"]["test"]["per_class"]
+        lines += [f"## {name} (TFLite dynamic_int8) per class", "", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+        for c in r["classes"]:
+            p = per[c]
+            lines.append(f"| {c} | {p['precision']:.2f} | {p['recall']:.2f} | {p['f1-score']:.2f} | {int(p['support'])} |")
+        lines.append("")
+    if r["problems"] or r["failed_clips"]:
+        lines += ["## Left out or remapped", ""] + [f"- {p}" for p in r["problems"]] + [f"- failed: {e}" for e in r["failed_clips"].values()]
+    return "\n".join(lines) + "\n"
+
+
+def export_head(results: dict, run_dir: Path, name: str, target: Path, extractor_path: Path) -> Manifest:
+    """Install a trained head where edgevid finds it: TFLite + labels + manifest + report + confusion."""
+    target.mkdir(parents=True, exist_ok=True)
+    blob = (run_dir / f"{name}_dynamic_int8.tflite").read_bytes()
+    write_atomic(target / "head.tflite", blob)
+    write_atomic(target / "labels.txt", ("\n".join(results["classes"]) + "\n").encode())
+    write_atomic(target / "report.md", (run_dir / "report.md").read_bytes())
+    write_atomic(target / "report.json", (run_dir / "report.json").read_bytes())
+    write_atomic(target / "confusion.png", (run_dir / f"confusion_{name}.png").read_bytes())
+    extractor = Extractor(extractor_path, num_threads=1)
+    known = next((e for e in EXTRACTORS.values() if extractor.sha256 in e.sha256), None)
+    test = results["heads"][name]["variants"]["dynamic_int8"]["test"]
+    manifest = Manifest(
+        name=f"{results['dataset']}-{name}",
+        head=FileRef(file="head.tflite", sha256=sha256_file(target / "head.tflite")),
+        labels=FileRef(file="labels.txt", sha256=sha256_file(target / "labels.txt")),
+        frames=results["frames"],
+        feature_dim=extractor.feature_dim,
+        extractor=ExtractorRef(name=known.name if known else extractor_path.stem,
+                               sha256=sorted(known.sha256) if known else [extractor.sha256],
+                               feature_tensor=extractor.feature_tensor, feature_dim=extractor.feature_dim),
+        runtimes=["ai-edge-litert", "tflite-runtime>=2.3 (FULLY_CONNECTED v9, per-tensor dynamic-range weights)"],
+        trained_on=f"{results['dataset']} ({results['counts']['train']} train / {results['counts']['val']} val clips)",
+        report="report.md",
+        metrics={"top1": test["top1"], "top5": test["top5"], "macro_f1": test["macro_f1"], "test_clips": test["n"]},
+    )
+    write_atomic(target / "manifest.json", (manifest.model_dump_json(indent=1) + "\n").encode())
+    return manifest
+
+
+def check_exported(target: Path, extractor_path: Path, ds: Dataset, expected_top1: float) -> float:
+    """Run the installed head through edgevid's own classify path on the test clips."""
+    from edgevid.head import Head
+    from edgevid.pipeline import ClipClassifier
+
+    clf = ClipClassifier(Extractor(extractor_path, num_threads=os.cpu_count()), Head(target))
+    correct = 0
+    for item in ds.test:
+        r = clf.classify(item.path, 1)
+        correct += r.ok and r.top[0].label == ds.classes[item.label]
+    top1 = correct / len(ds.test)
+    print(f"edgevid classify with the installed head: top-1 {_fmt(top1)} % on {len(ds.test)} test clips (report: {_fmt(expected_top1)} %)")
+    return top1
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tools.experiment", description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", choices=["jhmdb", "ucf101", "folders"], required=True)
+    p.add_argument("--data", type=Path, required=True, help="dataset root (one folder per class)")
+    p.add_argument("--splits", type=Path, help="split files folder (jhmdb, ucf101)")
+    p.add_argument("--split", type=int, default=1)
+    p.add_argument("--extractor", type=Path, default=Path(os.environ.get("EDGEVID_SHARED", "../shared")) / "models/mobilenet_v2_1.0_224_quant.tflite")
+    p.add_argument("--frames", type=int, default=25)
+    p.add_argument("--heads", type=lambda s: s.split(","), default=["frame", "gru128", "gru1280", "lstm1280"],
+                   help=f"comma-separated, from {', '.join(SPECS)}")
+    p.add_argument("--cache", type=Path, help="feature cache folder (default cache/features/<extractor id>)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-epochs", type=int, default=80)
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--no-augment", action="store_true", help="train on the deploy sample only (the study's setting)")
+    p.add_argument("--export", type=Path, help="install the --default-head here (e.g. models/)")
+    p.add_argument("--default-head", default="best", help="head to --export, or 'best' (highest validation top-1)")
+    args = p.parse_args(argv)
+    unknown = [h for h in args.heads if h not in SPECS]
+    if unknown:
+        p.error(f"unknown head(s) {', '.join(unknown)}; choose from {', '.join(SPECS)}")
+    if args.dataset != "folders" and not args.splits:
+        p.error(f"--splits is required for --dataset {args.dataset}")
+    try:
+        results = run(args)
+        if args.export:
+            chosen = args.default_head
+            if chosen == "best":
+                chosen = max(results["heads"], key=lambda h: results["heads"][h]["val_top1"])
+            print(f"exporting {chosen} to {args.export}")
+            manifest = export_head(results, args.out, chosen, args.export, args.extractor)
+            got = check_exported(args.export, args.extractor, load_dataset(args), manifest.metrics["top1"])
+            if abs(got - manifest.metrics["top1"]) > 1e-9:
+                print("error: the installed head does not reproduce the report's accuracy", file=sys.stderr)
+                return 1
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Training a head on cached features: jittered, mirrored samples for training; the deploy sample for eval."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .features import CachedClip
+from .heads import HeadSpec, build
+
+
+@dataclass
+class Quant:
+    """How uint8 cached features become the float inputs the head sees (the extractor's own numbers)."""
+
+    scale: float
+    zero_point: int
+
+    def __call__(self, q: np.ndarray) -> np.ndarray:
+        return (q.astype(np.float32) - self.zero_point) * np.float32(self.scale)
+
+
+def jitter_sample(clip: CachedClip, m: int, rng: np.random.Generator, flip: bool) -> np.ndarray:
+    """One random frame from each of m equal segments (TSN-style), optionally mirrored: uint8 [m, D]."""
+    n = clip.n_frames
+    lo = (np.arange(m) * n) // m
+    hi = np.maximum(((np.arange(m) + 1) * n) // m, lo + 1)
+    want = rng.integers(lo, hi)
+    pos = np.clip(np.searchsorted(clip.indices, want), 0, len(clip.indices) - 1)
+    # Nearest cached frame (the cache holds every frame of clips up to its cap).
+    left = np.clip(pos - 1, 0, len(clip.indices) - 1)
+    pos = np.where(np.abs(clip.indices[left] - want) < np.abs(clip.indices[pos] - want), left, pos)
+    return (clip.flipped if flip else clip.feats)[pos]
+
+
+def epoch_batch(clips: list[CachedClip], m: int, rng: np.random.Generator, quant: Quant) -> np.ndarray:
+    return quant(np.stack([jitter_sample(c, m, rng, bool(rng.random() < 0.5)) for c in clips]))
+
+
+def deploy_batch(clips: list[CachedClip], m: int, quant: Quant) -> np.ndarray:
+    return quant(np.stack([c.deploy_sample(m) for c in clips]))
+
+
+def train_head(
+    spec: HeadSpec,
+    train: list[CachedClip],
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    classes: int,
+    m: int,
+    quant: Quant,
+    *,
+    seed: int = 0,
+    max_epochs: int = 80,
+    patience: int = 12,
+    batch_size: int = 32,
+    augment: bool = True,
+    log=print,
+):
+    """Adam + categorical cross-entropy, early stopping on validation loss (best weights kept)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    dim = train[0].feats.shape[1]
+    model = build(spec, m, dim, classes)
+    optimizer = keras.optimizers.AdamW(spec.lr, weight_decay=spec.weight_decay) if spec.weight_decay else keras.optimizers.Adam(spec.lr)
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=spec.smoothing)
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+    rng = np.random.default_rng(seed)
+    yt = keras.utils.to_categorical(y_train, classes)
+    yv = keras.utils.to_categorical(y_val, classes)
+    x_fixed = None if augment else deploy_batch(train, m, quant)
+    history: list[dict] = []
+    best, best_weights, waited = np.inf, None, 0
+    t0 = time.perf_counter()
+    for epoch in range(max_epochs):
+        x = epoch_batch(train, m, rng, quant) if augment else x_fixed
+        h = model.fit(x, yt, batch_size=batch_size, epochs=1, verbose=0, shuffle=True)
+        val_loss, val_acc = model.evaluate(x_val, yv, batch_size=64, verbose=0)
+        row = {"epoch": epoch + 1, "loss": float(h.history["loss"][0]), "acc": float(h.history["accuracy"][0]),
+               "val_loss": float(val_loss), "val_acc": float(val_acc)}
+        history.append(row)
+        if val_loss < best - 1e-4:
+            best, best_weights, waited = val_loss, model.get_weights(), 0
+        else:
+            waited += 1
+        if epoch % 5 == 0 or waited == 0:
+            log(f"  {spec.name} epoch {epoch + 1}: loss {row['loss']:.3f} val_loss {val_loss:.3f} val_acc {val_acc:.3f}")
+        if waited >= patience:
+            break
+    model.set_weights(best_weights)
+    return model, {"epochs": history, "best_val_loss": float(best), "seconds": time.perf_counter() - t0}
+
+
+def save_history(path: Path, history: dict) -> None:
+    path.write_text(json.dumps(history, indent=1))
