@@ -61,7 +61,7 @@ def load_classifier(args: argparse.Namespace):
         raise UsageError(f"--threads must be >= 1, got {args.threads}")
     head = Head(args.head or default_head_dir(), num_threads=args.threads)
     extractor_file = args.extractor or extractor_path(head.manifest.extractor.name, args.model_dir)
-    extractor = Extractor(extractor_file, num_threads=args.threads, feature_tensor=head.manifest.extractor.feature_tensor)
+    extractor = Extractor(extractor_file, num_threads=args.threads)
     return ClipClassifier(extractor, head)
 
 

@@ -97,7 +97,7 @@ class Daemon:
         threads = cfg.models.threads
         self.head = Head(cfg.models.head or default_head_dir(), num_threads=threads)
         path = cfg.models.extractor or extractor_path(self.head.manifest.extractor.name, cfg.models.dir)
-        self.extractor = Extractor(Path(path), num_threads=threads, feature_tensor=self.head.manifest.extractor.feature_tensor)
+        self.extractor = Extractor(Path(path), num_threads=threads)
         self.head.check_extractor(self.extractor.feature_dim, self.extractor.sha256, str(path))
         self.models = ModelIds(extractor=self.extractor.id, head=self.head.id)
         m = self.head.frames

@@ -16,12 +16,12 @@ from .runtime import make_interpreter, schema_module
 FEATURE_TENSOR_SUFFIX = "/Logits/AvgPool"
 
 
-def _find_feature_tensor(interpreter, wanted: str | None) -> dict:
+def _find_feature_tensor(interpreter, wanted: str | None, path: Path) -> dict:
     for detail in interpreter.get_tensor_details():
         name = detail["name"]
         if (wanted and name == wanted) or (not wanted and name.endswith(FEATURE_TENSOR_SUFFIX)):
             return detail
-    raise ModelError(f"no tensor named {wanted or '*' + FEATURE_TENSOR_SUFFIX!r}: not a MobileNet classifier?")
+    raise ModelError(f"extractor {path}: no tensor named {wanted or '*' + FEATURE_TENSOR_SUFFIX!r} (not a MobileNet classifier?)")
 
 
 def preprocess(frame_bgr: np.ndarray, size: int, out: np.ndarray | None = None) -> np.ndarray:
@@ -61,7 +61,7 @@ class Extractor:
             raise ModelError(f"extractor {self.path}: cannot read: {exc.strerror}") from None
         self.sha256 = hashlib.sha256(data).hexdigest()
         full = make_interpreter(data, num_threads=num_threads, runtime=runtime, what=f"extractor {self.path}")
-        detail = _find_feature_tensor(full, feature_tensor)
+        detail = _find_feature_tensor(full, feature_tensor, self.path)
         self.feature_tensor: str = detail["name"]
         self.feature_dim = int(np.prod(detail["shape"][1:]))
         self.scale, self.zero_point = (float(detail["quantization"][0]), int(detail["quantization"][1]))

@@ -59,7 +59,9 @@ class GridSampler:
     def take(self, start: float, end: float) -> list[int]:
         """Grid indices whose instant lies in ``[start, end)``; instants before ``start`` are skipped."""
         out = []
-        while (self.next_k + 0.5) * self.dt < end:
+        # 1e-9 s of slack: a grid instant that falls exactly on a frame boundary belongs to the
+        # later frame, as in integer ``sample_indices``, despite float rounding.
+        while (self.next_k + 0.5) * self.dt < end - 1e-9:
             if (self.next_k + 0.5) * self.dt >= start - 1e-9:
                 out.append(self.next_k)
             self.next_k += 1
@@ -105,8 +107,7 @@ class FrameSource(threading.Thread):
                     return
                 delay = min(delay * 2, self.cfg.reconnect_max)
                 continue
-            self.stats.state = "running"
-            self.stats.last_error = None
+            self.stats.state = "running"  # last_error stays: it tells what the last reconnect was for
             try:
                 got_frames, ended = self._read(cap)
             finally:
@@ -128,8 +129,7 @@ class FrameSource(threading.Thread):
 
     def _failed(self, message: str) -> None:
         self.stats.state = "reconnecting"
-        if message != self.stats.last_error:
-            log.warning("source %s: %s; retrying", self.cfg.id, message)
+        log.warning("source %s: %s; retrying (reconnect %d)", self.cfg.id, message, self.stats.reconnects + 1)
         self.stats.last_error = message
 
     def _backoff(self, delay: float) -> bool:

@@ -9,7 +9,6 @@ import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from .errors import ModelError, UsageError
@@ -64,8 +63,16 @@ def model_dir(explicit: Path | str | None = None) -> Path:
 
 
 def default_head_dir() -> Path:
-    """The head shipped with the package (``models/`` in the repository)."""
-    return Path(str(resources.files("edgevid.models")))
+    """The head shipped with edgevid: ``models/`` of the repository.
+
+    A wheel installs it as ``edgevid/models``; a source checkout (or editable install) has it
+    beside the package.
+    """
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "models", package.parent / "models"):
+        if (candidate / MANIFEST_NAME).is_file():
+            return candidate
+    return package.parent / "models"
 
 
 def extractor_path(name: str = DEFAULT_EXTRACTOR, directory: Path | str | None = None) -> Path:

@@ -1,0 +1,256 @@
+"""`edgevid run` end to end: real clip as a paced file source, real SUB socket, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+
+from conftest import DATA, run_cli
+from daemon_util import Subscriber, free_port, start_daemon, stop_daemon, write_config
+from edgevid.capture import read_clip
+
+CLIP = sorted((DATA / "ucf101_sample").rglob("*.avi"))[0]
+
+
+@pytest.fixture(scope="module")
+def env(model_dir):
+    return {"EDGEVID_MODEL_DIR": str(model_dir)}
+
+
+def _preds(msgs, source=None):
+    return [m for t, m in msgs if m["type"] == "prediction" and (source is None or m["source"] == source)]
+
+
+def _status(msgs):
+    return [m for t, m in msgs if m["type"] == "status"]
+
+
+def test_daemon_publishes_what_classify_sees_and_stops_on_sigterm(tmp_path, env):
+    clip = read_clip(CLIP, 25)
+    window = clip.n_frames / clip.fps  # the first window is exactly the clip classify samples
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    config = write_config(tmp_path / "edgevid.toml", endpoint, [
+        {"id": "cam0", "uri": str(CLIP), "window": window, "hop": window / 5, "realtime": True, "top_k": 5},
+    ])
+    sub = Subscriber(endpoint)
+    proc = start_daemon(config, env)
+    try:
+        msgs = sub.until(lambda got: _preds(got) and _status(got), timeout=window + 30)
+    finally:
+        code, err = stop_daemon(proc)
+        sub.close()
+    assert code == 0, err
+    assert "Traceback" not in err
+    preds = _preds(msgs)
+    assert preds, err
+    first = preds[0]
+    assert first["schema_version"] == 1 and first["source"] == "cam0" and first["seq"] == 1
+    assert first["new_frames"] == 25 and len(first["top"]) == 5
+    assert first["window_end"] >= first["window_start"] and first["media_start"] < 0.5 * window / 25 * 2
+    assert len(first["models"]["extractor"]) == 12 and len(first["models"]["head"]) == 12
+    assert first["latency"]["capture_to_publish_ms"] >= 0
+
+    ref = json.loads(run_cli("classify", str(CLIP), "--json", "--top-k", "5", env=env).stdout)
+    assert [s["label"] for s in first["top"]] == [s["label"] for s in ref["top"]]
+    np.testing.assert_allclose([s["score"] for s in first["top"]], [s["score"] for s in ref["top"]], atol=1e-4)
+
+    status = _status(msgs)[-1]
+    assert status["sources"][0]["id"] == "cam0" and status["uptime_s"] > 0
+
+
+def test_sliding_window_extracts_only_new_frames(tmp_path, env):
+    """The feature ring at work: after the first window, each hop extracts hop/dt frames, not 25."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    config = write_config(tmp_path / "e.toml", endpoint, [
+        {"id": "k", "uri": str(CLIP), "window": 2.5, "hop": 0.5, "realtime": True},
+    ])
+    sub = Subscriber(endpoint, topics=("pred/",))
+    proc = start_daemon(config, env)
+    try:
+        msgs = sub.until(lambda got: len(got) >= 4, timeout=40)
+    finally:
+        code, err = stop_daemon(proc)
+        sub.close()
+    preds = _preds(msgs)
+    assert len(preds) >= 4, err
+    assert [p["seq"] for p in preds] == list(range(preds[0]["seq"], preds[0]["seq"] + len(preds)))
+    assert all(p["new_frames"] == 5 for p in preds if p["seq"] > 1)
+    media = [p["media_end"] for p in preds]
+    assert np.allclose(np.diff(media), 0.5, atol=0.05)
+
+
+def test_missing_source_does_not_stop_the_others(tmp_path, env):
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    config = write_config(tmp_path / "e.toml", endpoint, [
+        {"id": "good", "uri": str(CLIP), "window": 2.5, "hop": 0.5, "loop": True},
+        {"id": "gone", "uri": str(tmp_path / "nope.avi"), "reconnect_min": 0.1, "reconnect_max": 0.5},
+    ])
+    sub = Subscriber(endpoint)
+    proc = start_daemon(config, env)
+    try:
+        msgs = sub.until(lambda got: _preds(got, "good") and any(
+            s["id"] == "gone" and s["reconnects"] >= 2 for st in _status(got) for s in st["sources"]), timeout=40)
+    finally:
+        code, err = stop_daemon(proc)
+        sub.close()
+    assert code == 0
+    assert _preds(msgs, "good") and not _preds(msgs, "gone")
+    gone = [s for st in _status(msgs) for s in st["sources"] if s["id"] == "gone"][-1]
+    assert gone["state"] == "reconnecting" and "nope.avi" in gone["last_error"]
+    assert "nope.avi" in err and "Traceback" not in err
+
+
+def test_file_that_ends_is_reported_and_daemon_keeps_serving(tmp_path, env):
+    short = sorted((DATA / "jhmdb" / "wave").glob("*.avi"))[0]
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    config = write_config(tmp_path / "e.toml", endpoint, [{"id": "s", "uri": str(short), "window": 1.0, "hop": 0.2, "realtime": False}])
+    sub = Subscriber(endpoint, topics=("status",))
+    proc = start_daemon(config, env)
+    try:
+        msgs = sub.until(lambda got: sum(1 for _, m in got if m["sources"][0]["state"] == "ended") >= 2, timeout=30)
+        assert proc.poll() is None  # still serving status after its only source ended
+    finally:
+        code, err = stop_daemon(proc)
+        sub.close()
+    ended = [m for _, m in msgs if m["sources"][0]["state"] == "ended"]
+    assert len(ended) >= 2 and ended[-1]["sources"][0]["predictions"] >= 1
+    assert code == 0
+
+
+class _StallingHandler(BaseHTTPRequestHandler):
+    """Serves the first part of a real clip, then stops sending (a stalled camera stream)."""
+
+    data = b""
+    requests = 0
+
+    def do_GET(self):  # noqa: N802
+        type(self).requests += 1
+        self.send_response(200)
+        self.send_header("Content-Type", "video/x-msvideo")
+        self.send_header("Content-Length", str(len(self.data)))
+        self.end_headers()
+        try:
+            self.wfile.write(self.data[: len(self.data) * 2 // 3])
+            self.wfile.flush()
+            time.sleep(30)
+        except OSError:
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+def test_stalled_stream_is_detected_and_reconnected(tmp_path, env):
+    _StallingHandler.data = CLIP.read_bytes()
+    _StallingHandler.requests = 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _StallingHandler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/cam.avi"
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    config = write_config(tmp_path / "e.toml", endpoint, [{
+        "id": "net", "uri": url, "kind": "stream", "read_timeout": 1.0, "stall_timeout": 1.0,
+        "open_timeout": 3.0, "reconnect_min": 0.2, "reconnect_max": 1.0,
+    }])
+    sub = Subscriber(endpoint, topics=("status",))
+    proc = start_daemon(config, env)
+    t0 = time.monotonic()
+    try:
+        msgs = sub.until(lambda got: any(m["sources"][0]["reconnects"] >= 1 for _, m in got), timeout=30)
+        detected = time.monotonic() - t0
+    finally:
+        code, err = stop_daemon(proc)
+        server.shutdown()
+        sub.close()
+    last = msgs[-1][1]["sources"][0]
+    assert last["reconnects"] >= 1 and "stalled" in (last["last_error"] or ""), err
+    assert last["frames_in"] > 0  # it did read the part that arrived
+    assert detected < 20
+    assert code == 0
+
+
+def test_late_and_vanishing_subscribers(tmp_path, env):
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    config = write_config(tmp_path / "e.toml", endpoint, [{"id": "c", "uri": str(CLIP), "window": 2.5, "hop": 0.5, "loop": True}])
+    early = Subscriber(endpoint, topics=("pred/c",))
+    proc = start_daemon(config, env)
+    try:
+        assert _preds(early.until(lambda g: len(g) >= 1, timeout=30))
+        early.close()  # disappears without a word
+        time.sleep(1.0)
+        late = Subscriber(endpoint, topics=("pred/",))
+        msgs = late.until(lambda g: len(g) >= 2, timeout=30)
+        late.close()
+        assert proc.poll() is None
+    finally:
+        code, err = stop_daemon(proc)
+    preds = _preds(msgs)
+    assert len(preds) >= 2 and preds[0]["seq"] > 1
+    assert code == 0
+
+
+def test_config_errors_name_the_key_and_exit_2(tmp_path, env):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[sources]]\nid = "a"\nuri = "x.avi"\nwindw = 3\n')
+    for args in (("run", "--config", str(bad)), ("config", "check", str(bad))):
+        proc = run_cli(*args, env=env)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert "sources.0.windw: unknown key" in proc.stderr
+    bad.write_text('[[sources]]\nid = "a"\nuri = "x.avi"\nwindow = "long"\n')
+    proc = run_cli("config", "check", str(bad), env=env)
+    assert proc.returncode == 2 and "sources.0.window" in proc.stderr
+    bad.write_text('[[sources]]\nid = "a"\nuri = "x.avi"\nwindow = 2.5\nhop = 0.33\n')
+    proc = run_cli("config", "check", str(bad), env=env)
+    assert proc.returncode == 2 and "hop 0.33 s must be a multiple of window/M = 0.1 s" in proc.stderr
+
+
+def test_missing_model_is_refused_before_serving(tmp_path, env):
+    cfg = tmp_path / "e.toml"
+    write_config(cfg, f"tcp://127.0.0.1:{free_port()}", [{"id": "a", "uri": str(CLIP)}])
+    cfg.write_text(cfg.read_text() + f'\n[models]\nextractor = "{tmp_path / "missing.tflite"}"\n')
+    proc = run_cli("run", "--config", str(cfg), env=env, timeout=60)
+    assert proc.returncode == 1 and "missing.tflite: file not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_environment_overrides_the_file(tmp_path, env):
+    cfg = write_config(tmp_path / "e.toml", "tcp://127.0.0.1:1", [{"id": "a", "uri": str(CLIP)}])
+    proc = run_cli("config", "check", str(cfg), env={**env, "EDGEVID_PUBLISH__ENDPOINT": "tcp://127.0.0.1:6000"})
+    assert proc.returncode == 0 and "tcp://127.0.0.1:6000" in proc.stdout
+
+
+def test_curve_keeps_unauthenticated_subscribers_out(tmp_path, env):
+    import zmq.auth
+
+    keys = tmp_path / "keys"
+    allowed = tmp_path / "allowed"
+    keys.mkdir()
+    allowed.mkdir()
+    server_pub, server_sec = zmq.auth.create_certificates(keys, "server")
+    client_pub, client_sec = zmq.auth.create_certificates(keys, "client")
+    intruder_pub, intruder_sec = zmq.auth.create_certificates(keys, "intruder")
+    (allowed / "client.key").write_bytes(Path(client_pub).read_bytes())
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    cfg = write_config(tmp_path / "e.toml", endpoint, [{"id": "c", "uri": str(CLIP), "window": 2.5, "hop": 0.5, "loop": True}],
+                       extra=f'curve_secret_key = "{server_sec}"\ncurve_authorized_keys = "{allowed}"')
+    s_pub, _ = zmq.auth.load_certificate(str(server_pub))
+    c_pub, c_sec = zmq.auth.load_certificate(str(client_sec))
+    i_pub, i_sec = zmq.auth.load_certificate(str(intruder_sec))
+    good = Subscriber(endpoint, curve=(c_pub, c_sec, s_pub))
+    wrong_key = Subscriber(endpoint, curve=(i_pub, i_sec, s_pub))
+    plain = Subscriber(endpoint)
+    proc = start_daemon(cfg, env)
+    try:
+        got = good.until(lambda g: len(_preds(g)) >= 2, timeout=40)
+        assert len(_preds(got)) >= 2
+        assert wrong_key.recv(0.5) is None and plain.recv(0.5) is None
+    finally:
+        for s in (good, wrong_key, plain):
+            s.close()
+        code, err = stop_daemon(proc)
+    assert code == 0
