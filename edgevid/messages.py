@@ -97,3 +97,23 @@ class Status(BaseModel):
     seq: int
     uptime_s: float
     sources: list[SourceStatus]
+
+
+def json_schemas() -> dict[str, dict]:
+    """JSON Schema of every published message, as committed under ``schemas/``."""
+    return {
+        "prediction.schema.json": Prediction.model_json_schema(),
+        "status.schema.json": Status.model_json_schema(),
+        "clip_result.schema.json": ClipResult.model_json_schema(),
+    }
+
+
+if __name__ == "__main__":  # python -m edgevid.messages schemas/  (regenerates the committed files)
+    import json
+    import sys
+    from pathlib import Path
+
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "schemas")
+    out.mkdir(exist_ok=True)
+    for name, schema in json_schemas().items():
+        (out / name).write_text(json.dumps(schema, indent=2) + "\n")

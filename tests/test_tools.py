@@ -1,0 +1,173 @@
+"""Workstation tools on real data: dataset readers, feature cache, conversion, label order."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import DATA, MNV2, ROOT
+
+pytest.importorskip("sklearn", reason="tools dependencies not installed (pip install -e ./tools)")
+
+from edgevid.extractor import Extractor  # noqa: E402
+from edgevid.pipeline import clip_features  # noqa: E402
+from tools.datasets import DatasetError, group_of, read_folders, read_jhmdb, read_ucf101  # noqa: E402
+from tools.features import cache_path, extract_dataset, load_cached  # noqa: E402
+
+JHMDB, JSPLITS, USPLITS = DATA / "jhmdb", DATA / "jhmdb_splits", DATA / "ucf101_splits"
+
+
+def test_jhmdb_split1_accounts_for_every_clip():
+    ds = read_jhmdb(JHMDB, JSPLITS, 1)
+    placed = len(ds.train) + len(ds.val) + len(ds.test)
+    assert len(ds.classes) == 21 and placed == 928
+    assert len(ds.test) == 259
+    remapped = [p for p in ds.problems if "listed as" in p]
+    assert len(remapped) == 6 and any("LearnToShootFromTheMaster" in p for p in remapped)
+    assert not {i.group for i in ds.train} & {i.group for i in ds.val}  # validation holds out whole sources
+
+
+@pytest.mark.parametrize("split", [2, 3])
+def test_jhmdb_other_splits_report_unused_clips(split):
+    ds = read_jhmdb(JHMDB, JSPLITS, split)
+    unused = next(p for p in ds.problems if "unused" in p)
+    n_unused = int(unused.split()[0])
+    assert 160 <= n_unused <= 180
+    assert len(ds.train) + len(ds.val) + len(ds.test) + n_unused == 928
+
+
+def test_jhmdb_hash_and_at_names_are_matched():
+    ds = read_jhmdb(JHMDB, JSPLITS, 1)
+    names = {i.path.name for i in ds.train + ds.val + ds.test}
+    assert any("@" in n for n in names)  # listed with '#' or '&' in the HMDB files
+
+
+def test_ucf101_official_lists_crlf_and_handstand_spelling(tmp_path):
+    # A UCF101 tree whose HandstandPushups folder holds one clip under its listed name (a link to a real clip).
+    root = tmp_path / "ucf"
+    (root / "HandstandPushups").mkdir(parents=True)
+    listed = next(l.split()[0] for l in (USPLITS / "trainlist01.txt").read_text().splitlines() if l.startswith("HandstandPushups/"))
+    (root / "HandstandPushups" / listed.split("/")[1]).symlink_to(sorted((DATA / "ucf101_sample").rglob("*.avi"))[0])
+    ds = read_ucf101(root, USPLITS, 1)
+    assert len(ds.classes) == 101 and ds.classes[0] == "ApplyEyeMakeup"
+    found = ds.train + ds.val
+    assert "HandStandPushups" in listed  # the file name's spelling differs from the class folder's
+    assert len(found) == 1 and ds.classes[found[0].label] == "HandstandPushups"
+    assert any("absent" in p for p in ds.problems)
+
+
+def test_ucf101_sample_test_clips_keep_official_labels():
+    ds = read_ucf101(DATA / "ucf101_sample", USPLITS, 1)
+    for item in ds.train + ds.val + ds.test:
+        assert ds.classes[item.label].lower() == item.path.parent.name.lower()
+
+
+def test_folder_dataset_never_splits_a_group():
+    ds = read_folders(DATA / "ucf101_sample", seed=3)
+    sides = [{i.group for i in part} for part in (ds.train, ds.val, ds.test)]
+    assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
+    assert group_of(DATA / "x" / "v_Biking_g05_c02.avi") == "biking_g05"
+
+
+def test_dataset_errors_are_clear(tmp_path):
+    (tmp_path / "walk").mkdir()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "walk" / "a.avi").write_bytes(b"x")
+    with pytest.raises(DatasetError, match="run"):
+        read_folders(tmp_path)
+    with pytest.raises(DatasetError, match="test_split1"):
+        read_jhmdb(JHMDB, tmp_path, 1)
+    bad = tmp_path / "splits"
+    bad.mkdir()
+    (bad / "walk_test_split1.txt").write_text("clip.avi 7\n")
+    with pytest.raises(DatasetError, match="walk_test_split1.txt:1"):
+        read_jhmdb(JHMDB, bad, 1)
+
+
+@pytest.fixture(scope="module")
+def small_clips():
+    return [sorted((JHMDB / c).glob("*.avi"))[i] for c in ("wave", "pour") for i in range(2)]
+
+
+def test_cache_holds_the_exact_deploy_features_and_resumes(tmp_path, small_clips):
+    cache = tmp_path / "cache"
+    first = extract_dataset(small_clips[:2], JHMDB, cache, MNV2, workers=1, progress=False)
+    assert first == {}
+    stamps = {c: cache_path(cache, JHMDB, c).stat().st_mtime_ns for c in small_clips[:2]}
+    # A resumed run computes only what is missing.
+    extract_dataset(small_clips, JHMDB, cache, MNV2, workers=2, progress=False)
+    assert all(cache_path(cache, JHMDB, c).stat().st_mtime_ns == t for c, t in stamps.items())
+    extractor = Extractor(MNV2, num_threads=1)
+    for clip in small_clips:
+        cached = load_cached(cache_path(cache, JHMDB, clip), clip)
+        assert cached is not None and cached.flipped.shape == cached.feats.shape
+        device = clip_features(extractor, clip, 25).feats
+        np.testing.assert_array_equal(cached.deploy_sample(25), device)  # training features == served features
+    assert not list(cache.rglob("*.tmp"))
+
+
+def test_corrupt_clip_is_listed_not_fatal(tmp_path, small_clips):
+    root = tmp_path / "ds"
+    (root / "wave").mkdir(parents=True)
+    good = root / "wave" / "good.avi"
+    good.symlink_to(small_clips[0])
+    broken = root / "wave" / "broken.avi"
+    broken.write_bytes(small_clips[0].read_bytes()[:3000])
+    failures = extract_dataset([good, broken], root, tmp_path / "c", MNV2, workers=1, progress=False)
+    assert list(failures) == [str(broken)] and "broken.avi" in failures[str(broken)]
+    assert load_cached(cache_path(tmp_path / "c", root, good), good) is not None
+
+
+def test_stale_cache_entry_is_recomputed(tmp_path, small_clips):
+    root = tmp_path / "ds"
+    (root / "pour").mkdir(parents=True)
+    clip = root / "pour" / "c.avi"
+    clip.write_bytes(small_clips[2].read_bytes())
+    cache = tmp_path / "c"
+    extract_dataset([clip], root, cache, MNV2, workers=1, progress=False)
+    clip.write_bytes(small_clips[3].read_bytes())  # the clip changed since
+    assert load_cached(cache_path(cache, root, clip), clip) is None
+
+
+@pytest.mark.slow
+def test_experiment_trains_converts_exports_and_checks_on_a_small_dataset(tmp_path):
+    """features -> train -> evaluate -> convert -> export -> edgevid classify, on 3 real JHMDB classes."""
+    root = tmp_path / "data"
+    for cls in ("wave", "pour", "golf"):
+        (root / cls).mkdir(parents=True)
+        for clip in sorted((JHMDB / cls).glob("*.avi"))[:12]:
+            (root / cls / clip.name).symlink_to(clip)
+    out, head = tmp_path / "run", tmp_path / "head"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tools.experiment", "--dataset", "folders", "--data", str(root), "--extractor", str(MNV2),
+         "--heads", "gru128,frame", "--max-epochs", "4", "--out", str(out), "--cache", str(tmp_path / "cache"),
+         "--export", str(head), "--workers", "2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    for name in ("gru128", "frame"):
+        for variant in ("float", "dynamic_int8"):
+            v = report["heads"][name]["variants"][variant]
+            assert v["agreement_val"]["top1_agreement"] == 1.0
+            assert v["agreement_val"]["max_abs_diff"] < (1e-4 if variant == "float" else 0.05)
+            assert not [op for op in v["ops"] if op.startswith("CUSTOM") or op.startswith("Flex")]
+        assert report["heads"][name]["variants"]["dynamic_int8"]["ops"].get("FULLY_CONNECTED", 0) <= 9
+    assert (out / "report.md").read_text().count("| gru128 |") >= 3
+    assert (out / "confusion_gru128.png").stat().st_size > 1000
+    # Label order travels with the model: the exported labels are the dataset's class order.
+    assert (head / "labels.txt").read_text().split() == report["classes"] == ["golf", "pour", "wave"]
+    assert "installed head: top-1" in proc.stdout
+    # A reordered label file no longer matches the manifest and is refused.
+    labels = head / "labels.txt"
+    labels.write_text("pour\ngolf\nwave\n")
+    from edgevid.errors import ModelError
+    from edgevid.head import Head
+
+    with pytest.raises(ModelError, match="labels.txt: sha256"):
+        Head(head)
