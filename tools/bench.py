@@ -1,0 +1,258 @@
+"""Benchmarks: the cost of every stage, measured as ratios within one run.
+
+    python -m tools.bench --clips 10 --daemon-seconds 60 --out BENCHMARKS.json
+
+1. per-stage cost of ``classify`` (decode, preprocess, extractor 1/2 threads single vs batched, head);
+2. the floor (bare decode + 25 bare extractor invokes + 1 head invoke) and ``classify`` / floor;
+3. a plain reference implementation of the study's inference path, and our speed-up over it;
+4. ai-edge-litert vs tflite-runtime (``--other-python`` names an interpreter that has it);
+5. the daemon: extractor invokes per prediction, capture-to-publish latency, CPU per prediction, RSS.
+
+Absolute times drift on a shared machine; compare the ratios, which come from the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgevid.capture import read_clip
+from edgevid.extractor import Extractor, preprocess
+from edgevid.head import Head
+from edgevid.pipeline import ClipClassifier
+from edgevid.runtime import backend, make_interpreter
+from edgevid.sampling import sample_indices
+from edgevid.store import default_head_dir
+
+SHARED = Path(os.environ.get("EDGEVID_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+MNV2 = SHARED / "models" / "mobilenet_v2_1.0_224_quant.tflite"
+
+
+def _ms(f, repeat: int = 1) -> float:
+    """Median wall time of ``f()`` in ms."""
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1e3
+
+
+def bench_clips(n: int) -> list[Path]:
+    ucf = sorted((SHARED / "data" / "ucf101_sample").rglob("*.avi"))
+    kin = sorted((SHARED / "data" / "kinetics_sample").glob("*.mp4"))
+    jh = sorted((SHARED / "data" / "jhmdb").rglob("*.avi"))[::97]
+    clips = [c for trio in zip(ucf, jh, kin + ucf[len(kin):]) for c in trio]
+    return clips[:n]
+
+
+# -- 3. the reference: the study's path written plainly -----------------------------------------
+class Reference:
+    """Decode every frame to RGB, PIL-resize the sampled ones, full model with preserve-all-tensors,
+    one invoke per frame on one thread, float GRU-1280 head."""
+
+    def __init__(self, head_float: Path, threads: int = 1) -> None:
+        self.model = make_interpreter(MNV2, num_threads=threads, preserve_all_tensors=True)
+        self.avgpool = next(d for d in self.model.get_tensor_details() if d["name"] == "MobilenetV2/Logits/AvgPool")
+        self.input = self.model.get_input_details()[0]["index"]
+        self.head = make_interpreter(head_float, num_threads=threads)
+
+    def classify(self, path: Path) -> np.ndarray:
+        from PIL import Image
+
+        cap = cv2.VideoCapture(str(path))
+        frames = []
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        cap.release()
+        feats = []
+        for i in sample_indices(len(frames), 25):
+            img = np.asarray(Image.fromarray(frames[i]).resize((224, 224), Image.BILINEAR))
+            self.model.set_tensor(self.input, img[None])
+            self.model.invoke()
+            scale, zp = self.avgpool["quantization"]
+            feats.append((self.model.get_tensor(self.avgpool["index"]).reshape(-1).astype(np.float32) - zp) * scale)
+        x = np.stack(feats)[None].astype(np.float32)
+        self.head.set_tensor(self.head.get_input_details()[0]["index"], x)
+        self.head.invoke()
+        return self.head.get_tensor(self.head.get_output_details()[0]["index"])[0]
+
+
+def stage_costs(clips: list[Path], head_dir: Path) -> dict:
+    """1 and 2: per-stage cost and the floor, medians over clips."""
+    out: dict = {"clips": len(clips)}
+    ex1, ex2 = Extractor(MNV2, num_threads=1), Extractor(MNV2, num_threads=2)
+    head = Head(head_dir, num_threads=1)
+    clf = ClipClassifier(ex2, head)
+    rows = []
+    for clip in clips:
+        c = read_clip(clip, 25)
+        batch = ex2.preprocess(c.frames)
+        x = ex2.dequantize(ex2.extract(batch))
+        single = lambda e: [e.extract(batch[i : i + 1]) for i in range(25)]  # noqa: E731
+        for e in (ex1, ex2):  # warm both batch sizes
+            e.extract(batch), single(e)
+
+        def bare_decode():
+            cap = cv2.VideoCapture(str(clip))
+            while cap.grab():
+                pass
+            cap.release()
+
+        row = {
+            "decode_ms": _ms(lambda: read_clip(clip, 25), 3),
+            "bare_decode_ms": _ms(bare_decode, 3),
+            "preprocess_ms": _ms(lambda: ex2.preprocess(c.frames), 3),
+            "extract_1t_single_ms": _ms(lambda: single(ex1), 2),
+            "extract_1t_batched_ms": _ms(lambda: ex1.extract(batch), 2),
+            "extract_2t_single_ms": _ms(lambda: single(ex2), 2),
+            "extract_2t_batched_ms": _ms(lambda: ex2.extract(batch), 3),
+            "head_ms": _ms(lambda: head.predict(x), 5),
+            "classify_ms": _ms(lambda: clf.classify(clip), 3),
+        }
+        row["floor_ms"] = row["bare_decode_ms"] + row["extract_2t_single_ms"] + row["head_ms"]
+        rows.append(row)
+    for key in rows[0]:
+        out[key] = statistics.median(r[key] for r in rows)
+    out["classify_over_floor"] = statistics.median(r["classify_ms"] / r["floor_ms"] for r in rows)
+    out["batched_speedup_2t"] = out["extract_2t_single_ms"] / out["extract_2t_batched_ms"]
+    out["threads_speedup_batched"] = out["extract_1t_batched_ms"] / out["extract_2t_batched_ms"]
+    return out
+
+
+def reference_comparison(clips: list[Path], head_dir: Path, head_float: Path) -> dict:
+    """3: ours (shipped head, 2 threads) vs the reference; label agreement with the same head."""
+    ref = Reference(head_float)
+    ours = ClipClassifier(Extractor(MNV2, num_threads=2), Head(head_dir, num_threads=2))
+    ours_same_head = make_interpreter(head_float, num_threads=1)
+    ratios, agree = [], 0
+    ex = ours.extractor
+    for clip in clips:
+        t_ref = _ms(lambda: ref.classify(clip), 2)
+        t_ours = _ms(lambda: ours.classify(clip), 3)
+        ratios.append(t_ref / t_ours)
+        # Same head on our features: do both paths see the same thing?
+        from edgevid.pipeline import clip_features
+
+        x = ex.dequantize(clip_features(ex, clip, 25).feats)[None]
+        ours_same_head.set_tensor(ours_same_head.get_input_details()[0]["index"], x)
+        ours_same_head.invoke()
+        p = ours_same_head.get_tensor(ours_same_head.get_output_details()[0]["index"])[0]
+        agree += int(p.argmax() == ref.classify(clip).argmax())
+    return {"speedup_over_reference": statistics.median(ratios), "min_speedup": min(ratios),
+            "same_label_with_same_head": agree / len(clips), "clips": len(clips)}
+
+
+def runtime_costs(head_file: Path, repeats: int = 20) -> dict:
+    """4 (child side): extractor (1 thread, 1 frame) and head invoke cost in this interpreter's runtime."""
+    name, _ = backend()
+    rng = np.random.default_rng(0)
+    out = {"runtime": name}
+    for threads in (1, 2):
+        it = make_interpreter(MNV2, num_threads=threads)
+        i = it.get_input_details()[0]["index"]
+        it.set_tensor(i, rng.integers(0, 256, (1, 224, 224, 3), dtype=np.uint8))
+        it.invoke()
+        out[f"extractor_full_{threads}t_ms"] = _ms(it.invoke, repeats)
+    head = make_interpreter(head_file, num_threads=1)
+    shape = head.get_input_details()[0]["shape"]
+    head.set_tensor(head.get_input_details()[0]["index"], rng.random(shape, dtype=np.float32) * 3)
+    head.invoke()
+    out["head_ms"] = _ms(head.invoke, repeats)
+    return out
+
+
+def runtime_comparison(other_python: str | None, head_files: dict[str, Path]) -> dict:
+    """4: the same measurements here and in another interpreter (e.g. a venv with tflite-runtime)."""
+    result = {}
+    for label, head_file in head_files.items():
+        here = runtime_costs(head_file)
+        row = {"here": here}
+        if other_python:
+            code = f"import json,sys; sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r}); from tools.bench import runtime_costs; from pathlib import Path; print(json.dumps(runtime_costs(Path({str(head_file)!r}))))"
+            proc = subprocess.run([other_python, "-c", code], capture_output=True, text=True, timeout=600)
+            if proc.returncode == 0:
+                there = json.loads(proc.stdout.strip().splitlines()[-1])
+                row["other"] = there
+                row["ratios_other_over_here"] = {k: there[k] / here[k] for k in here if k != "runtime"}
+            else:
+                row["other_error"] = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"
+        result[label] = row
+    return result
+
+
+def daemon_costs(clip: Path, seconds: float, head_dir: Path | None = None) -> dict:
+    """5: run `edgevid run` on a looping paced file and measure it from outside."""
+    from tools.probe import DaemonProbe
+
+    with tempfile.TemporaryDirectory() as tmp, DaemonProbe(Path(tmp), [{"id": "bench", "uri": str(clip), "window": 2.5, "hop": 0.5, "loop": True}],
+                                                       head=head_dir, env={"EDGEVID_MODEL_DIR": str(MNV2.parent)}) as probe:
+        probe.collect(10)  # warm-up
+        warm = probe.sample()
+        msgs = probe.collect(seconds)
+        end = probe.sample()
+    preds = [m for m in msgs if m["type"] == "prediction"]
+    lat = sorted(m["latency"]["capture_to_publish_ms"] for m in preds)
+    steady = [m["new_frames"] for m in preds if m["seq"] > 1]
+    cpu = end["cpu_s"] - warm["cpu_s"]
+    return {
+        "seconds": seconds, "predictions": len(preds),
+        "extractor_frames_per_prediction": statistics.mean(steady) if steady else None,
+        "window_frames": 25,
+        "capture_to_publish_p50_ms": lat[len(lat) // 2] if lat else None,
+        "capture_to_publish_p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None,
+        "cpu_s_per_prediction": cpu / max(1, len(preds)),
+        "rss_mb_after_warmup": warm["rss_mb"], "rss_mb_at_end": end["rss_mb"],
+        "threads": end["threads"], "fds": end["fds"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--clips", type=int, default=9)
+    p.add_argument("--head", type=Path, default=None, help="head folder (default: the bundled head)")
+    p.add_argument("--reference-head", type=Path, default=Path("runs/jhmdb-split1/gru1280_float.tflite"),
+                   help="float GRU-1280 TFLite for the reference path (from tools.experiment)")
+    p.add_argument("--other-python", help="an interpreter with tflite-runtime installed, for the runtime comparison")
+    p.add_argument("--daemon-seconds", type=float, default=60)
+    p.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = p.parse_args(argv)
+    head_dir = args.head or default_head_dir()
+    clips = bench_clips(args.clips)
+    results: dict = {"machine": {"cpus": os.cpu_count(), "runtime": backend()[0], "python": sys.version.split()[0]}}
+    print(f"1-2. stage costs on {len(clips)} clips ...", flush=True)
+    results["stages"] = stage_costs(clips, head_dir)
+    if args.reference_head.is_file():
+        print("3. reference implementation ...", flush=True)
+        results["reference"] = reference_comparison(clips, head_dir, args.reference_head)
+    else:
+        print(f"3. skipped: no reference head at {args.reference_head} (run tools.experiment first)", flush=True)
+    print("4. runtimes ...", flush=True)
+    heads = {"shipped head": Path(head_dir) / "head.tflite"}
+    if args.reference_head.is_file():
+        heads["GRU-1280 float"] = args.reference_head
+    results["runtimes"] = runtime_comparison(args.other_python, heads)
+    if args.daemon_seconds > 0:
+        print(f"5. daemon for {args.daemon_seconds:g} s ...", flush=True)
+        results["daemon"] = daemon_costs(clips[0], args.daemon_seconds, args.head)
+    print(json.dumps(results, indent=1))
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
