@@ -245,6 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # FFmpeg's own chatter ("[mpeg4 @ 0x…] ac-tex damaged") is not for users; edgevid reports
+    # unreadable input itself. Set OPENCV_FFMPEG_LOGLEVEL to see it again.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -8,6 +8,9 @@ last resort on a workstation.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
@@ -46,6 +49,25 @@ def schema_module() -> ModuleType | None:
     return None
 
 
+@contextmanager
+def _quiet_stderr():
+    """Hide the runtime's C++ banner ("INFO: Created TensorFlow Lite XNNPACK delegate") on fd 2;
+    failures still surface as Python exceptions, reported by the caller."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def make_interpreter(
     model: Path | bytes,
     *,
@@ -68,8 +90,9 @@ def make_interpreter(
         if not Path(model).is_file():
             raise ModelError(f"{label}: file not found")
     try:
-        interpreter = module.Interpreter(**kwargs)
-        interpreter.allocate_tensors()
+        with _quiet_stderr():
+            interpreter = module.Interpreter(**kwargs)
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{label}: not a TFLite model this runtime ({name}) can load: {first}") from None
