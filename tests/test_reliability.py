@@ -228,3 +228,19 @@ def test_soak_no_growth_no_missed_heartbeat(tmp_path, env):
     out = os.environ.get("EDGEVID_SOAK_REPORT")
     if out:
         Path(out).write_text(json.dumps(report, indent=1))
+
+
+def test_systemd_unit_is_valid_and_hardened():
+    import shutil as sh
+
+    if not sh.which("systemd-analyze"):
+        pytest.skip("systemd-analyze not available")
+    unit = ROOT / "systemd" / "edgevid.service"
+    verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    assert "Unknown key" not in verify.stderr and "Unknown section" not in verify.stderr, verify.stderr
+    sec = subprocess.run(["systemd-analyze", "security", "--offline=true", str(unit)], capture_output=True, text=True)
+    line = [l for l in sec.stdout.splitlines() if "Overall exposure level" in l]
+    if not line:
+        pytest.skip(f"systemd-analyze security --offline unsupported here: {sec.stderr.strip()[:200]}")
+    score = float(line[0].split(":")[1].split()[0])
+    assert score <= 2.0, line[0]
