@@ -145,13 +145,13 @@ def test_experiment_trains_converts_exports_and_checks_on_a_small_dataset(tmp_pa
     out, head = tmp_path / "run", tmp_path / "head"
     proc = subprocess.run(
         [sys.executable, "-m", "tools.experiment", "--dataset", "folders", "--data", str(root), "--extractor", str(MNV2),
-         "--heads", "gru128,frame", "--max-epochs", "4", "--out", str(out), "--cache", str(tmp_path / "cache"),
+         "--heads", "gru128,frame,gru128n_x5", "--max-epochs", "4", "--out", str(out), "--cache", str(tmp_path / "cache"),
          "--export", str(head), "--workers", "2"],
         cwd=ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
-    for name in ("gru128", "frame"):
+    for name in ("gru128", "frame", "gru128n_x5"):
         for variant in ("float", "dynamic_int8"):
             v = report["heads"][name]["variants"][variant]
             assert v["agreement_val"]["top1_agreement"] == 1.0

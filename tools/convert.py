@@ -9,7 +9,7 @@ import numpy as np
 from .heads import HeadSpec, build
 
 
-def to_tflite(model, spec: HeadSpec, frames: int, dim: int, classes: int, *, quantize: bool) -> bytes:
+def to_tflite(models: list, spec: HeadSpec, frames: int, dim: int, classes: int, *, quantize: bool, norm=None) -> bytes:
     """Convert through the export twin (batch 1, no dropout); ``quantize`` = dynamic-range int8 weights.
 
     Per-channel quantization of dense layers is turned off: TF's default emits FULLY_CONNECTED v12,
@@ -17,8 +17,9 @@ def to_tflite(model, spec: HeadSpec, frames: int, dim: int, classes: int, *, qua
     """
     import tensorflow as tf
 
-    twin = build(spec, frames, dim, classes, export=True)
-    twin.set_weights(model.get_weights())
+    twin, parts = build(spec, frames, dim, classes, export=True, norm=norm, members=len(models))
+    for part, trained in zip(parts, models):
+        part.set_weights(trained.get_weights())
     converter = tf.lite.TFLiteConverter.from_keras_model(twin)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantize:

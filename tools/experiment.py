@@ -27,7 +27,7 @@ from .datasets import Dataset, DatasetError, read_folders, read_jhmdb, read_ucf1
 from .evaluate import evaluate, plot_confusion
 from .features import cache_path, extract_dataset, load_cached
 from .heads import SPECS
-from .train import Quant, deploy_batch, save_history, train_head
+from .train import Quant, deploy_batch, predict_members, save_history, train_members
 
 
 def load_dataset(args: argparse.Namespace) -> Dataset:
@@ -79,16 +79,18 @@ def run(args: argparse.Namespace) -> dict:
     for name in args.heads:
         spec = SPECS[name]
         print(f"training {name} on {len(tr)} clips ({len(va)} val)")
-        model, history = train_head(spec, tr, y_tr, x_va, y_va, n_cls, m, quant, seed=args.seed, max_epochs=args.max_epochs,
-                                    augment=not args.no_augment)
-        save_history(out / f"history_{name}.json", history)
-        keras_te = model.predict(x_te, batch_size=64, verbose=0)
-        keras_va = model.predict(x_va[:n_agree], batch_size=64, verbose=0)
-        val_top1 = float((model.predict(x_va, batch_size=64, verbose=0).argmax(1) == y_va).mean())
-        row: dict = {"params": int(model.count_params()), "epochs": len(history["epochs"]), "train_seconds": history["seconds"],
+        models, histories, norm = train_members(spec, tr, y_tr, x_va, y_va, n_cls, m, quant, seed=args.seed,
+                                                max_epochs=args.max_epochs, augment=not args.no_augment)
+        save_history(out / f"history_{name}.json", {"members": histories})
+        keras_te = predict_members(models, x_te)
+        keras_va = predict_members(models, x_va)
+        val_top1 = float((keras_va.argmax(1) == y_va).mean())
+        keras_va = keras_va[:n_agree]
+        row: dict = {"description": spec.description, "params": int(sum(mdl.count_params() for mdl in models)),
+                     "epochs": [len(h["epochs"]) for h in histories], "train_seconds": sum(h["seconds"] for h in histories),
                      "val_top1": val_top1, "keras": evaluate(keras_te, y_te, ds.classes), "variants": {}}
         for variant, quantize in (("float", False), ("dynamic_int8", True)):
-            blob = to_tflite(model, spec, m, extractor.feature_dim, n_cls, quantize=quantize)
+            blob = to_tflite(models, spec, m, extractor.feature_dim, n_cls, quantize=quantize, norm=norm)
             probs_te, latency = run_tflite(blob, x_te)
             probs_va, _ = run_tflite(blob, x_va[:n_agree])
             write_atomic(out / f"{name}_{variant}.tflite", blob)
@@ -190,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", type=int, default=1)
     p.add_argument("--extractor", type=Path, default=Path(os.environ.get("EDGEVID_SHARED", "../shared")) / "models/mobilenet_v2_1.0_224_quant.tflite")
     p.add_argument("--frames", type=int, default=25)
-    p.add_argument("--heads", type=lambda s: s.split(","), default=["frame", "gru128", "gru1280", "lstm1280"],
+    p.add_argument("--heads", type=lambda s: s.split(","), default=["frame", "gru128", "gru128n", "gru128n_x5", "gru1280", "lstm1280"],
                    help=f"comma-separated, from {', '.join(SPECS)}")
     p.add_argument("--cache", type=Path, help="feature cache folder (default cache/features/<extractor id>)")
     p.add_argument("--out", type=Path, required=True)

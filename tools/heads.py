@@ -1,13 +1,16 @@
-"""Keras heads over M x D frame features: the study's GRU, its LSTM and single-frame baselines, a compact GRU.
+"""Keras heads over M x D frame features: the study's GRU, its LSTM and single-frame baselines,
+compact GRUs, and ensembles of them.
 
-``build(spec, classes, export=True)`` rebuilds the same layers for conversion: batch 1, no dropout
+``build(spec, ..., export=True)`` rebuilds the same layers for conversion: batch 1, no dropout
 (dropout left in an export adds variable ops; a dynamic batch makes the GRU's WHILE loop fail to
-convert). Weights are copied with ``set_weights``; Dropout layers carry none, so the order matches.
+convert). Weights are copied member by member with ``set_weights``; Dropout layers carry none.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -18,9 +21,17 @@ class HeadSpec:
     lr: float
     dense: int = 512
     pool: bool = False  # mean of the recurrent outputs over time instead of the last state
-    weight_decay: float = 0.0  # AdamW; 0 = the study's plain Adam
-    smoothing: float = 0.0  # label smoothing
+    normalize: bool = False  # standardize each feature with training-set mean/std (folded into the model)
+    members: int = 1  # an ensemble of independently trained (seeded) copies, probabilities averaged
     dropout: float = 0.5
+
+    @property
+    def description(self) -> str:
+        what = {"gru": f"GRU-{self.hidden}", "lstm": f"LSTM-{self.hidden}", "frame": f"single-frame MLP-{self.hidden}"}[self.kind]
+        extras = [x for x, on in (("input standardization", self.normalize), ("mean over time", self.pool)) if on]
+        if self.members > 1:
+            extras.append(f"ensemble of {self.members}")
+        return what + (f" ({', '.join(extras)})" if extras else "")
 
 
 SPECS = {
@@ -29,23 +40,23 @@ SPECS = {
         HeadSpec("gru1280", "gru", 1280, 1e-4),  # the study's head
         HeadSpec("lstm1280", "lstm", 1280, 1e-4),
         HeadSpec("frame", "frame", 512, 1e-3),  # single-frame MLP, predictions averaged over frames
-        HeadSpec("gru128", "gru", 128, 1e-3),  # compact: <= 1/10 of the study head's size
-        HeadSpec("gru256", "gru", 256, 1e-3),
-        HeadSpec("gru128p", "gru", 128, 1e-3, pool=True, weight_decay=1e-2, smoothing=0.1),
-        HeadSpec("gru64p", "gru", 64, 1e-3, pool=True, weight_decay=1e-2, smoothing=0.1),
-        HeadSpec("gru256p", "gru", 256, 1e-3, pool=True, weight_decay=1e-2, smoothing=0.1),
-        HeadSpec("gru128r", "gru", 128, 1e-3, weight_decay=1e-2, smoothing=0.1),
+        HeadSpec("gru128", "gru", 128, 1e-3),  # compact: about 1/16 of the study head's size
+        HeadSpec("gru128n", "gru", 128, 1e-3, normalize=True, pool=True),
+        HeadSpec("gru128n_x5", "gru", 128, 1e-3, normalize=True, pool=True, members=5),
     )
 }
 
 
-def build(spec: HeadSpec, frames: int, dim: int, classes: int, *, export: bool = False):
-    """The head as a Keras model; ``export`` gives the conversion twin (batch 1, no dropout)."""
+def _member(spec: HeadSpec, frames: int, dim: int, classes: int, export: bool, norm):
     import keras
     from keras import layers
 
     drop = 0.0 if export else spec.dropout
     inputs = keras.Input((frames, dim), batch_size=1 if export else None, name="features")
+    x = inputs
+    if spec.normalize:
+        mean, std = norm
+        x = layers.Normalization(mean=mean, variance=np.square(std))(x)
 
     def top(x):
         x = layers.BatchNormalization()(x)
@@ -58,13 +69,12 @@ def build(spec: HeadSpec, frames: int, dim: int, classes: int, *, export: bool =
 
     if spec.kind in ("gru", "lstm"):
         rnn = layers.GRU if spec.kind == "gru" else layers.LSTM
-        x = rnn(spec.hidden, dropout=drop, return_sequences=spec.pool)(inputs)
+        x = rnn(spec.hidden, dropout=drop, return_sequences=spec.pool)(x)
         if spec.pool:
             x = layers.GlobalAveragePooling1D()(x)
         x = top(x)
         outputs = layers.Dense(classes, activation="softmax", name="probs")(x)
     elif spec.kind == "frame":
-        x = inputs
         if not export:
             x = layers.Dropout(drop)(x)
         x = layers.Dense(spec.hidden)(x)
@@ -77,4 +87,21 @@ def build(spec: HeadSpec, frames: int, dim: int, classes: int, *, export: bool =
         outputs = layers.Softmax(name="probs")(x)
     else:
         raise ValueError(f"unknown head kind {spec.kind!r}")
-    return keras.Model(inputs, outputs, name=spec.name)
+    return keras.Model(inputs, outputs)
+
+
+def build(spec: HeadSpec, frames: int, dim: int, classes: int, *, export: bool = False, norm=None, members: int | None = None):
+    """One member (``members=1``, for training) or the whole head (export: all members averaged).
+
+    Returns ``(model, member_models)``; copy trained weights into ``member_models`` in order.
+    """
+    import keras
+    from keras import layers
+
+    n = spec.members if members is None else members
+    parts = [_member(spec, frames, dim, classes, export, norm) for _ in range(n)]
+    if n == 1:
+        return parts[0], parts
+    inputs = keras.Input((frames, dim), batch_size=1 if export else None, name="features")
+    outputs = layers.Average(name="probs")([p(inputs) for p in parts])
+    return keras.Model(inputs, outputs, name=spec.name), parts

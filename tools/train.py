@@ -60,17 +60,16 @@ def train_head(
     patience: int = 12,
     batch_size: int = 32,
     augment: bool = True,
+    norm=None,
     log=print,
 ):
-    """Adam + categorical cross-entropy, early stopping on validation loss (best weights kept)."""
+    """One model: Adam + categorical cross-entropy, early stopping on validation loss (best weights kept)."""
     import keras
 
     keras.utils.set_random_seed(seed)
     dim = train[0].feats.shape[1]
-    model = build(spec, m, dim, classes)
-    optimizer = keras.optimizers.AdamW(spec.lr, weight_decay=spec.weight_decay) if spec.weight_decay else keras.optimizers.Adam(spec.lr)
-    loss = keras.losses.CategoricalCrossentropy(label_smoothing=spec.smoothing)
-    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+    model, _ = build(spec, m, dim, classes, norm=norm, members=1)
+    model.compile(optimizer=keras.optimizers.Adam(spec.lr), loss="categorical_crossentropy", metrics=["accuracy"])
     rng = np.random.default_rng(seed)
     yt = keras.utils.to_categorical(y_train, classes)
     yv = keras.utils.to_categorical(y_val, classes)
@@ -95,6 +94,28 @@ def train_head(
             break
     model.set_weights(best_weights)
     return model, {"epochs": history, "best_val_loss": float(best), "seconds": time.perf_counter() - t0}
+
+
+def feature_stats(clips: list[CachedClip], quant: Quant) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and std of the training frames (the normalization folded into a head)."""
+    x = quant(np.concatenate([c.feats for c in clips]))
+    return x.mean(0), x.std(0) + 1e-3
+
+
+def train_members(spec: HeadSpec, train, y_train, x_val, y_val, classes, m, quant, *, seed=0, log=print, **kw):
+    """``spec.members`` models with seeds ``seed, seed+1, ...``; returns (models, histories, norm)."""
+    norm = feature_stats(train, quant) if spec.normalize else None
+    models, histories = [], []
+    for i in range(spec.members):
+        model, history = train_head(spec, train, y_train, x_val, y_val, classes, m, quant, seed=seed + i, norm=norm, log=log, **kw)
+        models.append(model)
+        histories.append(history)
+    return models, histories, norm
+
+
+def predict_members(models, x: np.ndarray) -> np.ndarray:
+    """Average of the members' probabilities (what the exported ensemble computes)."""
+    return np.mean([mdl.predict(x, batch_size=64, verbose=0) for mdl in models], axis=0)
 
 
 def save_history(path: Path, history: dict) -> None:
