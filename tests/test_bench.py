@@ -1,0 +1,34 @@
+"""A CI-sized run of the benchmark so it never rots (no timing assertions: ratios are reported)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+pytest.importorskip("tensorflow", reason="tools dependencies not installed")
+
+
+@pytest.mark.slow
+def test_bench_smoke(tmp_path):
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, "-m", "tools.bench", "--clips", "2", "--daemon-seconds", "8", "--out", str(out),
+           "--reference-head", str(tmp_path / "absent.tflite")]
+    if os.environ.get("EDGEVID_OTHER_PYTHON"):
+        cmd += ["--other-python", os.environ["EDGEVID_OTHER_PYTHON"]]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(out.read_text())
+    stages = r["stages"]
+    for key in ("decode_ms", "preprocess_ms", "extract_2t_batched_ms", "head_ms", "classify_ms", "floor_ms"):
+        assert stages[key] > 0
+    assert stages["classify_over_floor"] > 0 and r["reference"]["speedup_over_reference"] > 0
+    assert 0 <= r["reference"]["same_label_with_same_head"] <= 1  # meaningful only with the trained head (BENCHMARKS.md)
+    d = r["daemon"]
+    assert d["predictions"] >= 8 and d["extractor_frames_per_prediction"] <= 6  # the feature ring at work
+    assert d["rss_mb_at_end"] > 0
