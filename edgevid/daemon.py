@@ -112,6 +112,7 @@ class Daemon:
         self.started = time.monotonic()
         self.status_seq = 0
         self._rates: dict[str, tuple[float, int, int]] = {}
+        self.worker_beat = time.monotonic()
 
     # -- capture side (source threads) ------------------------------------------------------
     def _enqueue(self, item: SampledFrame) -> None:
@@ -140,6 +141,7 @@ class Daemon:
     # -- inference side (worker thread) -----------------------------------------------------
     def _work(self) -> None:
         while not self.stop_event.is_set():
+            self.worker_beat = time.monotonic()
             try:
                 first = self.queue.get(timeout=0.2)
             except queue.Empty:
@@ -213,8 +215,16 @@ class Daemon:
             status = self.status()
             self.publisher.send(STATUS_TOPIC, status)
             running = sum(s.state == "running" for s in status.sources)
-            sd_notify(f"WATCHDOG=1\nSTATUS={running}/{len(status.sources)} sources running")
+            sd_notify(f"STATUS={running}/{len(status.sources)} sources running, {sum(s.predictions for s in status.sources)} predictions")
             await asyncio.sleep(self.cfg.publish.status_interval)
+
+    async def _watchdog(self, interval: float) -> None:
+        """Ping systemd's watchdog only while the inference worker is alive and looping: a hung
+        worker (or event loop) gets the service restarted."""
+        while True:
+            if time.monotonic() - self.worker_beat < max(2.0, 2 * interval):
+                sd_notify("WATCHDOG=1")
+            await asyncio.sleep(interval)
 
     async def serve(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -227,13 +237,18 @@ class Daemon:
         for src in self.sources.values():
             src.start()
         heartbeat = asyncio.create_task(self._heartbeat())
+        tasks = [heartbeat]
+        watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
+        if watchdog_usec > 0:
+            tasks.append(asyncio.create_task(self._watchdog(watchdog_usec / 2e6)))
         log.info("serving %d source(s) on %s", len(self.sources), self.cfg.publish.endpoint)
         sd_notify("READY=1")
         await stop.wait()
         log.info("stopping")
         sd_notify("STOPPING=1")
         self.stop_event.set()
-        heartbeat.cancel()
+        for task in tasks:
+            task.cancel()
         worker.join(timeout=3)
         await asyncio.sleep(0)  # deliver predictions the worker handed over while draining
         self.publisher.send(STATUS_TOPIC, self.status())

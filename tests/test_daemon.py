@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import DATA, run_cli
-from daemon_util import Subscriber, free_port, start_daemon, stop_daemon, write_config
+from daemon_util import Subscriber, curve_keys, free_port, start_daemon, stop_daemon, write_config
 from edgevid.capture import read_clip
 
 CLIP = sorted((DATA / "ucf101_sample").rglob("*.avi"))[0]
@@ -225,24 +225,12 @@ def test_environment_overrides_the_file(tmp_path, env):
 
 
 def test_curve_keeps_unauthenticated_subscribers_out(tmp_path, env):
-    import zmq.auth
-
-    keys = tmp_path / "keys"
-    allowed = tmp_path / "allowed"
-    keys.mkdir()
-    allowed.mkdir()
-    server_pub, server_sec = zmq.auth.create_certificates(keys, "server")
-    client_pub, client_sec = zmq.auth.create_certificates(keys, "client")
-    intruder_pub, intruder_sec = zmq.auth.create_certificates(keys, "intruder")
-    (allowed / "client.key").write_bytes(Path(client_pub).read_bytes())
+    keys = curve_keys(tmp_path, clients=("client", "intruder"), authorized=("client",))
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     cfg = write_config(tmp_path / "e.toml", endpoint, [{"id": "c", "uri": str(CLIP), "window": 2.5, "hop": 0.5, "loop": True}],
-                       extra=f'curve_secret_key = "{server_sec}"\ncurve_authorized_keys = "{allowed}"')
-    s_pub, _ = zmq.auth.load_certificate(str(server_pub))
-    c_pub, c_sec = zmq.auth.load_certificate(str(client_sec))
-    i_pub, i_sec = zmq.auth.load_certificate(str(intruder_sec))
-    good = Subscriber(endpoint, curve=(c_pub, c_sec, s_pub))
-    wrong_key = Subscriber(endpoint, curve=(i_pub, i_sec, s_pub))
+                       extra=f'curve_secret_key = "{keys["server_secret"]}"\ncurve_authorized_keys = "{keys["authorized"]}"')
+    good = Subscriber(endpoint, curve=keys["client"])
+    wrong_key = Subscriber(endpoint, curve=keys["intruder"])
     plain = Subscriber(endpoint)
     proc = start_daemon(cfg, env)
     try:
@@ -253,4 +241,30 @@ def test_curve_keeps_unauthenticated_subscribers_out(tmp_path, env):
         for s in (good, wrong_key, plain):
             s.close()
         code, err = stop_daemon(proc)
+    assert code == 0
+
+
+def test_systemd_notify_ready_watchdog_status_stopping(tmp_path, env):
+    import socket as so
+
+    notify = so.socket(so.AF_UNIX, so.SOCK_DGRAM)
+    path = str(tmp_path / "notify.sock")
+    notify.bind(path)
+    notify.settimeout(30)
+    cfg = write_config(tmp_path / "e.toml", f"tcp://127.0.0.1:{free_port()}", [{"id": "c", "uri": str(CLIP), "loop": True}])
+    proc = start_daemon(cfg, {**env, "NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"})
+    seen: list[str] = []
+    try:
+        while not ({"READY=1", "WATCHDOG=1"} <= set(seen) and any(s.startswith("STATUS=") for s in seen)):
+            seen += notify.recv(4096).decode().splitlines()
+    finally:
+        code, err = stop_daemon(proc)
+    try:
+        while True:
+            notify.settimeout(1)
+            seen += notify.recv(4096).decode().splitlines()
+    except (TimeoutError, so.timeout):
+        pass
+    notify.close()
+    assert seen.index("READY=1") < len(seen) and "STOPPING=1" in seen
     assert code == 0

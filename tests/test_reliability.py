@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from conftest import DATA, MNV2, ROOT, run_cli
 from corpus import make_corpus
-from daemon_util import DaemonProbe, Subscriber, free_port, start_daemon, stop_daemon, write_config
+from daemon_util import DaemonProbe, Subscriber, curve_keys, free_port, start_daemon, stop_daemon, write_config
 from edgevid.config import DaemonConfig, describe
 from edgevid.sampling import sample_indices
 from edgevid.sources import GridSampler
@@ -172,12 +172,8 @@ def test_models_fetch_killed_midway_never_leaves_a_partial_model(tmp_path):
 def test_secrets_are_never_logged(tmp_path, env):
     import zmq.auth
 
-    keys = tmp_path / "keys"
-    allowed = tmp_path / "allowed"
-    keys.mkdir()
-    allowed.mkdir()
-    _, server_secret_file = zmq.auth.create_certificates(keys, "server")
-    server_secret_file = Path(server_secret_file)
+    keys = curve_keys(tmp_path)
+    server_secret_file, allowed = keys["server_secret"], keys["authorized"]
     _, secret = zmq.auth.load_certificate(str(server_secret_file))
     cfg = write_config(tmp_path / "e.toml", f"tcp://127.0.0.1:{free_port()}", [{"id": "c", "uri": str(CLIP), "loop": True}],
                        extra=f'curve_secret_key = "{server_secret_file}"\ncurve_authorized_keys = "{allowed}"')

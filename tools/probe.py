@@ -133,3 +133,25 @@ class DaemonProbe:
     def __exit__(self, *exc) -> None:
         self.sub.close()
         self.exit_code, self.stderr = stop_daemon(self.proc)
+
+
+def curve_keys(folder: Path, clients: tuple[str, ...] = ("client",), authorized: tuple[str, ...] = ("client",)) -> dict:
+    """Server and client CURVE certificates (zmq.auth format) and a folder of authorized public keys.
+
+    Returns ``{"server_secret": path, "authorized": folder, name: (public, secret, server_public)}``.
+    """
+    import zmq.auth
+
+    keys, allowed = Path(folder) / "keys", Path(folder) / "authorized"
+    keys.mkdir(parents=True)
+    allowed.mkdir()
+    server_public_file, server_secret_file = zmq.auth.create_certificates(keys, "server")
+    server_public, _ = zmq.auth.load_certificate(server_public_file)
+    out: dict = {"server_secret": Path(server_secret_file), "authorized": allowed}
+    for name in clients:
+        public_file, secret_file = zmq.auth.create_certificates(keys, name)
+        public, secret = zmq.auth.load_certificate(secret_file)
+        out[name] = (public, secret, server_public)
+        if name in authorized:
+            (allowed / f"{name}.key").write_bytes(Path(public_file).read_bytes())
+    return out
