@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import cv2
 import numpy as np
 
 from .capture import read_clip
@@ -41,6 +42,9 @@ class ClipClassifier:
             timings.total_ms += timings.head_ms
         except EdgevidError as exc:
             return ClipResult(path=str(path), ok=False, error=str(exc))
+        except cv2.error as exc:  # a frame OpenCV decoded but cannot process: still bad input
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "error"
+            return ClipResult(path=str(path), ok=False, error=f"{path}: OpenCV could not process a frame: {reason}")
         top = top_k(probs, self.head.labels, k)
         return ClipResult(path=str(path), ok=True, top=top, frames=cf.n_frames, fps=round(cf.fps, 3), timings=timings)
 
