@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -58,7 +58,7 @@ class ClipFeatures:
     n_frames: int
     fps: float
     timings: StageTimings
-    flipped: np.ndarray | None = None
+    views: list[np.ndarray] = field(default_factory=list)  # features of each augmentation view
 
 
 def clip_features(
@@ -67,13 +67,13 @@ def clip_features(
     m: int | None,
     *,
     indices_for: Callable[[int], np.ndarray] | None = None,
-    also_flipped: bool = False,
+    views: Sequence[Callable[[np.ndarray], np.ndarray]] = (),
 ) -> ClipFeatures:
     """Decode, preprocess and extract uniformly sampled frames of a clip.
 
     This is the one feature path: ``classify`` and the training tools both call it, so features
-    seen in training are the features served. ``also_flipped`` adds mirrored frames (training
-    augmentation) from the same decoded batch.
+    seen in training are the features served. ``views`` (training augmentation: mirrored or
+    cropped frames) are extracted from the same decoded frames; the device never uses them.
     """
     t0 = time.perf_counter()
     clip = read_clip(path, m, indices_for)
@@ -84,8 +84,9 @@ def clip_features(
     t2 = time.perf_counter()
     feats = extractor.extract(batch)[inverse]
     t3 = time.perf_counter()
-    flipped = extractor.extract(np.ascontiguousarray(batch[:, :, ::-1]))[inverse] if also_flipped else None
+    unique_frames = [clip.frames[i] for i in first]
+    extra = [extractor.extract(extractor.preprocess([view(f) for f in unique_frames]))[inverse] for view in views]
     timings = StageTimings(
         decode_ms=(t1 - t0) * 1e3, preprocess_ms=(t2 - t1) * 1e3, extract_ms=(t3 - t2) * 1e3, total_ms=(t3 - t0) * 1e3
     )
-    return ClipFeatures(feats, clip.indices, clip.n_frames, clip.fps, timings, flipped)
+    return ClipFeatures(feats, clip.indices, clip.n_frames, clip.fps, timings, extra)

@@ -109,6 +109,11 @@ def test_cache_holds_the_exact_deploy_features_and_resumes(tmp_path, small_clips
         device = clip_features(extractor, clip, 25).feats
         np.testing.assert_array_equal(cached.deploy_sample(25), device)  # training features == served features
     assert not list(cache.rglob("*.tmp"))
+    # Asking for crop views recomputes the entries that lack them; the original features stay exact.
+    extract_dataset(small_clips[:1], JHMDB, cache, MNV2, crops=2, workers=1, progress=False)
+    with_crops = load_cached(cache_path(cache, JHMDB, small_clips[0]), small_clips[0], crops=2)
+    assert with_crops.views.shape[0] == 3 and not np.array_equal(with_crops.views[1], with_crops.feats)
+    np.testing.assert_array_equal(with_crops.feats, load_cached(cache_path(cache, JHMDB, small_clips[0]), small_clips[0]).feats)
 
 
 def test_corrupt_clip_is_listed_not_fatal(tmp_path, small_clips):

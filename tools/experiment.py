@@ -57,13 +57,14 @@ def run(args: argparse.Namespace) -> dict:
 
     items = ds.train + ds.val + ds.test
     t0 = time.perf_counter()
-    failures = extract_dataset([i.path for i in items], ds.root, cache, Path(args.extractor), m=m, workers=args.workers)
+    crops = max(SPECS[h].crops for h in args.heads)
+    failures = extract_dataset([i.path for i in items], ds.root, cache, Path(args.extractor), m=m, crops=crops, workers=args.workers)
     feature_seconds = time.perf_counter() - t0
     for clip, err in sorted(failures.items()):
         print(f"  failed clip: {err}")
 
     def load(split):
-        kept = [(load_cached(cache_path(cache, ds.root, i.path), i.path), i.label) for i in split if str(i.path) not in failures]
+        kept = [(load_cached(cache_path(cache, ds.root, i.path), i.path, crops), i.label) for i in split if str(i.path) not in failures]
         return [c for c, _ in kept], np.array([y for _, y in kept])
 
     (tr, y_tr), (va, y_va), (te, y_te) = load(ds.train), load(ds.val), load(ds.test)

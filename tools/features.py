@@ -1,8 +1,9 @@
 """Per-clip feature cache for training, computed with the device's own feature path.
 
 Each clip is decoded once; the cache keeps the features of up to ``cap`` frames spread over the
-clip (every frame of a short clip) plus their mirror images, always including the exact M-frame
-deployment sample. Training draws jittered samples from them; evaluation uses the deployment
+clip (every frame of a short clip), always including the exact M-frame deployment sample, plus
+augmentation views of the same frames: mirrored, and optionally ``crops`` random crops (one box per
+clip and view, so the crop is steady over time, mirrored at random). Training draws jittered samples from them; evaluation uses the deployment
 sample, so the numbers we report are the numbers the device gets.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +31,12 @@ CACHE_VERSION = 1
 class CachedClip:
     indices: np.ndarray  # sorted unique frame indices
     feats: np.ndarray  # uint8 [K, D]
-    flipped: np.ndarray  # uint8 [K, D], mirrored frames
+    views: np.ndarray  # uint8 [V, K, D]: mirrored frames, then crops
     n_frames: int
+
+    @property
+    def flipped(self) -> np.ndarray:
+        return self.views[0]
 
     def deploy_sample(self, m: int) -> np.ndarray:
         """uint8 [m, D]: exactly the frames ``edgevid classify`` samples."""
@@ -52,15 +58,42 @@ def _stamp(clip: Path) -> np.ndarray:
     return np.array([st.st_size, st.st_mtime_ns], np.int64)
 
 
-def load_cached(path: Path, clip: Path) -> CachedClip | None:
-    """The cached features, or None if absent, unreadable or stale (clip changed since)."""
+def load_cached(path: Path, clip: Path, crops: int = 0) -> CachedClip | None:
+    """The cached features, or None if absent, unreadable, stale (clip changed since) or short of views."""
     try:
         with np.load(path) as z:
             if int(z["version"]) != CACHE_VERSION or not np.array_equal(z["stamp"], _stamp(clip)):
                 return None
-            return CachedClip(z["indices"], z["feats"], z["flipped"], int(z["n_frames"]))
+            views = z["views"] if "views" in z.files else z["flipped"][None]
+            if len(views) < 1 + crops:
+                return None
+            return CachedClip(z["indices"], z["feats"], views[: 1 + crops], int(z["n_frames"]))
     except (OSError, KeyError, ValueError, EOFError):
         return None
+
+
+def mirror(frame: np.ndarray) -> np.ndarray:
+    return frame[:, ::-1]
+
+
+def crop_views(clip: Path, root: Path, n: int):
+    """``n`` seeded random crops for a clip (area 40-90 %, aspect 3:4 to 4:3, mirrored at random)."""
+    rng = np.random.default_rng(zlib.crc32(clip.relative_to(root).as_posix().encode()))
+    boxes = [(rng.uniform(0.4, 0.9), np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3))), rng.random(), rng.random(), rng.random() < 0.5)
+             for _ in range(n)]
+
+    def make(area, aspect, fx, fy, flip):
+        def view(frame: np.ndarray) -> np.ndarray:
+            h, w = frame.shape[:2]
+            cw = int(min(w, round(w * np.sqrt(area * aspect))))
+            ch = int(min(h, round(h * np.sqrt(area / aspect))))
+            x, y = int(fx * (w - cw)), int(fy * (h - ch))
+            out = frame[y : y + ch, x : x + cw]
+            return out[:, ::-1] if flip else out
+
+        return view
+
+    return [make(*b) for b in boxes]
 
 
 _worker: dict = {}
@@ -70,13 +103,14 @@ def _init_worker(extractor_path: str, threads: int) -> None:
     _worker["extractor"] = Extractor(Path(extractor_path), num_threads=threads)
 
 
-def _compute(clip: Path, out: Path, m: int, cap: int) -> tuple[str, str | None]:
+def _compute(clip: Path, root: Path, out: Path, m: int, cap: int, crops: int) -> tuple[str, str | None]:
+    views = [mirror] + crop_views(clip, root, crops)
     try:
-        cf = clip_features(_worker["extractor"], clip, None, indices_for=lambda n: cache_indices(n, m, cap), also_flipped=True)
+        cf = clip_features(_worker["extractor"], clip, None, indices_for=lambda n: cache_indices(n, m, cap), views=views)
     except EdgevidError as exc:
         return str(clip), str(exc)
     buf = io.BytesIO()
-    np.savez(buf, version=CACHE_VERSION, stamp=_stamp(clip), indices=cf.indices, feats=cf.feats, flipped=cf.flipped, n_frames=cf.n_frames)
+    np.savez(buf, version=CACHE_VERSION, stamp=_stamp(clip), indices=cf.indices, feats=cf.feats, views=np.stack(cf.views), n_frames=cf.n_frames)
     write_atomic(out, buf.getvalue())  # an interrupted run never leaves a half-written entry
     return str(clip), None
 
@@ -89,11 +123,12 @@ def extract_dataset(
     *,
     m: int = 25,
     cap: int = 64,
+    crops: int = 0,
     workers: int | None = None,
     progress: bool = True,
 ) -> dict[str, str]:
     """Fill the cache for ``clips`` (skipping fresh entries: a rerun resumes); return failures."""
-    todo = [c for c in clips if load_cached(cache_path(cache_dir, root, c), c) is None]
+    todo = [c for c in clips if load_cached(cache_path(cache_dir, root, c), c, crops) is None]
     failures: dict[str, str] = {}
     if not todo:
         return failures
@@ -108,7 +143,7 @@ def extract_dataset(
 
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(str(extractor_path), threads)) as pool:
-        futures = [pool.submit(_compute, c, cache_path(cache_dir, root, c), m, cap) for c in todo]
+        futures = [pool.submit(_compute, c, root, cache_path(cache_dir, root, c), m, cap, crops) for c in todo]
         for future in as_completed(futures):
             clip, error = future.result()
             if error:

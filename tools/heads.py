@@ -23,12 +23,15 @@ class HeadSpec:
     pool: bool = False  # mean of the recurrent outputs over time instead of the last state
     normalize: bool = False  # standardize each feature with training-set mean/std (folded into the model)
     members: int = 1  # an ensemble of independently trained (seeded) copies, probabilities averaged
+    crops: int = 0  # random-crop views of each training clip added to the mirrored one
     dropout: float = 0.5
 
     @property
     def description(self) -> str:
         what = {"gru": f"GRU-{self.hidden}", "lstm": f"LSTM-{self.hidden}", "frame": f"single-frame MLP-{self.hidden}"}[self.kind]
         extras = [x for x, on in (("input standardization", self.normalize), ("mean over time", self.pool)) if on]
+        if self.crops:
+            extras.append(f"{self.crops} crop views")
         if self.members > 1:
             extras.append(f"ensemble of {self.members}")
         return what + (f" ({', '.join(extras)})" if extras else "")
@@ -43,6 +46,10 @@ SPECS = {
         HeadSpec("gru128", "gru", 128, 1e-3),  # compact: about 1/16 of the study head's size
         HeadSpec("gru128n", "gru", 128, 1e-3, normalize=True, pool=True),
         HeadSpec("gru128n_x5", "gru", 128, 1e-3, normalize=True, pool=True, members=5),
+        HeadSpec("gru128c", "gru", 128, 1e-3, crops=4),
+        HeadSpec("gru128nc", "gru", 128, 1e-3, normalize=True, pool=True, crops=4),
+        HeadSpec("gru128nc_x5", "gru", 128, 1e-3, normalize=True, pool=True, crops=4, members=5),
+        HeadSpec("framec", "frame", 512, 1e-3, crops=4),
     )
 }
 

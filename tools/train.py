@@ -24,8 +24,9 @@ class Quant:
         return (q.astype(np.float32) - self.zero_point) * np.float32(self.scale)
 
 
-def jitter_sample(clip: CachedClip, m: int, rng: np.random.Generator, flip: bool) -> np.ndarray:
-    """One random frame from each of m equal segments (TSN-style), optionally mirrored: uint8 [m, D]."""
+def jitter_sample(clip: CachedClip, m: int, rng: np.random.Generator, view: int | None) -> np.ndarray:
+    """One random frame from each of m equal segments (TSN-style), from the original frames
+    (``view=None``) or an augmentation view (0 = mirrored, then crops): uint8 [m, D]."""
     n = clip.n_frames
     lo = (np.arange(m) * n) // m
     hi = np.maximum(((np.arange(m) + 1) * n) // m, lo + 1)
@@ -34,11 +35,17 @@ def jitter_sample(clip: CachedClip, m: int, rng: np.random.Generator, flip: bool
     # Nearest cached frame (the cache holds every frame of clips up to its cap).
     left = np.clip(pos - 1, 0, len(clip.indices) - 1)
     pos = np.where(np.abs(clip.indices[left] - want) < np.abs(clip.indices[pos] - want), left, pos)
-    return (clip.flipped if flip else clip.feats)[pos]
+    return (clip.feats if view is None else clip.views[view])[pos]
 
 
-def epoch_batch(clips: list[CachedClip], m: int, rng: np.random.Generator, quant: Quant) -> np.ndarray:
-    return quant(np.stack([jitter_sample(c, m, rng, bool(rng.random() < 0.5)) for c in clips]))
+def _pick_view(rng: np.random.Generator, n_views: int) -> int | None:
+    k = int(rng.random() * (1 + n_views))  # uniform over the original and each view
+    return k if k < n_views else None
+
+
+def epoch_batch(clips: list[CachedClip], m: int, rng: np.random.Generator, quant: Quant, views: int = 1) -> np.ndarray:
+    """One jittered sample per clip over the original frames and the first ``views`` views."""
+    return quant(np.stack([jitter_sample(c, m, rng, _pick_view(rng, views)) for c in clips]))
 
 
 def deploy_batch(clips: list[CachedClip], m: int, quant: Quant) -> np.ndarray:
@@ -78,7 +85,7 @@ def train_head(
     best, best_weights, waited = np.inf, None, 0
     t0 = time.perf_counter()
     for epoch in range(max_epochs):
-        x = epoch_batch(train, m, rng, quant) if augment else x_fixed
+        x = epoch_batch(train, m, rng, quant, views=1 + spec.crops) if augment else x_fixed
         h = model.fit(x, yt, batch_size=batch_size, epochs=1, verbose=0, shuffle=True)
         val_loss, val_acc = model.evaluate(x_val, yv, batch_size=64, verbose=0)
         row = {"epoch": epoch + 1, "loss": float(h.history["loss"][0]), "acc": float(h.history["accuracy"][0]),
