@@ -70,14 +70,18 @@ def test_bad_clips_fail_alone_others_still_classified(env, tmp_path):
     truncated = tmp_path / "truncated.avi"
     truncated.write_bytes(good.read_bytes()[:4000])
     missing = tmp_path / "missing.avi"
-    proc = run_cli("classify", str(text), str(empty), str(truncated), str(missing), str(good), "--json", env=env)
+    no_frames = tmp_path / "no_frames.avi"  # a valid AVI container holding zero frames
+    import cv2
+
+    cv2.VideoWriter(str(no_frames), cv2.VideoWriter_fourcc(*"MJPG"), 25, (320, 240)).release()
+    proc = run_cli("classify", str(text), str(empty), str(truncated), str(missing), str(no_frames), str(good), "--json", env=env)
     assert proc.returncode == 1
     results = [json.loads(l) for l in proc.stdout.splitlines()]
     by_path = {r["path"]: r for r in results}
     assert by_path[str(good)]["ok"] is True
-    for bad in (text, empty, truncated, missing):
+    for bad in (text, empty, truncated, missing, no_frames):
         assert by_path[str(bad)]["ok"] is False and str(bad) in by_path[str(bad)]["error"]
-    _one_line_error(proc, "notes.avi", "empty.avi: empty file", "truncated.avi", "missing.avi: no such file")
+    _one_line_error(proc, "notes.avi", "empty.avi: empty file", "truncated.avi", "missing.avi: no such file", "no_frames.avi: no decodable video frames")
 
 
 def test_directory_without_videos(env, tmp_path):

@@ -55,19 +55,20 @@ def run(args: argparse.Namespace) -> dict:
     quant = Quant(extractor.scale, extractor.zero_point)
     m = args.frames
 
-    items = ds.train + ds.val + ds.test
     t0 = time.perf_counter()
     crops = max(SPECS[h].crops for h in args.heads)
-    failures = extract_dataset([i.path for i in items], ds.root, cache, Path(args.extractor), m=m, crops=crops, workers=args.workers)
+    # Augmentation views are only needed for the clips heads train on.
+    failures = extract_dataset([i.path for i in ds.train + ds.val], ds.root, cache, Path(args.extractor), m=m, crops=crops, workers=args.workers)
+    failures |= extract_dataset([i.path for i in ds.test], ds.root, cache, Path(args.extractor), m=m, workers=args.workers)
     feature_seconds = time.perf_counter() - t0
     for clip, err in sorted(failures.items()):
         print(f"  failed clip: {err}")
 
-    def load(split):
-        kept = [(load_cached(cache_path(cache, ds.root, i.path), i.path, crops), i.label) for i in split if str(i.path) not in failures]
+    def load(split, views):
+        kept = [(load_cached(cache_path(cache, ds.root, i.path), i.path, views), i.label) for i in split if str(i.path) not in failures]
         return [c for c, _ in kept], np.array([y for _, y in kept])
 
-    (tr, y_tr), (va, y_va), (te, y_te) = load(ds.train), load(ds.val), load(ds.test)
+    (tr, y_tr), (va, y_va), (te, y_te) = load(ds.train, crops), load(ds.val, crops), load(ds.test, 0)
     x_va, x_te = deploy_batch(va, m, quant), deploy_batch(te, m, quant)
     n_cls = len(ds.classes)
     results: dict = {
