@@ -78,7 +78,7 @@ class DaemonConfig(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @model_validator(mode="after")
-    def _windows(self) -> "DaemonConfig":
+    def _unique_ids(self) -> "DaemonConfig":
         ids = [s.id for s in self.sources]
         if len(set(ids)) != len(ids):
             raise ValueError(f"source ids must be unique, got {ids}")
