@@ -268,3 +268,19 @@ def test_systemd_notify_ready_watchdog_status_stopping(tmp_path, env):
     notify.close()
     assert seen.index("READY=1") < len(seen) and "STOPPING=1" in seen
     assert code == 0
+
+
+def test_subscribe_command_prints_messages(tmp_path, env):
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    cfg = write_config(tmp_path / "e.toml", endpoint, [{"id": "c", "uri": str(CLIP), "window": 2.5, "hop": 0.5, "loop": True}])
+    proc = start_daemon(cfg, env)
+    try:
+        human = run_cli("subscribe", "--endpoint", endpoint, "--topic", "pred/c", "--count", "2", "--timeout", "30", env=env, timeout=60)
+        js = run_cli("subscribe", "--endpoint", endpoint, "--topic", "status", "--json", "--count", "1", "--timeout", "30", env=env, timeout=60)
+    finally:
+        code, _ = stop_daemon(proc)
+    assert human.returncode == 0 and all(line.startswith("c #") for line in human.stdout.splitlines())
+    assert len(human.stdout.splitlines()) == 2
+    assert js.returncode == 0 and json.loads(js.stdout)["type"] == "status"
+    silent = run_cli("subscribe", "--endpoint", f"tcp://127.0.0.1:{free_port()}", "--count", "1", "--timeout", "1", env=env)
+    assert silent.returncode == 1 and "no message" in silent.stderr
