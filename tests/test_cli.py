@@ -153,6 +153,7 @@ def test_models_fetch_from_local_folder_and_verify(tmp_path):
     proc = run_cli("models", "fetch", "--from", str(MNV2.parent), env=env)
     assert proc.returncode == 0, proc.stderr
     assert sha256_file(tmp_path / "m" / MNV2.name) == sha256_file(MNV2)
+    assert (tmp_path / "m" / MNV2.name).stat().st_mode & 0o044  # readable by the service user, umask permitting
     assert not [p for p in (tmp_path / "m").iterdir() if p.name.startswith(".")]  # no temp files left
     verify = run_cli("models", "verify", env=env)
     assert verify.returncode == 0 and "FAILED" not in verify.stdout
