@@ -205,25 +205,29 @@ def test_soak_no_growth_no_missed_heartbeat(tmp_path, env):
             samples.append(probe.sample())
             msgs += probe.collect(min(5.0, max(0.1, end - time.monotonic())))
         samples.append(probe.sample())
-    assert probe.exit_code == 0
     status = [m for m in msgs if m["type"] == "status"]
     seqs = [m["seq"] for m in status]
-    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "a heartbeat was missed"
-    assert len(status) >= seconds * 0.9
     preds = [m for m in msgs if m["type"] == "prediction"]
-    assert len(preds) >= seconds * 2 * 0.9  # one per 0.5 s hop
     rss = [s["rss_mb"] for s in samples]
     third = max(1, len(rss) // 3)
-    growth = np.median(rss[-third:]) - np.median(rss[:third])
-    assert growth < 15, f"RSS grew {growth:.1f} MB over {seconds:g} s"
-    assert max(s["fds"] for s in samples) == min(s["fds"] for s in samples)
-    assert max(s["threads"] for s in samples) == min(s["threads"] for s in samples)
-    report = {"seconds": seconds, "rss_mb_first": rss[0], "rss_mb_last": rss[-1], "rss_growth_mb": float(growth),
-              "fds": samples[-1]["fds"], "threads": samples[-1]["threads"], "predictions": len(preds), "heartbeats": len(status),
-              "dropped": status[-1]["sources"][0]["dropped"]}
+    growth = float(np.median(rss[-third:]) - np.median(rss[:third]))
+    fds, threads = [s["fds"] for s in samples], [s["threads"] for s in samples]
+    report = {"seconds": seconds, "samples": len(samples), "rss_mb_after_warmup": rss[0], "rss_mb_last": rss[-1],
+              "rss_growth_mb": growth, "fds_min_max": [min(fds), max(fds)], "threads_min_max": [min(threads), max(threads)],
+              "predictions": len(preds), "heartbeats": len(status), "dropped": status[-1]["sources"][0]["dropped"],
+              "reconnects": status[-1]["sources"][0]["reconnects"]}
     out = os.environ.get("EDGEVID_SOAK_REPORT")
     if out:
         Path(out).write_text(json.dumps(report, indent=1))
+    assert probe.exit_code == 0
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "a heartbeat was missed"
+    assert len(status) >= seconds * 0.9
+    assert len(preds) >= seconds * 2 * 0.9  # one per 0.5 s hop
+    assert growth < 15, f"RSS grew {growth:.1f} MB over {seconds:g} s"
+    # A reopen at the end of each loop briefly holds one more descriptor: a leak shows as a rising
+    # baseline (the minimum), not as one sample caught mid-reopen.
+    assert min(fds[-third:]) <= min(fds[:third]) and max(fds) - min(fds) <= 2, fds
+    assert min(threads[-third:]) <= min(threads[:third]) and max(threads) - min(threads) <= 2, threads
 
 
 def test_systemd_unit_is_valid_and_hardened():
