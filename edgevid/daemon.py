@@ -161,7 +161,7 @@ class Daemon:
         t = time.perf_counter()
         feats = self.extractor.dequantize(self.extractor.extract(self.extractor.preprocess([b.frame for b in batch])))
         per_frame_ms = (time.perf_counter() - t) * 1e3 / len(batch)
-        for item, feature in zip(batch, feats):
+        for item, feature in zip(batch, feats, strict=True):
             window = self.windows[item.source]
             stats = self.sources[item.source].stats
             stats.processed += 1

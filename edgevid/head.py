@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ModelError
-from .manifest import Manifest, load_manifest, verify_file
+from .manifest import load_manifest, verify_file
 from .runtime import make_interpreter
 
 

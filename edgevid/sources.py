@@ -11,7 +11,7 @@ import logging
 import random
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import cv2
@@ -33,7 +33,6 @@ class SourceStats:
     processed: int = 0
     skipped_windows: int = 0
     last_error: str | None = None
-    started: float = field(default_factory=time.monotonic)
 
 
 @dataclass

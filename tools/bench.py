@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from edgevid.capture import read_clip
-from edgevid.extractor import Extractor, preprocess
+from edgevid.extractor import Extractor
 from edgevid.head import Head
 from edgevid.pipeline import ClipClassifier
 from edgevid.runtime import backend, make_interpreter

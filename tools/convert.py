@@ -18,7 +18,7 @@ def to_tflite(models: list, spec: HeadSpec, frames: int, dim: int, classes: int,
     import tensorflow as tf
 
     twin, parts = build(spec, frames, dim, classes, export=True, norm=norm, members=len(models))
-    for part, trained in zip(parts, models):
+    for part, trained in zip(parts, models, strict=True):
         part.set_weights(trained.get_weights())
     converter = tf.lite.TFLiteConverter.from_keras_model(twin)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]

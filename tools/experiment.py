@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> dict:
     failures = extract_dataset([i.path for i in ds.train + ds.val], ds.root, cache, Path(args.extractor), m=m, crops=crops, workers=args.workers)
     failures |= extract_dataset([i.path for i in ds.test], ds.root, cache, Path(args.extractor), m=m, workers=args.workers)
     feature_seconds = time.perf_counter() - t0
-    for clip, err in sorted(failures.items()):
+    for _clip, err in sorted(failures.items()):
         print(f"  failed clip: {err}")
 
     def load(split, views):

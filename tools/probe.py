@@ -86,7 +86,7 @@ def stop_daemon(proc: subprocess.Popen, timeout: float = 10, sig: int = signal.S
     except subprocess.TimeoutExpired:
         proc.kill()
         _, err = proc.communicate()
-        raise AssertionError(f"daemon did not stop within {timeout} s after signal {sig}:\n{err}")
+        raise AssertionError(f"daemon did not stop within {timeout} s after signal {sig}:\n{err}") from None
     return proc.returncode, err
 
 
