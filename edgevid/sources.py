@@ -71,8 +71,13 @@ def _open_capture(cfg: SourceConfig) -> cv2.VideoCapture:
     kind = cfg.resolved_kind()
     params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(cfg.open_timeout * 1000), cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(cfg.read_timeout * 1000)]
     if kind == "camera":
+        # Camera backends (V4L2) may not support the timeout properties, and OpenCV fails the whole
+        # open when a backend rejects an open() parameter: set the read timeout best-effort instead
+        # (the V4L2 driver bounds a read by itself).
         target = int(cfg.uri) if cfg.uri.isdigit() else cfg.uri
-        cap = cv2.VideoCapture(target, cv2.CAP_ANY, params)
+        cap = cv2.VideoCapture(target, cv2.CAP_ANY)
+        if cap.isOpened():
+            cap.set(cv2.CAP_PROP_READ_TIMEOUT_MSEC, cfg.read_timeout * 1000)
     else:
         cap = cv2.VideoCapture(cfg.uri, cv2.CAP_FFMPEG, params)
     if not cap.isOpened():
