@@ -89,6 +89,7 @@ def test_missing_source_does_not_stop_the_others(tmp_path, env):
     config = write_config(tmp_path / "e.toml", endpoint, [
         {"id": "good", "uri": str(CLIP), "window": 2.5, "hop": 0.5, "loop": True},
         {"id": "gone", "uri": str(tmp_path / "nope.avi"), "reconnect_min": 0.1, "reconnect_max": 0.5},
+        {"id": "nocam", "uri": "/dev/video99", "reconnect_min": 0.1, "reconnect_max": 0.5},
     ])
     sub = Subscriber(endpoint)
     proc = start_daemon(config, env)
@@ -102,6 +103,8 @@ def test_missing_source_does_not_stop_the_others(tmp_path, env):
     assert _preds(msgs, "good") and not _preds(msgs, "gone")
     gone = [s for st in _status(msgs) for s in st["sources"] if s["id"] == "gone"][-1]
     assert gone["state"] == "reconnecting" and "nope.avi" in gone["last_error"]
+    nocam = [s for st in _status(msgs) for s in st["sources"] if s["id"] == "nocam"][-1]
+    assert nocam["state"] == "reconnecting" and "cannot open camera '/dev/video99'" in nocam["last_error"]
     assert "nope.avi" in err and "Traceback" not in err
 
 
