@@ -286,3 +286,24 @@ def test_subscribe_command_prints_messages(tmp_path, env):
     assert js.returncode == 0 and json.loads(js.stdout)["type"] == "status"
     silent = run_cli("subscribe", "--endpoint", f"tcp://127.0.0.1:{free_port()}", "--count", "1", "--timeout", "1", env=env)
     assert silent.returncode == 1 and "no message" in silent.stderr
+
+
+def test_overload_drops_oldest_frames_and_capture_keeps_pace(tmp_path, env):
+    """More sampled frames than the extractor can take: frames are dropped (counted), capture
+    keeps real time, predictions keep coming."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    sources = [{"id": f"s{i}", "uri": str(CLIP), "window": 0.5, "hop": 0.1, "loop": True} for i in range(4)]
+    cfg = write_config(tmp_path / "e.toml", endpoint, sources, status_interval=1.0, models={"threads": 1})
+    sub = Subscriber(endpoint)
+    proc = start_daemon(cfg, env)
+    try:
+        msgs = sub.until(lambda g: sum(1 for _, m in g if m["type"] == "status") >= 6, timeout=40)
+    finally:
+        code, err = stop_daemon(proc)
+        sub.close()
+    assert code == 0, err
+    last = _status(msgs)[-1]["sources"]
+    assert sum(s["dropped"] for s in last) > 0
+    fps = [s["fps_in"] for s in _status(msgs)[-1]["sources"]]
+    assert min(fps) > 20  # the 25 fps file is still read in real time
+    assert _preds(msgs)
