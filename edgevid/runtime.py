@@ -1,7 +1,7 @@
 """The one place that picks a TFLite interpreter.
 
-ai-edge-litert is preferred (XNNPACK makes the int8 extractor ~7x faster than tflite-runtime on
-x86); tflite-runtime serves 32-bit Arm, where ai-edge-litert has no wheels; full TensorFlow is the
+ai-edge-litert is preferred (XNNPACK makes the int8 extractor ~11x faster than tflite-runtime on
+x86, BENCHMARKS.md); tflite-runtime serves 32-bit Arm, where ai-edge-litert has no wheels; full TensorFlow is the
 last resort on a workstation.
 """
 
