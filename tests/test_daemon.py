@@ -307,3 +307,20 @@ def test_overload_drops_oldest_frames_and_capture_keeps_pace(tmp_path, env):
     fps = [s["fps_in"] for s in _status(msgs)[-1]["sources"]]
     assert min(fps) > 20  # the 25 fps file is still read in real time
     assert _preds(msgs)
+
+
+def test_endpoint_in_use_is_a_config_error(tmp_path, env):
+    import zmq
+
+    port = free_port()
+    ctx = zmq.Context()
+    squatter = ctx.socket(zmq.PUB)
+    squatter.bind(f"tcp://127.0.0.1:{port}")
+    try:
+        cfg = write_config(tmp_path / "e.toml", f"tcp://127.0.0.1:{port}", [{"id": "a", "uri": str(CLIP)}])
+        proc = run_cli("run", "--config", str(cfg), env=env, timeout=60)
+    finally:
+        squatter.close(linger=0)
+        ctx.term()
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "publish.endpoint: cannot bind" in proc.stderr and "in use" in proc.stderr
