@@ -79,3 +79,12 @@ def test_unreadable_model_is_a_clear_error(tmp_path, content):
 def test_missing_model_names_the_fetch_command(tmp_path):
     with pytest.raises(ModelError, match="models fetch"):
         Extractor(tmp_path / "absent.tflite")
+
+
+def test_fast_preprocess_equals_resize_then_channel_flip(extractor):
+    from conftest import jhmdb_clip
+    from edgevid.capture import read_clip
+
+    frames = read_clip(jhmdb_clip("golf"), 25).frames
+    expected = np.stack([cv2.resize(f, (224, 224), interpolation=cv2.INTER_LINEAR)[..., ::-1] for f in frames])
+    np.testing.assert_array_equal(extractor.preprocess(frames), expected)
