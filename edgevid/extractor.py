@@ -61,7 +61,12 @@ class Extractor:
         except OSError as exc:
             raise ModelError(f"extractor {self.path}: cannot read: {exc.strerror}") from None
         self.sha256 = hashlib.sha256(data).hexdigest()
-        full = make_interpreter(data, num_threads=num_threads, runtime=runtime, what=f"extractor {self.path}")
+        # Safe feature read: a graph cut at the feature tensor when we can rewrite flatbuffers,
+        # otherwise the full model with every tensor preserved (slower, one frame per invoke). The
+        # full model is loaded once either way: for its metadata, and as the fallback interpreter.
+        self.batched = schema_module() is not None
+        what = f"extractor {self.path}"
+        full = make_interpreter(data, num_threads=num_threads, preserve_all_tensors=not self.batched, runtime=runtime, what=what)
         detail = _find_feature_tensor(full, feature_tensor, self.path)
         self.feature_tensor: str = detail["name"]
         self.feature_dim = int(np.prod(detail["shape"][1:]))
@@ -70,23 +75,14 @@ class Extractor:
         if input_detail["dtype"] != np.uint8:
             raise ModelError(f"extractor {self.path}: expected a uint8 input, got {input_detail['dtype'].__name__}")
         self.input_size = int(input_detail["shape"][1])
-
-        # Safe feature read: a graph cut at the feature tensor when we can rewrite flatbuffers,
-        # otherwise the full model with every tensor preserved (slower, one frame per invoke).
-        if schema_module() is not None:
-            cut = cut_at_tensor(data, self.feature_tensor)
-            self._interpreter = make_interpreter(cut, num_threads=num_threads, runtime=runtime, what=f"extractor {self.path}")
+        if self.batched:
+            self._interpreter = make_interpreter(cut_at_tensor(data, self.feature_tensor), num_threads=num_threads, runtime=runtime, what=what)
             self._output_index = self._interpreter.get_output_details()[0]["index"]
-            self.batched = True
         else:
-            self._interpreter = make_interpreter(
-                data, num_threads=num_threads, preserve_all_tensors=True, runtime=runtime, what=f"extractor {self.path}"
-            )
+            self._interpreter = full
             self._output_index = detail["index"]
-            self.batched = False
         self._input_index = self._interpreter.get_input_details()[0]["index"]
         self._batch = 1
-        del full
 
     @property
     def id(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import tarfile
@@ -149,8 +150,6 @@ def fetch_extractor(
     target = extractor_path(name, directory)
     spec = EXTRACTORS[name]
     data, origin = _read_local(Path(source), spec) if source is not None else _download(spec, timeout)
-    import hashlib
-
     digest = hashlib.sha256(data).hexdigest()
     if digest not in spec.sha256:
         raise ModelError(f"{origin}: sha256 {digest[:12]}… is not a known {name} file (corrupt download or wrong file)")
