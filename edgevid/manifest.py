@@ -31,6 +31,19 @@ class ExtractorRef(BaseModel):
     feature_dim: int = Field(gt=0)
 
 
+class TimeScale(BaseModel):
+    """How much time the head's M frames span: the daemon's default window, so live windows are
+    at the scale the head was trained on (a head trained on 1.3 s clips does not know 2.5 s)."""
+
+    model_config = ConfigDict(extra="forbid")
+    window_s: float = Field(gt=0, description="seconds of video the M frames span, as trained")
+    fit: Literal["windows", "clips"] = Field(
+        description="windows: trained on fixed windows of window_s cut from clips; clips: trained on whole clips, "
+        "window_s is their median duration"
+    )
+    clip_duration_s: dict[str, float] = Field(default_factory=dict, description="training clips' duration percentiles (p10, p50, p90)")
+
+
 class Manifest(BaseModel):
     """``manifest.json``: the head, its labels, the features it expects, and where it came from."""
 
@@ -41,6 +54,7 @@ class Manifest(BaseModel):
     labels: FileRef
     frames: int = Field(gt=0, description="M, frames per clip the head was trained on")
     feature_dim: int = Field(gt=0)
+    timescale: TimeScale | None = Field(None, description="the window the head was trained for (absent: older heads)")
     extractor: ExtractorRef
     runtimes: list[str] = Field(description="TFLite runtimes the head was checked on")
     trained_on: str = ""

@@ -1,4 +1,11 @@
-"""Which frames to look at: M indices spread uniformly over a clip or a time window."""
+"""Which frames to look at: M indices spread uniformly over a clip or over a time window.
+
+One rule serves the clip path, the daemon and training: a window of ``window_s`` seconds holds M
+slots at its segment centres, ``start + (j + 0.5) * window_s / M``, and each slot takes the frame on
+screen at that instant (a frame with timestamp ``t`` is shown over ``[t, t + 1/fps)``; equivalently
+the frame whose display interval's centre is nearest). Over a whole clip this is exactly
+:func:`sample_indices`.
+"""
 
 from __future__ import annotations
 
@@ -28,3 +35,28 @@ def sample_times(start: float, end: float, m: int = DEFAULT_FRAMES) -> np.ndarra
     if not end > start:
         raise ValueError(f"window end {end} must be after start {start}")
     return start + (np.arange(m) + 0.5) * ((end - start) / m)
+
+
+def window_indices(n_frames: int, fps: float, window_s: float, m: int, start_s: float = 0.0) -> np.ndarray:
+    """Frame indices of the ``m`` slots of a ``window_s``-second window starting ``start_s`` into a
+    constant-rate clip: what the daemon samples from that stretch of a file.
+
+    Slots past the clip's end take its last frame (callers keep windows inside the clip); with
+    ``start_s = 0`` and ``window_s = n_frames / fps`` this equals :func:`sample_indices`.
+    """
+    if n_frames < 1 or m < 1 or not fps > 0 or not window_s > 0:
+        raise ValueError(f"need n_frames, m >= 1 and fps, window_s > 0; got {n_frames}, {m}, {fps}, {window_s}")
+    # Rational form of floor((start + (j + 0.5) * window / m) * fps), rounded in the last bit so a
+    # slot exactly on a frame boundary belongs to the later frame, as in sample_indices.
+    t = (start_s + (np.arange(m) + 0.5) * (window_s / m)) * fps
+    return np.clip(np.floor(t + 1e-9).astype(np.int64), 0, n_frames - 1)
+
+
+def window_starts(n_frames: int, fps: float, window_s: float, hop_s: float) -> np.ndarray:
+    """Start times (s) of every window of ``window_s`` that fits inside the clip, ``hop_s`` apart
+    (the windows a file source publishes); empty when the clip is shorter than one window."""
+    duration = n_frames / fps
+    if duration + 1e-9 < window_s:
+        return np.zeros(0)
+    count = int(np.floor((duration - window_s) / hop_s + 1e-9)) + 1
+    return np.arange(count) * hop_s
