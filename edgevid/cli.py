@@ -144,15 +144,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .daemon import hop_steps
+    from .config import load_config, source_timing
     from .head import Head
     from .store import default_head_dir
 
     cfg = load_config(args.config)
     head = Head(cfg.models.head or default_head_dir())
+    trained = head.manifest.timescale.window_s if head.manifest.timescale else None
     for source in cfg.sources:
-        hop_steps(source, head.frames)
+        t = source_timing(source, head.frames, trained)
+        print(f"source {source.id}: window {t.window:.4g} s ({t.m} frames, one every {t.dt:.4g} s), "
+              f"a prediction every {t.hop_s:.4g} s")
+        warning = t.warning(source.id)
+        if warning:
+            print(f"edgevid: warning: {warning}", file=sys.stderr)
     print(f"{args.config}: ok ({len(cfg.sources)} source(s), publishing on {cfg.publish.endpoint})")
     return 0
 

@@ -7,6 +7,7 @@ variables use ``__`` for nesting, e.g. ``EDGEVID_PUBLISH__ENDPOINT=tcp://0.0.0.0
 from __future__ import annotations
 
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -20,22 +21,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+_DAY = 86400.0
+
+
 class SourceConfig(_Strict):
     """One camera, file or stream, classified over a sliding window."""
 
-    id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="names the topic: pred/<id>")
-    uri: str = Field(description="camera index ('0'), device path, video file, or rtsp:// / http(s):// URL")
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=64, description="names the topic: pred/<id>")
+    uri: str = Field(min_length=1, description="camera index ('0'), device path, video file, or rtsp:// / http(s):// URL")
     kind: Literal["auto", "camera", "file", "stream"] = "auto"
-    window: float = Field(2.5, gt=0, description="seconds classified per prediction")
-    hop: float = Field(0.5, gt=0, description="seconds between predictions")
-    realtime: bool = Field(True, description="files: pace at the file's fps (False: as fast as inference allows)")
+    window: float | None = Field(None, gt=0, le=600, description="seconds classified per prediction (default: the head's trained window)")
+    hop: float = Field(0.5, gt=0, le=600, description="seconds between predictions, rounded to whole sampling intervals")
+    realtime: bool = Field(True, description="files: pace at the file's own timestamps (False: as fast as inference allows)")
     loop: bool = Field(False, description="files: start again at the end")
-    top_k: int = Field(3, ge=1)
-    open_timeout: float = Field(10.0, gt=0)
-    read_timeout: float = Field(5.0, gt=0)
-    stall_timeout: float = Field(5.0, gt=0, description="no frame for this long -> reopen")
-    reconnect_min: float = Field(0.5, gt=0)
-    reconnect_max: float = Field(30.0, gt=0)
+    top_k: int = Field(3, ge=1, le=1000)
+    open_timeout: float = Field(10.0, gt=0, le=3600)
+    read_timeout: float = Field(5.0, gt=0, le=3600)
+    stall_timeout: float = Field(5.0, gt=0, le=3600, description="no frame for this long -> reopen")
+    reconnect_min: float = Field(0.5, gt=0, le=3600)
+    reconnect_max: float = Field(30.0, gt=0, le=_DAY)
 
     def resolved_kind(self) -> str:
         if self.kind != "auto":
@@ -47,10 +51,44 @@ class SourceConfig(_Strict):
         return "file"
 
 
+@dataclass(frozen=True)
+class SourceTiming:
+    """A source's window on the time axis: M slots ``dt`` apart, a prediction every ``hop`` slots."""
+
+    window: float
+    m: int
+    hop: int
+    head_window: float | None
+
+    @property
+    def dt(self) -> float:
+        return self.window / self.m
+
+    @property
+    def hop_s(self) -> float:
+        return self.hop * self.dt
+
+    def warning(self, source: str) -> str | None:
+        """A window far from the scale the head was trained at is legal, but probably a mistake."""
+        if self.head_window and abs(self.window / self.head_window - 1) > 0.25:
+            return (f"sources.{source}.window: {self.window:g} s differs from the head's trained window "
+                    f"{self.head_window:g} s by more than 25 %; expect lower accuracy")
+        return None
+
+
+def source_timing(cfg: SourceConfig, m: int, head_window: float | None) -> SourceTiming:
+    """The source's window (its own, else the head's) and its hop in whole sampling intervals."""
+    window = cfg.window if cfg.window is not None else head_window
+    if window is None:
+        raise ConfigError(f"sources.{cfg.id}.window: the head's manifest records no trained window; set window (seconds)")
+    hop = max(1, round(cfg.hop * m / window))
+    return SourceTiming(window, m, hop, head_window)
+
+
 class PublishConfig(_Strict):
     endpoint: str = Field("tcp://127.0.0.1:5555", description="ZeroMQ PUB bind address (loopback by default)")
-    send_hwm: int = Field(1000, ge=1, description="messages queued per subscriber before dropping")
-    status_interval: float = Field(5.0, gt=0, description="seconds between status messages")
+    send_hwm: int = Field(1000, ge=1, le=1_000_000, description="messages queued per subscriber before dropping")
+    status_interval: float = Field(5.0, ge=0.1, le=3600, description="seconds between status messages")
     curve_secret_key: Path | None = Field(None, description="server secret key file (zmq.auth format): enables CURVE")
     curve_authorized_keys: Path | None = Field(None, description="folder of allowed client public keys")
 
@@ -65,7 +103,7 @@ class ModelsConfig(_Strict):
     dir: Path | None = Field(None, description="model directory (default: $EDGEVID_MODEL_DIR or XDG data dir)")
     extractor: Path | None = None
     head: Path | None = Field(None, description="head folder (default: the bundled one)")
-    threads: int = Field(2, ge=1)
+    threads: int = Field(2, ge=1, le=64)
 
 
 class DaemonConfig(BaseSettings):

@@ -9,25 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
-import queue
 import signal
 import socket
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .config import DaemonConfig, SourceConfig
-from .errors import ConfigError
-from .extractor import Extractor
+from .config import DaemonConfig, source_timing
+from .extractor import Extractor, preprocess
 from .head import Head
 from .messages import ModelIds, Prediction, PredictionLatency, SourceStatus, Status
 from .pipeline import top_k
 from .publish import STATUS_TOPIC, Publisher, prediction_topic
-from .sources import FrameSource, SampledFrame
+from .scheduler import Admission
+from .sources import Captured, FrameSource
+from .timing import Fill
+from .windows import Ready, WindowAssembler
 
 log = logging.getLogger("edgevid.daemon")
 
@@ -47,44 +50,37 @@ def sd_notify(state: str) -> bool:
         return False
 
 
-def hop_steps(cfg: SourceConfig, m: int) -> int:
-    """Grid steps per hop; the hop must be a whole number of sampling intervals (window / M)."""
-    steps = cfg.hop * m / cfg.window
-    if abs(steps - round(steps)) > 1e-6 or round(steps) < 1:
-        raise ConfigError(
-            f"sources.{cfg.id}: hop {cfg.hop:g} s must be a multiple of window/M = {cfg.window / m:g} s (M = {m})"
-        )
-    return int(round(steps))
+#: A live frame waiting longer than this for the extractor is dropped with every frame of its
+#: source queued before it (one clean cut instead of holes in many windows).
+MAX_LAG_S = 1.0
+#: Frames a non-realtime file may queue before its reader waits (it is never dropped).
+FILE_QUEUE = 16
+#: Frames per extractor invoke: enough to amortize the call, small enough to keep latency low.
+BATCH = 8
+#: Seconds between overload decisions, and between repeated overload log lines.
+TICK_S, OVERLOAD_LOG_S = 0.5, 60.0
 
 
-class Window:
-    """The last M sampled frames' features of one source, keyed by grid index."""
+def _window_of(head: Head) -> float | None:
+    return head.manifest.timescale.window_s if head.manifest.timescale else None
 
-    def __init__(self, m: int, hop: int) -> None:
-        self.m = m
-        self.hop = hop
-        self.ring: deque[tuple[int, float, float | None, np.ndarray]] = deque(maxlen=2 * m)
-        self.new_since = 0
-        self.extract_ms = 0.0
 
-    def add(self, k: int, wall: float, media: float | None, feature: np.ndarray, extract_ms: float) -> None:
-        self.ring.append((k, wall, media, feature))
-        self.new_since += 1
-        self.extract_ms += extract_ms
+@dataclass
+class _Job:
+    source: str
+    frame: Captured
 
-    def due(self, k: int) -> bool:
-        """A window ends at grid index k every ``hop`` steps once M instants exist."""
-        return k + 1 >= self.m and (k + 1 - self.m) % self.hop == 0
 
-    def take(self, k: int) -> tuple[np.ndarray, list] | None:
-        """M features for instants k-M+1..k (a dropped instant reuses its nearest neighbour)."""
-        wanted = np.arange(k - self.m + 1, k + 1)
-        have = {entry[0]: entry for entry in self.ring if entry[0] >= wanted[0]}
-        if len(have) < 0.8 * self.m:
-            return None
-        keys = np.array(sorted(have))
-        chosen = [have[int(keys[np.abs(keys - w).argmin()])] for w in wanted]
-        return np.stack([c[3] for c in chosen]), chosen
+class _Feed:
+    """What one source has handed over and the inference worker has not yet taken."""
+
+    def __init__(self, live: bool) -> None:
+        self.live = live
+        self.events: list[tuple] = []
+        self.pending: deque[Captured] = deque()
+        self.demand = 0.0  # distinct frames per second it needs extracted (measured)
+        self.sampled_mark = 0
+        self.last_fid = 0  # newest frame queued for extraction
 
 
 class Daemon:
@@ -100,12 +96,27 @@ class Daemon:
         self.extractor = Extractor(Path(path), num_threads=threads)
         self.head.check_extractor(self.extractor.feature_dim, self.extractor.sha256, str(path))
         self.models = ModelIds(extractor=self.extractor.id, head=self.head.id)
-        m = self.head.frames
-        self.windows = {s.id: Window(m, hop_steps(s, m)) for s in cfg.sources}
+        log.info("models: head %s (%s, M = %d, trained window %s s), extractor %s (%s)", self.head.manifest.name, self.head.id,
+                 self.head.frames, _window_of(self.head), Path(path).name, self.extractor.id)
+        m, head_window = self.head.frames, _window_of(self.head)
+        self.timing = {s.id: source_timing(s, m, head_window) for s in cfg.sources}
+        for s in cfg.sources:
+            t = self.timing[s.id]
+            warning = t.warning(s.id)
+            if warning:
+                log.warning(warning)
+            log.info("source %s: window %.3g s, %d slots every %.3g s, a prediction every %d slots (%.3g s)",
+                     s.id, t.window, t.m, t.dt, t.hop, t.hop_s)
         self.source_cfg = {s.id: s for s in cfg.sources}
         self.stop_event = threading.Event()
-        self.queue: queue.Queue[SampledFrame] = queue.Queue(maxsize=max(8, 2 * max(w.hop for w in self.windows.values())))
-        self.sources = {s.id: FrameSource(s, m, self._enqueue, self.stop_event) for s in cfg.sources}
+        self.cv = threading.Condition()
+        self.feeds = {s.id: _Feed(live=not (s.resolved_kind() == "file" and not s.realtime)) for s in cfg.sources}
+        self.windows = {s.id: WindowAssembler(m, self.timing[s.id].hop) for s in cfg.sources}
+        self.admission = Admission([s.id for s in cfg.sources if self.feeds[s.id].live])
+        self.admitted = self.admission.state
+        size = self.extractor.input_size
+        self.sources = {s.id: FrameSource(s, self.timing[s.id], self, self.stop_event, lambda f: preprocess(f, size))
+                        for s in cfg.sources}
         self.seq = {s.id: 0 for s in cfg.sources}
         self.loop: asyncio.AbstractEventLoop | None = None
         self.publisher: Publisher | None = None
@@ -113,85 +124,166 @@ class Daemon:
         self.status_seq = 0
         self._rates: dict[str, tuple[float, int, int]] = {}
         self.worker_beat = time.monotonic()
+        self.cost_s: float | None = None  # extractor (+ head) seconds per frame, measured
+        self._busy = [0.0, 0]  # seconds and frames since the last tick
+        self._overload_logged = -math.inf
 
-    # -- capture side (source threads) ------------------------------------------------------
-    def _enqueue(self, item: SampledFrame) -> None:
-        """Newest frame wins: a live source never waits for inference; a file read as fast as
-        possible waits instead (nothing to gain from dropping its frames)."""
-        cfg = self.source_cfg[item.source]
-        if cfg.resolved_kind() == "file" and not cfg.realtime:
-            while not self.stop_event.is_set():
-                try:
-                    self.queue.put(item, timeout=0.2)
-                    return
-                except queue.Full:
-                    continue
-            return
-        while True:
-            try:
-                self.queue.put_nowait(item)
-                return
-            except queue.Full:
-                try:
-                    old = self.queue.get_nowait()
-                    self.sources[old.source].stats.dropped += 1
-                except queue.Empty:
-                    pass
+    # -- capture side (source threads): the Sink protocol ---------------------------------------
+    def segment(self, source: str) -> None:
+        with self.cv:
+            # Frames up to the source's current id belong to the stretch that just ended.
+            self.feeds[source].events.append(("segment", self.sources[source]._fid))
+            self.cv.notify_all()
+
+    def fills(self, source: str, fills: list[Fill[Captured]], paused: bool) -> None:
+        feed = self.feeds[source]
+        with self.cv:
+            for f in fills:
+                fr = f.frame
+                if fr is not None and fr.image is not None and fr.fid > feed.last_fid and not paused:
+                    feed.last_fid = fr.fid
+                    feed.pending.append(fr)
+            feed.events.append(("fills", fills, paused))
+            self.cv.notify_all()
+            # A file read as fast as inference allows waits for the worker instead of losing frames.
+            while not feed.live and len(feed.pending) >= FILE_QUEUE and not self.stop_event.is_set():
+                self.cv.wait(0.2)
+
+    def paused(self, source: str) -> bool:
+        return self.admitted.overloaded and source not in self.admitted.admitted
 
     # -- inference side (worker thread) -----------------------------------------------------
     def _work(self) -> None:
+        next_tick = time.monotonic() + TICK_S
         while not self.stop_event.is_set():
             self.worker_beat = time.monotonic()
             try:
-                first = self.queue.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            batch = [first]
-            while len(batch) < 16:
-                try:
-                    batch.append(self.queue.get_nowait())
-                except queue.Empty:
-                    break
-            try:
-                self._infer(batch)
+                batch, touched = self._take()
+                if batch:
+                    self._extract(batch)
+                for sid in touched | {c.source for c in batch}:
+                    self._publish_ready(sid)
+                if time.monotonic() >= next_tick:
+                    next_tick = time.monotonic() + TICK_S
+                    self._tick()
             except Exception:  # keep serving: one bad frame must not stop the daemon
-                log.exception("inference failed on a batch of %d frames", len(batch))
+                log.exception("inference failed")
 
-    def _infer(self, batch: list[SampledFrame]) -> None:
+    def _take(self) -> tuple[list["_Job"], set[str]]:
+        """Under the lock: apply what the sources handed over, then pick the next batch (live
+        sources' oldest frames first, then files) and cut live backlogs older than MAX_LAG_S."""
+        with self.cv:
+            if not any(f.events or f.pending for f in self.feeds.values()):
+                self.cv.wait(0.2)
+            touched = set()
+            for sid, feed in self.feeds.items():
+                if not feed.events:
+                    continue
+                touched.add(sid)
+                win = self.windows[sid]
+                for event in feed.events:
+                    if event[0] == "segment":
+                        win.reset()
+                        feed.pending = deque(c for c in feed.pending if c.fid > event[1])
+                        continue
+                    _, fills, paused = event
+                    for f in fills:
+                        win.add_slot(f.k, f.frame, f.gap, paused)
+                feed.events = []
+            now = time.monotonic()
+            for sid, feed in self.feeds.items():
+                if feed.live and feed.pending and now - feed.pending[0].mono > MAX_LAG_S:
+                    stats = self.sources[sid].stats
+                    while feed.pending:
+                        self.windows[sid].drop(feed.pending.popleft().fid)
+                        stats.dropped += 1
+                    touched.add(sid)
+            batch: list[_Job] = []
+            live = [(f.pending[0].mono, sid) for sid, f in self.feeds.items() if f.live and f.pending]
+            while live and len(batch) < BATCH:
+                live.sort()
+                _, sid = live.pop(0)
+                feed = self.feeds[sid]
+                batch.append(_Job(sid, feed.pending.popleft()))
+                if feed.pending:
+                    live.append((feed.pending[0].mono, sid))
+            files = [sid for sid, f in self.feeds.items() if not f.live and f.pending]
+            while files and len(batch) < BATCH:
+                for sid in list(files):
+                    feed = self.feeds[sid]
+                    batch.append(_Job(sid, feed.pending.popleft()))
+                    if not feed.pending or len(batch) >= BATCH:
+                        files.remove(sid)
+                    if len(batch) >= BATCH:
+                        break
+            if batch:
+                self.cv.notify_all()  # room for blocked file readers
+            return batch, touched
+
+    def _extract(self, batch: list["_Job"]) -> None:
         t = time.perf_counter()
-        feats = self.extractor.dequantize(self.extractor.extract(self.extractor.preprocess([b.frame for b in batch])))
-        per_frame_ms = (time.perf_counter() - t) * 1e3 / len(batch)
-        for item, feature in zip(batch, feats, strict=True):
-            window = self.windows[item.source]
-            stats = self.sources[item.source].stats
-            stats.processed += 1
-            window.add(item.k, item.wall, item.media, feature, per_frame_ms)
-            if not window.due(item.k):
-                continue
-            taken = window.take(item.k)
-            if taken is None:
-                stats.skipped_windows += 1
-                continue
-            x, chosen = taken
-            t = time.perf_counter()
-            probs = self.head.predict(x)
-            head_ms = (time.perf_counter() - t) * 1e3
-            self.seq[item.source] += 1
-            stats.predictions += 1
-            message = Prediction(
-                source=item.source, seq=self.seq[item.source], window_start=chosen[0][1], window_end=chosen[-1][1],
-                media_start=chosen[0][2], media_end=chosen[-1][2],
-                top=top_k(probs, self.head.labels, self.source_cfg[item.source].top_k), models=self.models,
-                new_frames=window.new_since,
-                latency=PredictionLatency(extract_ms=round(window.extract_ms, 3), head_ms=round(head_ms, 3), capture_to_publish_ms=0.0),
-            )
-            window.new_since, window.extract_ms = 0, 0.0
-            if self.loop is not None:
-                self.loop.call_soon_threadsafe(self._publish_prediction, message, item.wall)
+        feats = self.extractor.dequantize(self.extractor.extract(np.stack([j.frame.image for j in batch])))
+        seconds = time.perf_counter() - t
+        self._busy[0] += seconds
+        self._busy[1] += len(batch)
+        for job, feature in zip(batch, feats, strict=True):
+            job.frame.image = None  # the feature is all that is kept
+            self.sources[job.source].stats.extracted += 1
+            self.windows[job.source].add_feature(job.frame.fid, feature, seconds * 1e3 / len(batch))
+
+    def _publish_ready(self, sid: str) -> None:
+        for result in self.windows[sid].windows():
+            if isinstance(result, Ready):
+                self._predict(sid, result)
+
+    def _predict(self, sid: str, w: Ready) -> None:
+        t = time.perf_counter()
+        probs = self.head.predict(w.features)
+        head_s = time.perf_counter() - t
+        self._busy[0] += head_s
+        self.seq[sid] += 1
+        self.sources[sid].stats.predictions += 1
+        first, last = w.frames[0], w.frames[-1]
+        message = Prediction(
+            source=sid, seq=self.seq[sid], window_start=first.wall, window_end=last.wall,
+            media_start=first.media, media_end=last.media, loop=last.loop,
+            top=top_k(probs, self.head.labels, self.source_cfg[sid].top_k), models=self.models,
+            frames=len({f.fid for f in w.frames}), gaps=w.gaps, new_frames=w.new_frames,
+            latency=PredictionLatency(extract_ms=round(w.extract_ms, 3), head_ms=round(head_s * 1e3, 3), capture_to_publish_ms=0.0),
+        )
+        newest = max(f.mono for f in w.frames)
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self._publish_prediction, message, newest)
+
+    def _tick(self) -> None:
+        """Measure cost and demand, and decide which live sources the extractor serves."""
+        seconds, frames = self._busy
+        if frames:
+            cost = seconds / frames
+            self.cost_s = cost if self.cost_s is None else 0.7 * self.cost_s + 0.3 * cost
+        self._busy = [0.0, 0]
+        demand = {}
+        for sid, feed in self.feeds.items():
+            src = self.sources[sid]
+            rate = (src.stats.sampled - feed.sampled_mark) / TICK_S
+            feed.sampled_mark = src.stats.sampled
+            if not self.paused(sid):
+                feed.demand = rate if feed.demand == 0 else 0.7 * feed.demand + 0.3 * rate
+            if feed.live and src.stats.state == "running":
+                demand[sid] = feed.demand
+        was = self.admitted
+        self.admitted = self.admission.update(time.monotonic(), demand, self.cost_s)
+        now = time.monotonic()
+        if self.admitted.overloaded and (not was.overloaded or now - self._overload_logged >= OVERLOAD_LOG_S):
+            log.warning("overloaded: %s", self.admitted.reason)
+            self._overload_logged = now
+        elif was.overloaded and not self.admitted.overloaded:
+            log.info("overload over: serving every source")
+            self._overload_logged = -math.inf
 
     # -- event loop side --------------------------------------------------------------------
-    def _publish_prediction(self, message: Prediction, captured: float) -> None:
-        message.latency.capture_to_publish_ms = round((time.time() - captured) * 1e3, 3)
+    def _publish_prediction(self, message: Prediction, captured_mono: float) -> None:
+        message.latency.capture_to_publish_ms = round((time.monotonic() - captured_mono) * 1e3, 3)
         self.publisher.send(prediction_topic(message.source), message)
 
     def status(self) -> Status:
@@ -201,14 +293,21 @@ class Daemon:
             s = src.stats
             t_prev, f_prev, p_prev = self._rates.get(sid, (self.started, 0, 0))
             dt = max(now - t_prev, 1e-6)
+            skipped = dict(self.windows[sid].skipped)
+            timing = self.timing[sid]
+            state = "paused" if s.state == "running" and self.paused(sid) else s.state
             sources.append(SourceStatus(
-                id=sid, state=s.state, fps_in=round((s.frames_in - f_prev) / dt, 2), fps_processed=round((s.processed - p_prev) / dt, 2),
-                frames_in=s.frames_in, sampled=s.sampled, dropped=s.dropped, reconnects=s.reconnects,
-                predictions=s.predictions, skipped_windows=s.skipped_windows, last_error=s.last_error,
+                id=sid, state=state, window_s=round(timing.window, 4), hop_s=round(timing.hop_s, 4),
+                fps_in=round((s.frames_in - f_prev) / dt, 2), fps_processed=round((s.extracted - p_prev) / dt, 2),
+                frames_in=s.frames_in, sampled=s.sampled, extracted=s.extracted, dropped=s.dropped, reconnects=s.reconnects,
+                predictions=s.predictions, skipped_windows=sum(skipped.values()), skipped=skipped,
+                loop=s.loop if src.kind == "file" else None, last_error=s.last_error,
             ))
-            self._rates[sid] = (now, s.frames_in, s.processed)
+            self._rates[sid] = (now, s.frames_in, s.extracted)
         self.status_seq += 1
-        return Status(seq=self.status_seq, uptime_s=round(now - self.started, 3), sources=sources)
+        cost = None if self.cost_s is None else round(self.cost_s * 1e3, 3)
+        return Status(seq=self.status_seq, uptime_s=round(now - self.started, 3), overloaded=self.admitted.overloaded,
+                      overload=self.admitted.reason, extract_ms_per_frame=cost, sources=sources)
 
     async def _heartbeat(self) -> None:
         while True:

@@ -37,7 +37,7 @@ class ClipResult(BaseModel):
     error: str | None = None
 
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: window contract (frames, gaps, loop), overload and skip reasons in status
 
 
 class ModelIds(BaseModel):
@@ -52,23 +52,31 @@ class PredictionLatency(BaseModel):
     model_config = ConfigDict(extra="forbid")
     extract_ms: float  # extractor time for the frames new in this window
     head_ms: float
-    capture_to_publish_ms: float  # newest frame's capture -> message sent
+    capture_to_publish_ms: float  # newest frame's capture -> message sent (monotonic clock)
 
 
 class Prediction(BaseModel):
-    """Published on topic ``pred/<source>`` after every hop: what the last window showed."""
+    """Published on topic ``pred/<source>`` after every hop: what the last window showed.
+
+    A window is M slots ``window / M`` seconds apart, each holding the captured frame nearest its
+    instant; ``frames`` of them are distinct, and ``gaps`` slots had no frame within one sampling
+    interval (a window with more than 20 % gaps is skipped, not published).
+    """
 
     model_config = ConfigDict(extra="forbid")
     type: Literal["prediction"] = "prediction"
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     source: str
     seq: int
-    window_start: float  # capture time (unix s) of the window's first sampled frame
-    window_end: float  # capture time of its last sampled frame
-    media_start: float | None = None  # file sources: position in the file (s)
+    window_start: float  # capture time (unix s, a label: the device clock may step) of the first slot's frame
+    window_end: float  # capture time of the last slot's frame
+    media_start: float | None = None  # file sources: position in the file (s) of the first slot's frame
     media_end: float | None = None
+    loop: int | None = None  # file sources: pass over the file (0 = first); windows never span two passes
     top: list[Score]
     models: ModelIds
+    frames: int  # distinct frames in the window's M slots
+    gaps: int  # slots with no frame within one sampling interval
     new_frames: int  # frames that went through the extractor for this window (the rest were cached)
     latency: PredictionLatency
 
@@ -76,15 +84,20 @@ class Prediction(BaseModel):
 class SourceStatus(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str
-    state: Literal["starting", "running", "reconnecting", "ended", "failed"]
+    state: Literal["starting", "running", "paused", "reconnecting", "ended", "failed"]
+    window_s: float  # the window and hop in use (hop rounded to whole sampling intervals)
+    hop_s: float
     fps_in: float
     fps_processed: float
     frames_in: int
-    sampled: int
-    dropped: int
+    sampled: int  # distinct frames that filled a slot
+    extracted: int
+    dropped: int  # sampled frames never extracted (the worker fell behind)
     reconnects: int
     predictions: int
     skipped_windows: int
+    skipped: dict[str, int] = {}  # skipped windows by reason: gaps, overload
+    loop: int | None = None  # file sources: passes completed
     last_error: str | None = None
 
 
@@ -93,9 +106,12 @@ class Status(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     type: Literal["status"] = "status"
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     seq: int
     uptime_s: float
+    overloaded: bool = False  # live sources need more extractor time than there is: served in turns
+    overload: str | None = None  # why, in numbers
+    extract_ms_per_frame: float | None = None  # the extractor's measured cost here
     sources: list[SourceStatus]
 
 

@@ -1,73 +1,80 @@
 """Live frame sources for the daemon: camera, file or stream, with timeouts, reconnects and pacing.
 
-Each source runs in its own thread (OpenCV reads block) and hands over only the frames that fall
-on its sampling grid: one every ``window / M`` seconds, so each sampled frame is extracted once and
-reused by every window it belongs to.
+Each source runs in its own thread (OpenCV reads block). It times every frame (the file's or the
+stream's own timestamps while sane, arrival otherwise), fills its window slots with the nearest
+frames (:class:`~edgevid.timing.SlotFiller`), and converts only the frames that fill a slot,
+straight to the extractor's input size. What it hands over goes to a :class:`Sink`.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
 
 import cv2
 import numpy as np
 
-from .config import SourceConfig
+from .config import SourceConfig, SourceTiming
+from .timing import Backoff, FileClock, Fill, SlotFiller, StreamClock
+from .windows import FrameInfo
 
 log = logging.getLogger("edgevid.sources")
+
+#: File frame rates outside this range are not believed (a header saying 0.001 fps would make
+#: one frame last 17 minutes).
+FPS_RANGE = (1.0, 240.0)
+
+
+@dataclass
+class Captured(FrameInfo):
+    """A frame that fills a slot, with its image already at the extractor's input size."""
+
+    image: np.ndarray | None = field(default=None, repr=False)
+
+
+class Sink(Protocol):
+    """Where a source's frames go (the daemon)."""
+
+    def segment(self, source: str) -> None:
+        """A new stretch of video starts (opened, reopened or looped): no window spans the seam."""
+
+    def fills(self, source: str, fills: list[Fill[Captured]], paused: bool) -> None:
+        """Slots settled by the last frame; frames in them not seen before need extracting."""
+
+    def paused(self, source: str) -> bool:
+        """True while overload keeps this source's frames from the extractor."""
 
 
 @dataclass
 class SourceStats:
     state: str = "starting"
     frames_in: int = 0
-    sampled: int = 0
+    sampled: int = 0  # distinct frames handed to the extractor
+    extracted: int = 0
     dropped: int = 0
     reconnects: int = 0
     predictions: int = 0
-    processed: int = 0
-    skipped_windows: int = 0
+    loop: int = 0
     last_error: str | None = None
 
 
+class SourceError(Exception):
+    """A source cannot be opened or read; the message is one line for logs and status."""
+
+
 @dataclass
-class SampledFrame:
-    source: str
-    k: int  # index on the source's sampling grid
-    wall: float  # capture time, unix seconds
-    media: float | None  # position in a file, seconds
-    frame: np.ndarray
+class Opened:
+    cap: cv2.VideoCapture
+    width: int
+    height: int
+    fps: float
+    backend: str
 
 
-class GridSampler:
-    """Picks the frame that covers each grid instant ``(k + 0.5) * dt``.
-
-    A file frame ``i`` covers ``[i/fps, (i+1)/fps)``, which reproduces ``sample_indices`` exactly
-    when a window spans a whole clip; a live frame serves the grid instants since the previous one.
-    """
-
-    def __init__(self, dt: float) -> None:
-        self.dt = dt
-        self.next_k = 0
-
-    def take(self, start: float, end: float) -> list[int]:
-        """Grid indices whose instant lies in ``[start, end)``; instants before ``start`` are skipped."""
-        out = []
-        # 1e-9 s of slack: a grid instant that falls exactly on a frame boundary belongs to the
-        # later frame, as in integer ``sample_indices``, despite float rounding.
-        while (self.next_k + 0.5) * self.dt < end - 1e-9:
-            if (self.next_k + 0.5) * self.dt >= start - 1e-9:
-                out.append(self.next_k)
-            self.next_k += 1
-        return out
-
-
-def _open_capture(cfg: SourceConfig) -> cv2.VideoCapture:
+def open_capture(cfg: SourceConfig) -> Opened:
     kind = cfg.resolved_kind()
     params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(cfg.open_timeout * 1000), cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(cfg.read_timeout * 1000)]
     if kind == "camera":
@@ -82,110 +89,160 @@ def _open_capture(cfg: SourceConfig) -> cv2.VideoCapture:
         cap = cv2.VideoCapture(cfg.uri, cv2.CAP_FFMPEG, params)
     if not cap.isOpened():
         cap.release()
-        raise OSError(f"cannot open {kind} {cfg.uri!r}")
-    return cap
+        raise SourceError(f"cannot open {kind} {cfg.uri!r}")
+    try:
+        backend = cap.getBackendName()
+    except cv2.error:
+        backend = "?"
+    return Opened(cap, int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), cap.get(cv2.CAP_PROP_FPS) or 0.0, backend)
+
+
+@dataclass
+class _Outcome:
+    frames: int = 0
+    ended: bool = False  # end of file / stream
+    error: str | None = None
 
 
 class FrameSource(threading.Thread):
-    """Reads one source until stopped; calls ``emit`` with each sampled frame."""
+    """Reads one source until stopped, reconnecting with backoff; reports to ``sink``."""
 
-    def __init__(self, cfg: SourceConfig, m: int, emit: Callable[[SampledFrame], None], stop: threading.Event) -> None:
+    def __init__(self, cfg: SourceConfig, timing: SourceTiming, sink: Sink, stop: threading.Event,
+                 convert: Callable[[np.ndarray], np.ndarray], *, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(name=f"source-{cfg.id}", daemon=True)
         self.cfg = cfg
+        self.timing = timing
         self.kind = cfg.resolved_kind()
-        self.sampler = GridSampler(cfg.window / m)
-        self.emit = emit
+        self.sink = sink
         self.stop_event = stop
+        self.convert = convert
+        self.clock = clock
         self.stats = SourceStats()
-        self._t0 = time.monotonic()
-        self._media_offset = 0.0
+        self._fid = 0
+        self._handed = 0  # frames with fid <= this were handed over
+
+    # -- state, reported in status and logs ---------------------------------------------------
+    def _state(self, state: str, error: str | None = None) -> None:
+        if error is not None:
+            self.stats.last_error = error  # stays after recovery: it tells what the last reconnect was for
+        if state != self.stats.state:
+            how = f": {error}" if error else ""
+            (log.warning if state in ("reconnecting", "failed") else log.info)("source %s: %s -> %s%s", self.cfg.id, self.stats.state, state, how)
+            self.stats.state = state
 
     def run(self) -> None:
-        delay = self.cfg.reconnect_min
+        backoff = Backoff(self.cfg.reconnect_min, self.cfg.reconnect_max)
         while not self.stop_event.is_set():
             try:
-                cap = _open_capture(self.cfg)
-            except (OSError, cv2.error) as exc:
-                self._failed(str(exc))
-                if not self._backoff(delay):
-                    return
-                delay = min(delay * 2, self.cfg.reconnect_max)
+                opened = open_capture(self.cfg)
+            except (SourceError, cv2.error) as exc:
+                self._retry(backoff, str(exc).strip().splitlines()[-1] if str(exc).strip() else "cannot open")
                 continue
-            self.stats.state = "running"  # last_error stays: it tells what the last reconnect was for
             try:
-                got_frames, ended = self._read(cap)
+                log.info("source %s: opened %s %s (%dx%d, %.3g fps, %s)", self.cfg.id, self.kind, self.cfg.uri,
+                         opened.width, opened.height, opened.fps, opened.backend)
+                outcome = self._read_file(opened) if self.kind == "file" else self._read_live(opened)
+            except SourceError as exc:
+                self._state("failed", str(exc))
+                return
             finally:
-                cap.release()
-            if got_frames:
-                delay = self.cfg.reconnect_min
+                opened.cap.release()
             if self.stop_event.is_set():
                 return
-            if ended and self.kind == "file":
+            if outcome.frames:
+                backoff.reset()
+            if self.kind == "file" and outcome.ended and outcome.frames:
                 if not self.cfg.loop:
-                    self.stats.state = "ended"
-                    log.info("source %s: end of file %s", self.cfg.id, self.cfg.uri)
+                    log.info("source %s: end of file after %d frames", self.cfg.id, outcome.frames)
+                    self._state("ended")
                     return
-                continue  # loop: reopen at once
-            self._failed(f"no frame for {self.cfg.stall_timeout:g} s (stalled)" if not ended else "stream ended")
-            if not self._backoff(delay):
-                return
-            delay = min(delay * 2, self.cfg.reconnect_max)
+                self.stats.loop += 1
+                log.info("source %s: end of file after %d frames, looping (pass %d)", self.cfg.id, outcome.frames, self.stats.loop + 1)
+                continue
+            self._retry(backoff, outcome.error or ("no frames in file" if self.kind == "file" else "stream ended"))
 
-    def _failed(self, message: str) -> None:
-        self.stats.state = "reconnecting"
-        log.warning("source %s: %s; retrying (reconnect %d)", self.cfg.id, message, self.stats.reconnects + 1)
-        self.stats.last_error = message
-
-    def _backoff(self, delay: float) -> bool:
-        """Sleep ``delay`` with +-25 % jitter; False if stopped meanwhile."""
+    def _retry(self, backoff: Backoff, error: str) -> None:
+        self._state("reconnecting", error)
         self.stats.reconnects += 1
-        return not self.stop_event.wait(delay * random.uniform(0.75, 1.25))
+        delay = backoff.next()
+        log.info("source %s: reconnect %d in %.1f s", self.cfg.id, self.stats.reconnects, delay)
+        self.stop_event.wait(delay)
 
-    def _read(self, cap: cv2.VideoCapture) -> tuple[bool, bool]:
-        """Read until end, stall or stop; returns (any frame read, reached end of file)."""
-        is_file = self.kind == "file"
-        fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
-        if not 0 < fps < 1000:
-            fps = 30.0
-        frame_dt = 1.0 / fps
-        paced_start = time.monotonic()
-        index = 0
-        last_ok = time.monotonic()
-        prev_live = None
-        got = False
+    # -- reading ------------------------------------------------------------------------------
+    def _keep(self, cap: cv2.VideoCapture, t: float, mono: float, wall: float, media: float | None) -> Captured | None:
+        ok, frame = cap.retrieve()
+        if not ok or frame is None:
+            return None
+        self._fid += 1
+        loop = self.stats.loop if self.kind == "file" else None
+        return Captured(self._fid, t, mono, wall, media, loop, image=self.convert(frame))
+
+    def _hand_over(self, fills: list[Fill[Captured]], paused: bool) -> None:
+        if not fills:
+            return
+        for f in fills:
+            if f.frame is not None and f.frame.fid > self._handed:
+                self._handed = f.frame.fid
+                self.stats.sampled += 1
+        self.sink.fills(self.cfg.id, fills, paused)
+
+    def _read_file(self, opened: Opened) -> _Outcome:
+        fps = opened.fps
+        if not FPS_RANGE[0] <= fps <= FPS_RANGE[1]:
+            raise SourceError(f"{self.cfg.uri}: header frame rate {fps:g} fps is outside {FPS_RANGE[0]:g}-{FPS_RANGE[1]:g} fps; "
+                              "re-mux the file with a real frame rate")
+        cap, frame_s = opened.cap, 1.0 / fps
+        clock = FileClock(fps)
+        filler: SlotFiller[Captured] = SlotFiller(self.timing.dt, 0.0, frame_s)
+        self.sink.segment(self.cfg.id)
+        self._state("running")
+        start = self.clock()
+        n, position = 0, 0.0
         while not self.stop_event.is_set():
             if not cap.grab():
-                if is_file:
-                    self._media_offset += index * frame_dt
-                    return got, True
-                if time.monotonic() - last_ok > self.cfg.stall_timeout:
-                    return got, False
-                time.sleep(0.01)
-                continue
-            now_wall, now = time.time(), time.monotonic()
-            last_ok = now
-            got = True
+                # End of file: settle the slots inside the last frame's display interval.
+                if n:
+                    self._hand_over(filler.push(position + frame_s - 1e-6, None), False)
+                return _Outcome(n, ended=True)
+            n += 1
             self.stats.frames_in += 1
-            if is_file:
-                media = self._media_offset + index * frame_dt
-                ks = self.sampler.take(media, media + frame_dt)
-                if self.cfg.realtime:
-                    ahead = paced_start + index * frame_dt - time.monotonic()
-                    if ahead > 0 and self.stop_event.wait(ahead):
-                        return got, False
-                    now_wall = time.time()
-            else:
-                media = None
-                clock = now - self._t0
-                ks = self.sampler.take(prev_live if prev_live is not None else clock - 1e-9, clock + 1e-9)
-                prev_live = clock + 1e-9
-            index += 1
-            if not ks:
+            position = clock.position(cap.get(cv2.CAP_PROP_POS_MSEC))
+            if self.cfg.realtime:
+                ahead = start + position - self.clock()
+                if ahead > 0 and self.stop_event.wait(ahead):
+                    break
+            t = position + 0.5 * frame_s  # centre of the frame's display interval
+            paused = self.sink.paused(self.cfg.id)
+            frame = None
+            if not paused and filler.wants(t):
+                frame = self._keep(cap, t, self.clock(), time.time(), position)
+            self._hand_over(filler.push(t, frame), paused)
+        return _Outcome(n)
+
+    def _read_live(self, opened: Opened) -> _Outcome:
+        cap = opened.cap
+        clock = StreamClock()
+        filler: SlotFiller[Captured] | None = None
+        nominal = 1.0 / opened.fps if FPS_RANGE[0] <= opened.fps <= FPS_RANGE[1] else self.timing.dt
+        self.sink.segment(self.cfg.id)
+        self._state("running")
+        n, last_ok = 0, self.clock()
+        while not self.stop_event.is_set():
+            if not cap.grab():
+                if self.clock() - last_ok > self.cfg.stall_timeout:
+                    return _Outcome(n, error=f"no frame for {self.cfg.stall_timeout:g} s (stalled)")
+                self.stop_event.wait(0.01)
                 continue
-            ok, frame = cap.retrieve()
-            if not ok or frame is None:
-                continue
-            for k in ks:
-                self.stats.sampled += 1
-                self.emit(SampledFrame(self.cfg.id, k, now_wall, media, frame))
-        return got, False
+            mono, wall = self.clock(), time.time()
+            last_ok = mono
+            n += 1
+            self.stats.frames_in += 1
+            t = clock.time(mono, cap.get(cv2.CAP_PROP_POS_MSEC))
+            if filler is None:  # slot 0 falls on the first frame
+                filler = SlotFiller(self.timing.dt, t - 0.5 * self.timing.dt, nominal)
+            paused = self.sink.paused(self.cfg.id)
+            frame = None
+            if not paused and filler.wants(t):
+                frame = self._keep(cap, t, mono, wall, None)
+            self._hand_over(filler.push(t, frame), paused)
+        return _Outcome(n)
