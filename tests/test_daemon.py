@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from conftest import DATA, run_cli
+from conftest import DATA, HEAD_DIR, run_cli
 from daemon_util import Subscriber, curve_keys, free_port, start_daemon, stop_daemon, write_config
 from edgevid.capture import read_clip
 
@@ -49,8 +49,8 @@ def test_daemon_publishes_what_classify_sees_and_stops_on_sigterm(tmp_path, env)
     preds = _preds(msgs)
     assert preds, err
     first = preds[0]
-    assert first["schema_version"] == 1 and first["source"] == "cam0" and first["seq"] == 1
-    assert first["new_frames"] == 25 and len(first["top"]) == 5
+    assert first["schema_version"] == 2 and first["source"] == "cam0" and first["seq"] == 1
+    assert first["new_frames"] == 25 and first["frames"] == 25 and first["gaps"] == 0 and len(first["top"]) == 5
     assert first["window_end"] >= first["window_start"] and first["media_start"] < 0.5 * window / 25 * 2
     assert len(first["models"]["extractor"]) == 12 and len(first["models"]["head"]) == 12
     assert first["latency"]["capture_to_publish_ms"] >= 0
@@ -207,9 +207,26 @@ def test_config_errors_name_the_key_and_exit_2(tmp_path, env):
     bad.write_text('[[sources]]\nid = "a"\nuri = "x.avi"\nwindow = "long"\n')
     proc = run_cli("config", "check", str(bad), env=env)
     assert proc.returncode == 2 and "sources.0.window" in proc.stderr
-    bad.write_text('[[sources]]\nid = "a"\nuri = "x.avi"\nwindow = 2.5\nhop = 0.33\n')
+    bad.write_text('[[sources]]\nid = "a"\nuri = "x.avi"\nhop = inf\n')
     proc = run_cli("config", "check", str(bad), env=env)
-    assert proc.returncode == 2 and "hop 0.33 s must be a multiple of window/M = 0.1 s" in proc.stderr
+    assert proc.returncode == 2 and "sources.0.hop" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_config_check_shows_the_window_in_use_and_warns_off_scale(tmp_path, env):
+    """No window: the head's trained one; hop rounds to whole slots; a window far from the head's warns."""
+    from edgevid.head import Head
+
+    trained = Head(HEAD_DIR).manifest.timescale.window_s
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[[sources]]\nid = "a"\nuri = "x.avi"\n\n[[sources]]\nid = "b"\nuri = "y.avi"\nwindow = {2 * trained}\nhop = 0.33\n')
+    proc = run_cli("config", "check", str(cfg), env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith(f"source a: window {trained:.4g} s (") and "25 frames" in lines[0]
+    dt = 2 * trained / 25
+    assert f"a prediction every {round(0.33 / dt) * dt:.4g} s" in lines[1]
+    assert "sources.b.window" in proc.stderr and "more than 25 %" in proc.stderr
+    assert "sources.a" not in proc.stderr
 
 
 def test_missing_model_is_refused_before_serving(tmp_path, env):
@@ -288,25 +305,31 @@ def test_subscribe_command_prints_messages(tmp_path, env):
     assert silent.returncode == 1 and "no message" in silent.stderr
 
 
-def test_overload_drops_oldest_frames_and_capture_keeps_pace(tmp_path, env):
-    """More sampled frames than the extractor can take: frames are dropped (counted), capture
-    keeps real time, predictions keep coming."""
+def test_overload_serves_sources_in_turns_with_complete_windows(tmp_path, env):
+    """Eight live sources need ~3x what one extractor thread can do: the daemon says it is
+    overloaded and why, publishes only complete windows, and counts what it skipped."""
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    sources = [{"id": f"s{i}", "uri": str(CLIP), "window": 0.5, "hop": 0.1, "loop": True} for i in range(4)]
-    cfg = write_config(tmp_path / "e.toml", endpoint, sources, status_interval=1.0, models={"threads": 1})
+    sources = [{"id": f"s{i}", "uri": str(CLIP), "window": 0.5, "hop": 0.1, "loop": True} for i in range(8)]
+    cfg = write_config(tmp_path / "e.toml", endpoint, sources, status_interval=0.5, models={"threads": 1})
     sub = Subscriber(endpoint)
     proc = start_daemon(cfg, env)
     try:
-        msgs = sub.until(lambda g: sum(1 for _, m in g if m["type"] == "status") >= 6, timeout=40)
+        msgs = sub.until(lambda g: any(m.get("overloaded") for m in _status(g)) and len(_preds(g)) >= 10, timeout=60)
     finally:
         code, err = stop_daemon(proc)
         sub.close()
     assert code == 0, err
+    status = [m for m in _status(msgs) if m["overloaded"]]
+    assert status, err
+    assert "serving" in status[-1]["overload"] and "ms/frame" in status[-1]["overload"]
+    assert any(s["state"] == "paused" for m in status for s in m["sources"])
+    assert "overloaded: live sources need" in err  # logged, once
+    assert err.count("overloaded:") <= 2
+    preds = _preds(msgs)
+    assert len(preds) >= 10
+    assert all(p["gaps"] <= 5 and p["frames"] >= 10 for p in preds)  # complete windows only
     last = _status(msgs)[-1]["sources"]
-    assert sum(s["dropped"] for s in last) > 0
-    fps = [s["fps_in"] for s in _status(msgs)[-1]["sources"]]
-    assert min(fps) > 20  # the 25 fps file is still read in real time
-    assert _preds(msgs)
+    assert sum(s["skipped"].get("overload", 0) for s in last) > 0
 
 
 def test_endpoint_in_use_is_a_config_error(tmp_path, env):
