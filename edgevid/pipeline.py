@@ -15,6 +15,7 @@ from .errors import EdgevidError
 from .extractor import Extractor
 from .head import Head
 from .messages import ClipResult, Score, StageTimings
+from .sampling import clip_windows, sample_indices
 
 
 def top_k(probs: np.ndarray, labels: list[str], k: int) -> list[Score]:
@@ -31,13 +32,38 @@ class ClipClassifier:
         self.extractor = extractor
         self.head = head
 
+    @property
+    def window_s(self) -> float | None:
+        """The window a head fitted on fixed windows was trained on; None for a whole-clip head."""
+        ts = self.head.manifest.timescale
+        return ts.window_s if ts is not None and ts.fit == "windows" else None
+
     def classify(self, path: Path | str, k: int = 5) -> ClipResult:
-        """Classify one clip; user-facing failures come back as ``ok=False`` with a one-line error."""
+        """Classify one clip; user-facing failures come back as ``ok=False`` with a one-line error.
+
+        A whole-clip head sees M frames over the whole clip. A head fitted on fixed windows sees the
+        clip at its own time scale: the mean of its probabilities over the windows the daemon would
+        publish across the clip (:func:`edgevid.sampling.clip_windows`; one window over the whole
+        clip when the clip is shorter than a window)."""
         try:
-            cf = clip_features(self.extractor, path, self.head.frames)
+            m, window_s = self.head.frames, self.window_s
+            if window_s is None:
+                cf = clip_features(self.extractor, path, m)
+                windows = np.arange(m)[None]  # positions in cf.feats
+            else:
+                fps = _header_fps(path)
+                plan: dict[str, np.ndarray] = {}
+
+                def indices_for(n: int) -> np.ndarray:
+                    plan["w"] = clip_windows(n, fps, window_s, m)[0] if fps > 0 else sample_indices(n, m)[None]
+                    return np.unique(plan["w"])
+
+                cf = clip_features(self.extractor, path, None, indices_for=indices_for)
+                windows = np.searchsorted(cf.indices, plan["w"])
             timings = cf.timings
             t = time.perf_counter()
-            probs = self.head.predict(self.extractor.dequantize(cf.feats))
+            feats = self.extractor.dequantize(cf.feats)
+            probs = np.mean([self.head.predict(feats[w]) for w in windows], axis=0)
             timings.head_ms = (time.perf_counter() - t) * 1e3
             timings.total_ms += timings.head_ms
         except EdgevidError as exc:
@@ -47,6 +73,15 @@ class ClipClassifier:
             return ClipResult(path=str(path), ok=False, error=f"{path}: OpenCV could not process a frame: {reason}")
         top = top_k(probs, self.head.labels, k)
         return ClipResult(path=str(path), ok=True, top=top, frames=cf.n_frames, fps=round(cf.fps, 3), timings=timings)
+
+
+def _header_fps(path: Path | str) -> float:
+    """The clip's frame rate as OpenCV reports it (what ``read_clip`` records), 0.0 if unknown."""
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    try:
+        return float(cap.get(cv2.CAP_PROP_FPS) or 0.0) if cap.isOpened() else 0.0
+    finally:
+        cap.release()
 
 
 @dataclass

@@ -60,3 +60,29 @@ def window_starts(n_frames: int, fps: float, window_s: float, hop_s: float) -> n
         return np.zeros(0)
     count = int(np.floor((duration - window_s) / hop_s + 1e-9)) + 1
     return np.arange(count) * hop_s
+
+
+#: Target spacing (s) of the windows ``classify`` averages over a clip for a head fitted on windows.
+CLASSIFY_HOP_S = 0.2
+
+
+def grid_hop(window_s: float, m: int, target_s: float = CLASSIFY_HOP_S) -> float:
+    """The multiple of the slot period ``window_s / m`` nearest to ``target_s`` (at least one period):
+    windows that far apart share their slots, as the daemon's do, so every slot instant is extracted
+    once and a clip costs ``min(m / window_s, fps)`` extractor runs per second, like a live source."""
+    if m < 1 or not window_s > 0:
+        raise ValueError(f"need m >= 1 and window_s > 0; got {m}, {window_s}")
+    slot = window_s / m
+    return max(1, round(target_s / slot)) * slot
+
+
+def clip_windows(n_frames: int, fps: float, window_s: float, m: int, hop_s: float | None = None) -> tuple[np.ndarray, bool]:
+    """Frame indices ``[K, m]`` of the windows that cover a clip at the head's time scale, and
+    whether they are real windows: every ``window_s`` window of :func:`window_starts` (``hop_s``
+    apart, default :func:`grid_hop`) sampled by :func:`window_indices`. A clip shorter than one
+    window gets a single window over the whole clip (:func:`sample_indices`) and ``False``."""
+    hop = grid_hop(window_s, m) if hop_s is None else hop_s
+    starts = window_starts(n_frames, fps, window_s, hop)
+    if len(starts) == 0:
+        return sample_indices(n_frames, m)[None], False
+    return np.stack([window_indices(n_frames, fps, window_s, m, float(s)) for s in starts]), True

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edgevid.extractor import Extractor
-from edgevid.manifest import ExtractorRef, FileRef, Manifest, sha256_file
+from edgevid.manifest import ExtractorRef, FileRef, Manifest, TimeScale, sha256_file
 from edgevid.store import EXTRACTORS, write_atomic
 
 from .convert import agreement, op_versions, run_tflite, to_tflite
@@ -27,7 +27,8 @@ from .datasets import Dataset, DatasetError, read_folders, read_jhmdb, read_ucf1
 from .evaluate import evaluate, plot_confusion
 from .features import cache_path, extract_dataset, load_cached
 from .heads import SPECS
-from .train import Quant, deploy_batch, predict_members, save_history, train_members
+from .timescale import duration_percentiles, durations, scores, seconds, window_set
+from .train import Quant, predict_members, save_history, train_members, window_sampler
 
 
 def load_dataset(args: argparse.Namespace) -> Dataset:
@@ -69,11 +70,23 @@ def run(args: argparse.Namespace) -> dict:
         return [c for c, _ in kept], np.array([y for _, y in kept])
 
     (tr, y_tr), (va, y_va), (te, y_te) = load(ds.train, crops), load(ds.val, crops), load(ds.test, 0)
-    x_va, x_te = deploy_batch(va, m, quant), deploy_batch(te, m, quant)
+    # The time scale: whole clips (window = their median duration) or fixed windows of --window s.
+    fit = args.fit
+    window_s = args.window if fit == "windows" else float(np.median(durations(tr)))
+    timescale = {"fit": fit, "window_s": window_s, "clip_duration_s": duration_percentiles(tr)}
+    sampler = window_sampler(m, window_s) if fit == "windows" else None
+    # What `edgevid classify` feeds the head: one whole-clip sample, or every window of the clip
+    # (its probabilities averaged); validation (early stopping, choice) and test are scored that way.
+    ws_va = window_set(va, y_va, m, window_s if fit == "windows" else None)
+    ws_te = window_set(te, y_te, m, window_s if fit == "windows" else None)
+    # What the daemon sees: the windows of window_s inside each test clip.
+    ws_daemon = ws_te if fit == "windows" else window_set(te, y_te, m, window_s)
+    x_va, x_te, x_daemon = quant(ws_va.x), quant(ws_te.x), quant(ws_daemon.x)
     n_cls = len(ds.classes)
     results: dict = {
         "dataset": ds.name, "classes": ds.classes, "extractor": {"name": ext_name, "sha256": extractor.sha256},
-        "frames": m, "counts": {"train": len(tr), "val": len(va), "test": len(te)}, "problems": ds.problems,
+        "frames": m, "timescale": timescale, "daemon_hop_s": ws_daemon.hop_s,
+        "counts": {"train": len(tr), "val": len(va), "test": len(te)}, "problems": ds.problems,
         "failed_clips": failures, "feature_seconds": feature_seconds, "seed": args.seed, "heads": {},
         "command": " ".join([Path(sys.executable).name, "-m", "tools.experiment", *sys.argv[1:]]),
     }
@@ -81,24 +94,27 @@ def run(args: argparse.Namespace) -> dict:
     for name in args.heads:
         spec = SPECS[name]
         print(f"training {name} on {len(tr)} clips ({len(va)} val)")
-        models, histories, norm = train_members(spec, tr, y_tr, x_va, y_va, n_cls, m, quant, seed=args.seed,
-                                                max_epochs=args.max_epochs, augment=not args.no_augment)
+        models, histories, norm = train_members(spec, tr, y_tr, x_va, ws_va.y_rows, n_cls, m, quant, seed=args.seed,
+                                                max_epochs=args.max_epochs, augment=not args.no_augment, sampler=sampler)
         save_history(out / f"history_{name}.json", {"members": histories})
-        keras_te = predict_members(models, x_te)
+        keras_te = ws_te.clip_probs(predict_members(models, x_te))
         keras_va = predict_members(models, x_va)
-        val_top1 = float((keras_va.argmax(1) == y_va).mean())
+        val_top1 = float((ws_va.clip_probs(keras_va).argmax(1) == y_va).mean())
         keras_va = keras_va[:n_agree]
         row: dict = {"description": spec.description, "params": int(sum(mdl.count_params() for mdl in models)),
                      "epochs": [len(h["epochs"]) for h in histories], "train_seconds": sum(h["seconds"] for h in histories),
-                     "val_top1": val_top1, "keras": evaluate(keras_te, y_te, ds.classes), "variants": {}}
+                     "val_top1": val_top1, "keras": evaluate(keras_te, y_te, ds.classes),
+                     "keras_daemon_test": scores(predict_members(models, x_daemon), ws_daemon), "variants": {}}
         for variant, quantize in (("float", False), ("dynamic_int8", True)):
             blob = to_tflite(models, spec, m, extractor.feature_dim, n_cls, quantize=quantize, norm=norm)
-            probs_te, latency = run_tflite(blob, x_te)
+            rows_te, latency = run_tflite(blob, x_te)
             probs_va, _ = run_tflite(blob, x_va[:n_agree])
+            rows_daemon = rows_te if ws_daemon is ws_te else run_tflite(blob, x_daemon)[0]
             write_atomic(out / f"{name}_{variant}.tflite", blob)
             row["variants"][variant] = {
                 "bytes": len(blob), "latency_ms": latency, "ops": op_versions(blob),
-                "agreement_val": agreement(keras_va, probs_va), "test": evaluate(probs_te, y_te, ds.classes),
+                "agreement_val": agreement(keras_va, probs_va), "test": evaluate(ws_te.clip_probs(rows_te), y_te, ds.classes),
+                "daemon_test": scores(rows_daemon, ws_daemon),
             }
             print(f"  {name} {variant}: top1 {_fmt(row['variants'][variant]['test']['top1'])} "
                   f"top5 {_fmt(row['variants'][variant]['test']['top5'])} {len(blob) / 1e6:.1f} MB {latency:.1f} ms")
@@ -115,6 +131,7 @@ def render_markdown(r: dict) -> str:
              f"Command: `{r['command']}`", "",
              f"Clips: {r['counts']['train']} train / {r['counts']['val']} val / {r['counts']['test']} test; "
              f"M = {r['frames']} frames; {len(r['failed_clips'])} failed clips; {len(r['problems'])} dataset problems (listed below).", "",
+             *_timescale_lines(r),
              "| head | params | variant | top-1 % (95 % CI) | top-5 % | macro-F1 | size MB | latency ms/clip | top-1 agree vs Keras | max abs diff |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for name, h in r["heads"].items():
@@ -141,6 +158,29 @@ def render_markdown(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _timescale_lines(r: dict) -> list[str]:
+    ts = r.get("timescale")
+    if not ts:
+        return []
+    d = ts["clip_duration_s"]
+    how = ("whole clips (jittered M-frame samples); window = the training clips' median duration" if ts["fit"] == "clips" else
+           f"fixed {ts['window_s']:.3f} s windows at random positions in the training clips (`window_indices`; clips "
+           "shorter than the window: whole); test top-1 below = `edgevid classify`: the mean of the head's probabilities "
+           "over the clip's windows (`clip_windows`; a clip shorter than the window: one window over the whole clip)")
+    lines = [f"Time scale: fit on {how}. Window {ts['window_s']:.3f} s; training clip durations p10 {d['p10']} / p50 "
+             f"{d['p50']} / p90 {d['p90']} s.", ""]
+    rows = [(n, h["variants"]["dynamic_int8"].get("daemon_test")) for n, h in r["heads"].items()]
+    rows = [(n, s) for n, s in rows if s]
+    if rows:
+        lines.append(f"Daemon view (TFLite int8, test): every {ts['window_s']:.3f} s window inside a test clip, "
+                     f"{r['daemon_hop_s']:.3f} s apart: " + "; ".join(
+                         f"{n} window top-1 {_fmt(s['window_top1']) if s['window_top1'] is not None else '–'} % over "
+                         f"{s['windows']} windows, {s['clips_without_window']} of {s['clips']} clips too short for one window"
+                         for n, s in rows))
+        lines.append("")
+    return lines
+
+
 def export_head(results: dict, run_dir: Path, name: str, target: Path, extractor_path: Path) -> Manifest:
     """Install a trained head where edgevid finds it: TFLite + labels + manifest + report + confusion."""
     target.mkdir(parents=True, exist_ok=True)
@@ -159,16 +199,24 @@ def export_head(results: dict, run_dir: Path, name: str, target: Path, extractor
         labels=FileRef(file="labels.txt", sha256=sha256_file(target / "labels.txt")),
         frames=results["frames"],
         feature_dim=extractor.feature_dim,
+        timescale=TimeScale(**results["timescale"]) if "timescale" in results else None,
         extractor=ExtractorRef(name=known.name if known else extractor_path.stem,
                                sha256=sorted(known.sha256) if known else [extractor.sha256],
                                feature_tensor=extractor.feature_tensor, feature_dim=extractor.feature_dim),
         runtimes=["ai-edge-litert", "tflite-runtime>=2.3 (FULLY_CONNECTED v9, per-tensor dynamic-range weights)"],
         trained_on=f"{results['dataset']} ({results['counts']['train']} train / {results['counts']['val']} val clips)",
         report="report.md",
-        metrics={"top1": test["top1"], "top5": test["top5"], "macro_f1": test["macro_f1"], "test_clips": test["n"]},
+        metrics={"top1": test["top1"], "top5": test["top5"], "macro_f1": test["macro_f1"], "test_clips": test["n"],
+                 **_daemon_metrics(results["heads"][name]["variants"]["dynamic_int8"].get("daemon_test"))},
     )
     write_atomic(target / "manifest.json", (manifest.model_dump_json(indent=1) + "\n").encode())
     return manifest
+
+
+def _daemon_metrics(s: dict | None) -> dict[str, float]:
+    if not s or s["window_top1"] is None:
+        return {}
+    return {"window_top1": s["window_top1"], "test_windows": s["windows"]}
 
 
 def check_exported(target: Path, extractor_path: Path, ds: Dataset, expected_top1: float) -> float:
@@ -194,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", type=int, default=1)
     p.add_argument("--extractor", type=Path, default=Path(os.environ.get("EDGEVID_SHARED", "../shared")) / "models/mobilenet_v2_1.0_224_quant.tflite")
     p.add_argument("--frames", type=int, default=25)
+    p.add_argument("--fit", choices=["clips", "windows"], default="clips",
+                   help="train on whole clips, or on fixed --window s windows cut from them (the daemon's scale)")
+    p.add_argument("--window", type=seconds, help="window length in seconds for --fit windows (e.g. 1.0 or 4/3)")
     p.add_argument("--heads", type=lambda s: s.split(","), default=["frame", "gru128", "gru128n", "gru128n_x5", "gru1280", "lstm1280"],
                    help=f"comma-separated, from {', '.join(SPECS)}")
     p.add_argument("--cache", type=Path, help="feature cache folder (default cache/features/<extractor id>)")
@@ -208,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [h for h in args.heads if h not in SPECS]
     if unknown:
         p.error(f"unknown head(s) {', '.join(unknown)}; choose from {', '.join(SPECS)}")
+    if args.fit == "windows" and not args.window:
+        p.error("--fit windows needs --window SECONDS")
     if args.dataset != "folders" and not args.splits:
         p.error(f"--splits is required for --dataset {args.dataset}")
     try:

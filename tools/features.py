@@ -33,6 +33,7 @@ class CachedClip:
     feats: np.ndarray  # uint8 [K, D]
     views: np.ndarray  # uint8 [V, K, D]: mirrored frames, then crops
     n_frames: int
+    fps: float = 0.0  # the clip's frame rate (0: unknown)
 
     @property
     def flipped(self) -> np.ndarray:
@@ -41,6 +42,20 @@ class CachedClip:
     def deploy_sample(self, m: int) -> np.ndarray:
         """uint8 [m, D]: exactly the frames ``edgevid classify`` samples."""
         return self.feats[np.searchsorted(self.indices, sample_indices(self.n_frames, m))]
+
+    @property
+    def complete(self) -> bool:
+        """Every frame of the clip is cached (clips up to the cache's cap): any sample is exact."""
+        return len(self.indices) == self.n_frames
+
+    def take(self, frames: np.ndarray, view: int | None = None) -> np.ndarray:
+        """uint8 [len(frames), D]: the features of these frame indices (exact when cached, else the
+        nearest cached frame), from the original frames or an augmentation view (0 = mirrored)."""
+        frames = np.asarray(frames)
+        pos = np.clip(np.searchsorted(self.indices, frames), 0, len(self.indices) - 1)
+        left = np.clip(pos - 1, 0, len(self.indices) - 1)
+        pos = np.where(np.abs(self.indices[left] - frames) < np.abs(self.indices[pos] - frames), left, pos)
+        return (self.feats if view is None else self.views[view])[pos]
 
 
 def cache_indices(n_frames: int, m: int, cap: int) -> np.ndarray:
@@ -67,9 +82,22 @@ def load_cached(path: Path, clip: Path, crops: int = 0) -> CachedClip | None:
             views = z["views"] if "views" in z.files else z["flipped"][None]
             if len(views) < 1 + crops:
                 return None
-            return CachedClip(z["indices"], z["feats"], views[: 1 + crops], int(z["n_frames"]))
+            # Entries written before fps was cached read it from the clip's header (cheap: no decoding).
+            fps = float(z["fps"]) if "fps" in z.files else clip_fps(clip)
+            return CachedClip(z["indices"], z["feats"], views[: 1 + crops], int(z["n_frames"]), fps)
     except (OSError, KeyError, ValueError, EOFError):
         return None
+
+
+def clip_fps(clip: Path) -> float:
+    """The frame rate OpenCV reports for a clip (what ``edgevid`` itself uses), 0.0 if unknown."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(clip), cv2.CAP_FFMPEG)
+    try:
+        return float(cap.get(cv2.CAP_PROP_FPS) or 0.0) if cap.isOpened() else 0.0
+    finally:
+        cap.release()
 
 
 def mirror(frame: np.ndarray) -> np.ndarray:
@@ -110,7 +138,8 @@ def _compute(clip: Path, root: Path, out: Path, m: int, cap: int, crops: int) ->
     except EdgevidError as exc:
         return str(clip), str(exc)
     buf = io.BytesIO()
-    np.savez(buf, version=CACHE_VERSION, stamp=_stamp(clip), indices=cf.indices, feats=cf.feats, views=np.stack(cf.views), n_frames=cf.n_frames)
+    np.savez(buf, version=CACHE_VERSION, stamp=_stamp(clip), indices=cf.indices, feats=cf.feats, views=np.stack(cf.views), n_frames=cf.n_frames,
+             fps=cf.fps)
     write_atomic(out, buf.getvalue())  # an interrupted run never leaves a half-written entry
     return str(clip), None
 

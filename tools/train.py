@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevid.sampling import window_indices
+
 from .features import CachedClip
 from .heads import HeadSpec, build
 
@@ -30,12 +32,25 @@ def jitter_sample(clip: CachedClip, m: int, rng: np.random.Generator, view: int 
     n = clip.n_frames
     lo = (np.arange(m) * n) // m
     hi = np.maximum(((np.arange(m) + 1) * n) // m, lo + 1)
-    want = rng.integers(lo, hi)
-    pos = np.clip(np.searchsorted(clip.indices, want), 0, len(clip.indices) - 1)
     # Nearest cached frame (the cache holds every frame of clips up to its cap).
-    left = np.clip(pos - 1, 0, len(clip.indices) - 1)
-    pos = np.where(np.abs(clip.indices[left] - want) < np.abs(clip.indices[pos] - want), left, pos)
-    return (clip.feats if view is None else clip.views[view])[pos]
+    return clip.take(rng.integers(lo, hi), view)
+
+
+def window_sampler(m: int, window_s: float):
+    """Training samples at a fixed time scale: a ``window_s`` window at a uniformly random position
+    in the clip, its m slots taken by :func:`edgevid.sampling.window_indices` (the daemon's rule).
+    A clip shorter than the window is sampled whole (jittered), as ``classify`` takes it whole."""
+
+    def sample(clip: CachedClip, rng: np.random.Generator, view: int | None) -> np.ndarray:
+        if not clip.fps > 0:
+            raise ValueError("window sampling needs the clip's fps (cache entry without fps and an unreadable clip)")
+        slack = clip.n_frames / clip.fps - window_s
+        if slack < -1e-9:
+            return jitter_sample(clip, m, rng, view)
+        start = rng.uniform(0.0, max(slack, 0.0))
+        return clip.take(window_indices(clip.n_frames, clip.fps, window_s, m, start), view)
+
+    return sample
 
 
 def _pick_view(rng: np.random.Generator, n_views: int) -> int | None:
@@ -43,9 +58,14 @@ def _pick_view(rng: np.random.Generator, n_views: int) -> int | None:
     return k if k < n_views else None
 
 
-def epoch_batch(clips: list[CachedClip], m: int, rng: np.random.Generator, quant: Quant, views: int = 1) -> np.ndarray:
-    """One jittered sample per clip over the original frames and the first ``views`` views."""
-    return quant(np.stack([jitter_sample(c, m, rng, _pick_view(rng, views)) for c in clips]))
+def epoch_batch(clips: list[CachedClip], m: int, rng: np.random.Generator, quant: Quant, views: int = 1, sampler=None) -> np.ndarray:
+    """One jittered sample per clip over the original frames and the first ``views`` views
+    (``sampler(clip, rng, view)`` replaces the whole-clip jittered sample, e.g. :func:`window_sampler`)."""
+    rows = []
+    for c in clips:
+        view = _pick_view(rng, views)
+        rows.append(sampler(c, rng, view) if sampler else jitter_sample(c, m, rng, view))
+    return quant(np.stack(rows))
 
 
 def deploy_batch(clips: list[CachedClip], m: int, quant: Quant) -> np.ndarray:
@@ -68,6 +88,7 @@ def train_head(
     batch_size: int = 32,
     augment: bool = True,
     norm=None,
+    sampler=None,
     log=print,
 ):
     """One model: Adam + categorical cross-entropy, early stopping on validation loss (best weights kept)."""
@@ -85,7 +106,7 @@ def train_head(
     best, best_weights, waited = np.inf, None, 0
     t0 = time.perf_counter()
     for epoch in range(max_epochs):
-        x = epoch_batch(train, m, rng, quant, views=1 + spec.crops) if augment else x_fixed
+        x = epoch_batch(train, m, rng, quant, views=1 + spec.crops, sampler=sampler) if augment else x_fixed
         h = model.fit(x, yt, batch_size=batch_size, epochs=1, verbose=0, shuffle=True)
         val_loss, val_acc = model.evaluate(x_val, yv, batch_size=64, verbose=0)
         row = {"epoch": epoch + 1, "loss": float(h.history["loss"][0]), "acc": float(h.history["accuracy"][0]),
