@@ -162,6 +162,38 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def describe_message(msg: dict, now: float | None = None) -> str:
+    """One human line per message: local time received, then what it says (every status counter)."""
+    import time
+
+    stamp = time.strftime("%H:%M:%S", time.localtime(now if now is not None else time.time()))
+    if msg.get("type") == "prediction":
+        top = ", ".join(f"{s['label']} {s['score']:.2f}" for s in msg["top"])
+        where = ""
+        if msg.get("media_start") is not None:
+            loop = f", pass {msg['loop'] + 1}" if msg.get("loop") else ""
+            where = f" [{msg['media_start']:.2f}-{msg['media_end']:.2f} s{loop}]"
+        cost = f"{msg.get('frames', '?')} frames, {msg.get('gaps', 0)} gaps, {msg['new_frames']} new, {msg['latency']['capture_to_publish_ms']:.0f} ms"
+        return f"{stamp} {msg['source']} #{msg['seq']}{where}: {top} ({cost})"
+    parts = []
+    for s in msg.get("sources", []):
+        skipped = ", ".join(f"{k} {v}" for k, v in sorted((s.get("skipped") or {}).items()))
+        line = (f"{s['id']} {s['state']}: {s['fps_in']:.1f} fps in, {s['fps_processed']:.1f} processed, frames {s['frames_in']}, "
+                f"sampled {s['sampled']}, extracted {s.get('extracted', '?')}, dropped {s['dropped']}, predictions {s['predictions']}, "
+                f"skipped {s['skipped_windows']}{f' ({skipped})' if skipped else ''}, reconnects {s['reconnects']}")
+        if s.get("loop"):
+            line += f", loops {s['loop']}"
+        if s.get("last_error"):
+            line += f", last error: {s['last_error']}"
+        parts.append(line)
+    head = f"{stamp} status #{msg.get('seq', '?')} up {msg.get('uptime_s', 0):.0f} s"
+    if msg.get("extract_ms_per_frame") is not None:
+        head += f", {msg['extract_ms_per_frame']:.1f} ms/frame"
+    if msg.get("overloaded"):
+        head += f", OVERLOADED: {msg.get('overload')}"
+    return head + ": " + "; ".join(parts)
+
+
 def cmd_subscribe(args: argparse.Namespace) -> int:
     import json
 
@@ -188,13 +220,7 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
             if args.json:
                 print(payload.decode(), flush=True)
                 continue
-            msg = json.loads(payload)
-            if msg.get("type") == "prediction":
-                top = ", ".join(f"{s['label']} {s['score']:.2f}" for s in msg["top"])
-                print(f"{msg['source']} #{msg['seq']}: {top}", flush=True)
-            else:
-                parts = [f"{s['id']} {s['state']} {s['fps_in']:.1f} fps in, {s['dropped']} dropped, {s['reconnects']} reconnects" for s in msg["sources"]]
-                print(f"status up {msg['uptime_s']:.0f} s: " + "; ".join(parts), flush=True)
+            print(describe_message(json.loads(payload)), flush=True)
     finally:
         sock.close(linger=0)
     return 0

@@ -296,11 +296,16 @@ def test_subscribe_command_prints_messages(tmp_path, env):
     try:
         human = run_cli("subscribe", "--endpoint", endpoint, "--topic", "pred/c", "--count", "2", "--timeout", "30", env=env, timeout=60)
         js = run_cli("subscribe", "--endpoint", endpoint, "--topic", "status", "--json", "--count", "1", "--timeout", "30", env=env, timeout=60)
+        st = run_cli("subscribe", "--endpoint", endpoint, "--topic", "status", "--count", "1", "--timeout", "30", env=env, timeout=60)
     finally:
         code, _ = stop_daemon(proc)
-    assert human.returncode == 0 and all(line.startswith("c #") for line in human.stdout.splitlines())
+    import re
+
+    assert human.returncode == 0 and all(re.match(r"\d\d:\d\d:\d\d c #\d+ \[[\d.]+-[\d.]+ s", line) for line in human.stdout.splitlines())
     assert len(human.stdout.splitlines()) == 2
     assert js.returncode == 0 and json.loads(js.stdout)["type"] == "status"
+    for counter in ("fps in", "frames", "sampled", "extracted", "dropped", "predictions", "skipped", "reconnects"):
+        assert counter in st.stdout, st.stdout
     silent = run_cli("subscribe", "--endpoint", f"tcp://127.0.0.1:{free_port()}", "--count", "1", "--timeout", "1", env=env)
     assert silent.returncode == 1 and "no message" in silent.stderr
 
@@ -347,3 +352,41 @@ def test_endpoint_in_use_is_a_config_error(tmp_path, env):
         ctx.term()
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "publish.endpoint: cannot bind" in proc.stderr and "in use" in proc.stderr
+
+
+def test_looping_file_windows_stay_inside_one_pass(tmp_path, env):
+    """media_* are positions in the file with a pass counter; no window spans the loop seam; a
+    file that yields no frames backs off and says so."""
+    from edgevid.head import Head
+
+    duration = read_clip(CLIP, None).n_frames / 25.0
+    empty = tmp_path / "no_frames.avi"
+    import cv2
+
+    cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 25, (320, 240)).release()
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    cfg = write_config(tmp_path / "e.toml", endpoint, [
+        {"id": "l", "uri": str(CLIP), "hop": 0.5, "loop": True, "realtime": False},
+        {"id": "e", "uri": str(empty), "loop": True, "reconnect_min": 0.2, "reconnect_max": 1.0},
+    ])
+    sub = Subscriber(endpoint)
+    proc = start_daemon(cfg, env)
+    try:
+        msgs = sub.until(lambda g: len({p["loop"] for p in _preds(g, "l")}) >= 3, timeout=60)
+    finally:
+        code, err = stop_daemon(proc)
+        sub.close()
+    assert code == 0, err
+    preds = _preds(msgs, "l")
+    window = Head(HEAD_DIR).manifest.timescale.window_s
+    assert len({p["loop"] for p in preds}) >= 3
+    for p in preds:
+        span = p["media_end"] - p["media_start"]
+        assert 0 <= p["media_start"] < p["media_end"] <= duration
+        assert window * 0.8 < span <= window  # a window's frames come from one pass
+        assert p["frames"] >= 20 and p["gaps"] == 0
+    seqs = [p["seq"] for p in preds]
+    assert seqs == sorted(seqs)
+    empty_status = [s for m in _status(msgs) for s in m["sources"] if s["id"] == "e"][-1]
+    assert empty_status["state"] == "reconnecting" and "no frames" in empty_status["last_error"]
+    assert empty_status["reconnects"] < 60  # backed off, not thousands of reopens
