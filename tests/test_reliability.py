@@ -21,7 +21,6 @@ from corpus import make_corpus
 from daemon_util import DaemonProbe, Subscriber, curve_keys, free_port, start_daemon, stop_daemon, write_config
 from edgevid.config import DaemonConfig, describe
 from edgevid.sampling import sample_indices
-from edgevid.sources import GridSampler
 
 CLIP = sorted((DATA / "ucf101_sample").rglob("*.avi"))[0]
 
@@ -82,17 +81,6 @@ def test_sample_indices_properties(n, m):
     assert len(idx) == m and 0 <= idx.min() and idx.max() < n
     assert np.all(np.diff(idx) >= 0)
     assert len(np.unique(idx)) == min(n, m)
-
-
-@settings(max_examples=200, deadline=None)
-@given(n=st.integers(1, 2000), m=st.integers(1, 64), fps=st.sampled_from([5.0, 12.5, 15.0, 23.976, 25.0, 29.97, 30.0, 50.0, 59.94, 60.0]))
-def test_daemon_grid_reproduces_clip_sampling(n, m, fps):
-    """A window spanning a whole file samples exactly the frames `classify` samples."""
-    grid = GridSampler((n / fps) / m)
-    chosen = []
-    for i in range(n):
-        chosen += [i] * len(grid.take(i / fps, (i + 1) / fps))
-    assert chosen == sample_indices(n, m).tolist()
 
 
 _value = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=True), st.text(max_size=8))
