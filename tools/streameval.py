@@ -157,12 +157,14 @@ def run_daemon(setup: Setup, tmp: Path, sources: list[dict], *, finite: bool, se
                     statuses.append(body)
                     if finite:
                         done = all(s["state"] in ("ended", "failed") for s in body["sources"])
+                        # schema v2: every sampled frame extracted (or dropped), so no window is still to come
+                        drained = all(s.get("extracted", 0) + s.get("dropped", 0) >= s.get("sampled", 0) for s in body["sources"])
                         total = sum(s["predictions"] for s in body["sources"])
                         # Two heartbeats in a row with every source ended and the count unchanged.
                         prev = statuses[-2] if len(statuses) > 1 else None
                         same = prev is not None and sum(s["predictions"] for s in prev["sources"]) == total
                         settled = settled + 1 if done and same else 0
-                        if settled >= 2:
+                        if (settled >= 2 and drained) or settled >= 6:
                             break
             # deliver what is already queued on the socket (a live run: only what is already here)
             drain_end = time.monotonic() + (2.0 if finite else 0.0)
