@@ -46,7 +46,7 @@ from edgevid.extractor import Extractor
 from edgevid.head import Head
 from edgevid.pipeline import ClipClassifier
 from edgevid.runtime import backend
-from edgevid.sampling import sample_indices, window_indices, window_starts
+from edgevid.sampling import window_starts
 from edgevid.store import default_head_dir, extractor_path, write_atomic
 from tools.datasets import read_jhmdb
 from tools.probe import DaemonProbe
@@ -301,7 +301,7 @@ def accuracy(setup: Setup, items: list[tuple[Path, str]], tmp: Path, per_daemon:
     win_ok = win_n = 0
     maj_ok = mean_ok = clf_ok_sub = n_sub = 0
     agree = 0
-    incomplete, outside, count_mismatch, slots_differ = [], [], [], 0
+    incomplete, outside, count_mismatch = [], [], []
     for i, ((path, label), (n, fps, duration)) in enumerate(zip(items, infos)):
         ws = sorted(windows.get(i, []), key=lambda p: p["seq"])
         expected = len(window_starts(round(duration * fps), fps, setup.window, setup.hop)) if n else 0
@@ -332,8 +332,6 @@ def accuracy(setup: Setup, items: list[tuple[Path, str]], tmp: Path, per_daemon:
             mean_ok += row["mean_prob_top1"] == label
             clf_ok_sub += classify_top1[i] == label
             agree += sum(top1(p) == classify_top1[i] for p in ws)
-            if len(ws) == 1 and expected == 1 and abs(duration - setup.window) < 1.0 / fps:
-                slots_differ += not np.array_equal(window_indices(n, fps, setup.window, setup.m, 0.0), sample_indices(n, setup.m))
         per_clip.append(row)
 
     clf_all = sum(c == lab for c, (_, lab) in zip(classify_top1, items))
@@ -353,7 +351,6 @@ def accuracy(setup: Setup, items: list[tuple[Path, str]], tmp: Path, per_daemon:
         "classify_failed": sum(c is None for c in classify_top1),
         "window_agrees_with_classify": ratio(agree, win_n),
         "window_minus_classify_points_same_clips": (100 * (win_ok / win_n - clf_ok_sub / n_sub)) if win_n else None,
-        "whole_clip_windows_whose_slots_differ_from_classify": slots_differ,
         "window_count_mismatches": count_mismatch,
         "incomplete_windows": incomplete,
         "windows_past_clip_end": outside,
