@@ -127,6 +127,7 @@ class Daemon:
         self.cost_s: float | None = None  # extractor (+ head) seconds per frame, measured
         self._busy = [0.0, 0]  # seconds and frames since the last tick
         self._overload_logged = -math.inf
+        self._tick_at = time.monotonic()
 
     # -- capture side (source threads): the Sink protocol ---------------------------------------
     def segment(self, source: str) -> None:
@@ -257,6 +258,8 @@ class Daemon:
 
     def _tick(self) -> None:
         """Measure cost and demand, and decide which live sources the extractor serves."""
+        now = time.monotonic()
+        elapsed, self._tick_at = max(now - self._tick_at, 1e-3), now
         seconds, frames = self._busy
         if frames:
             cost = seconds / frames
@@ -265,7 +268,7 @@ class Daemon:
         demand = {}
         for sid, feed in self.feeds.items():
             src = self.sources[sid]
-            rate = (src.stats.sampled - feed.sampled_mark) / TICK_S
+            rate = (src.stats.sampled - feed.sampled_mark) / elapsed
             feed.sampled_mark = src.stats.sampled
             if not self.paused(sid):
                 feed.demand = rate if feed.demand == 0 else 0.7 * feed.demand + 0.3 * rate
