@@ -26,7 +26,7 @@ class Admission:
     that, the sources that fit (at least one), rotated every ``lease`` seconds. Overload ends when
     the demand falls below ``release x budget`` (hysteresis: no flapping at the edge)."""
 
-    def __init__(self, sources: list[str], *, budget: float = 0.9, lease: float = 10.0, release: float = 0.8) -> None:
+    def __init__(self, sources: list[str], *, budget: float = 0.95, lease: float = 20.0, release: float = 0.85) -> None:
         self.order = deque(sources)
         self.budget, self.lease, self.release = budget, lease, release
         self.state = AdmissionState(frozenset(sources), False)
