@@ -143,7 +143,7 @@ def render_markdown(r: dict) -> str:
             lines.append(f"| {name} | | TFLite {v} | {_fmt(t['top1'])} ({_fmt(t['top1_ci95'][0])}–{_fmt(t['top1_ci95'][1])}) | "
                          f"{_fmt(t['top5'])} | {t['macro_f1']:.3f} | {d['bytes'] / 1e6:.2f} | {d['latency_ms']:.1f} | "
                          f"{_fmt(d['agreement_val']['top1_agreement'])} % of {d['agreement_val']['n']} val | {d['agreement_val']['max_abs_diff']:.1e} |")
-    lines += ["", "Validation top-1 (Keras, deploy sample; chooses the default head): "
+    lines += ["", "Validation top-1 (Keras, clips as `edgevid classify` sees them; chooses the default head): "
               + ", ".join(f"{n} {_fmt(h['val_top1'])} %" for n, h in r["heads"].items())]
     lines += ["", "Latency: median per clip, ai-edge-litert, 1 thread, this machine. Agreement: TFLite vs Keras on validation clips.", ""]
     for name, h in r["heads"].items():
