@@ -52,20 +52,36 @@ def count_frames(path: Path) -> int | None:
     count matched the decoded count on the real clips we have. ``None`` if the backend cannot
     return raw packets. The caller still verifies against what really decodes.
     """
-    cap = _open(path)
+    times = frame_times(path)
+    return None if times is None else len(times)
+
+
+def frame_times(path: Path) -> np.ndarray | None:
+    """When each frame of a file starts being shown, in seconds from the first, read from its
+    packets without decoding: what the daemon's file sources go by (:class:`edgevid.timing.FileClock`).
+
+    JHMDB avis skip a timestamp about every sixth frame (a null frame: the previous one is shown
+    twice), so 40 frames at 30 fps last 1.6 s, not 1.33 s. ``None`` if the backend cannot return
+    raw packets.
+    """
+    from .timing import FileClock
+
+    cap = _open(Path(path))
     try:
+        fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
         if not cap.set(cv2.CAP_PROP_FORMAT, -1):
             return None
-        n = 0
+        pts = []
         while True:
             ok, packet = cap.read()
             if not ok:
                 break
             if packet is not None and packet.size > 0:
-                n += 1
-        return n
+                pts.append(cap.get(cv2.CAP_PROP_POS_MSEC))
     finally:
         cap.release()
+    clock = FileClock(fps if 1.0 <= fps <= 240.0 else 30.0)
+    return np.array([clock.position(p) for p in sorted(pts)], np.float64)
 
 
 def _decode_selected(path: Path, wanted: np.ndarray) -> tuple[dict[int, np.ndarray], int, tuple[float, int, int]]:

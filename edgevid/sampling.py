@@ -37,25 +37,41 @@ def sample_times(start: float, end: float, m: int = DEFAULT_FRAMES) -> np.ndarra
     return start + (np.arange(m) + 0.5) * ((end - start) / m)
 
 
-def window_indices(n_frames: int, fps: float, window_s: float, m: int, start_s: float = 0.0) -> np.ndarray:
+def window_indices(n_frames: int, fps: float, window_s: float, m: int, start_s: float = 0.0,
+                   times: np.ndarray | None = None) -> np.ndarray:
     """Frame indices of the ``m`` slots of a ``window_s``-second window starting ``start_s`` into a
-    constant-rate clip: what the daemon samples from that stretch of a file.
+    clip: what the daemon samples from that stretch of a file.
 
-    Slots past the clip's end take its last frame (callers keep windows inside the clip); with
-    ``start_s = 0`` and ``window_s = n_frames / fps`` this equals :func:`sample_indices`.
+    ``times``: when each decoded frame starts being shown (s from the first; :func:`edgevid.capture.frame_times`),
+    as the daemon times file frames; without it the clip is taken as constant-rate at ``fps``. A
+    slot takes the frame whose display centre (``time + 0.5 / fps``) is nearest, ties to the later
+    one. Slots past the clip's end take its last frame (callers keep windows inside the clip); with
+    ``start_s = 0`` and ``window_s = n_frames / fps`` on a constant-rate clip this equals
+    :func:`sample_indices`.
     """
     if n_frames < 1 or m < 1 or not fps > 0 or not window_s > 0:
         raise ValueError(f"need n_frames, m >= 1 and fps, window_s > 0; got {n_frames}, {m}, {fps}, {window_s}")
-    # Rational form of floor((start + (j + 0.5) * window / m) * fps), rounded in the last bit so a
-    # slot exactly on a frame boundary belongs to the later frame, as in sample_indices.
-    t = (start_s + (np.arange(m) + 0.5) * (window_s / m)) * fps
-    return np.clip(np.floor(t + 1e-9).astype(np.int64), 0, n_frames - 1)
+    instants = start_s + (np.arange(m) + 0.5) * (window_s / m)
+    if times is None:
+        # Rational form of floor(instant * fps), rounded in the last bit so a slot exactly on a
+        # frame boundary belongs to the later frame, as in sample_indices.
+        return np.clip(np.floor(instants * fps + 1e-9).astype(np.int64), 0, n_frames - 1)
+    centres = np.asarray(times, np.float64)[:n_frames] + 0.5 / fps
+    later = np.clip(np.searchsorted(centres, instants - 1e-9), 0, len(centres) - 1)
+    earlier = np.maximum(later - 1, 0)
+    take_earlier = (instants - centres[earlier]) < (centres[later] - instants) - 1e-9
+    return np.where(take_earlier, earlier, later).astype(np.int64)
 
 
-def window_starts(n_frames: int, fps: float, window_s: float, hop_s: float) -> np.ndarray:
+def clip_duration(n_frames: int, fps: float, times: np.ndarray | None = None) -> float:
+    """How long a clip plays: its frames at ``fps``, or to the end of its last frame by its own times."""
+    return n_frames / fps if times is None else float(times[n_frames - 1]) + 1.0 / fps
+
+
+def window_starts(n_frames: int, fps: float, window_s: float, hop_s: float, times: np.ndarray | None = None) -> np.ndarray:
     """Start times (s) of every window of ``window_s`` that fits inside the clip, ``hop_s`` apart
     (the windows a file source publishes); empty when the clip is shorter than one window."""
-    duration = n_frames / fps
+    duration = clip_duration(n_frames, fps, times)
     if duration + 1e-9 < window_s:
         return np.zeros(0)
     count = int(np.floor((duration - window_s) / hop_s + 1e-9)) + 1
@@ -76,13 +92,14 @@ def grid_hop(window_s: float, m: int, target_s: float = CLASSIFY_HOP_S) -> float
     return max(1, round(target_s / slot)) * slot
 
 
-def clip_windows(n_frames: int, fps: float, window_s: float, m: int, hop_s: float | None = None) -> tuple[np.ndarray, bool]:
+def clip_windows(n_frames: int, fps: float, window_s: float, m: int, hop_s: float | None = None,
+                 times: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
     """Frame indices ``[K, m]`` of the windows that cover a clip at the head's time scale, and
     whether they are real windows: every ``window_s`` window of :func:`window_starts` (``hop_s``
     apart, default :func:`grid_hop`) sampled by :func:`window_indices`. A clip shorter than one
     window gets a single window over the whole clip (:func:`sample_indices`) and ``False``."""
     hop = grid_hop(window_s, m) if hop_s is None else hop_s
-    starts = window_starts(n_frames, fps, window_s, hop)
+    starts = window_starts(n_frames, fps, window_s, hop, times)
     if len(starts) == 0:
         return sample_indices(n_frames, m)[None], False
-    return np.stack([window_indices(n_frames, fps, window_s, m, float(s)) for s in starts]), True
+    return np.stack([window_indices(n_frames, fps, window_s, m, float(s), times) for s in starts]), True

@@ -252,3 +252,26 @@ def test_absurd_frame_rate_is_refused_with_a_clear_error(tmp_path):
     cap.release()
     src, _ = run_source(slow, seconds=5.0)
     assert src.stats.state == "failed" and "frame rate 0.001 fps" in src.stats.last_error and "slow.avi" in src.stats.last_error
+
+
+def test_training_and_the_daemon_pick_the_same_frames_of_a_file():
+    """`window_indices` on a clip's `frame_times` (what training and classify use) picks, window by
+    window, the frames a real file source puts in its slots."""
+    from edgevid.capture import frame_times
+    from edgevid.sampling import window_indices, window_starts
+
+    for clip in (jhmdb_clip("pour"), jhmdb_clip("run", 3), UCF):
+        times = frame_times(clip)
+        cap = cv2.VideoCapture(str(clip), cv2.CAP_FFMPEG)
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        cap.release()
+        window, m, hop = 0.8, 8, 2
+        src, sink = run_source(clip, window=window, m=m)
+        fills = [f for f in sink.got if f != "segment"]
+        starts = window_starts(len(times), fps, window, hop * window / m, times)
+        assert len(starts) >= 1
+        for start in starts:
+            k0 = round(start / (window / m))
+            daemon = [f.frame.media for f in fills[k0 : k0 + m]]
+            expected = times[window_indices(len(times), fps, window, m, float(start), times)]
+            assert np.allclose(daemon, expected), (clip.name, start)
