@@ -224,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-epochs", type=int, default=80)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--resume", action="store_true", help="reuse candidates already in OUT/timescale.json (same head and seeds)")
     p.add_argument("--report", type=Path, help="also write REPORT.json and REPORT.md (e.g. experiments/jhmdb-split1-timescale)")
     args = p.parse_args(argv)
 
@@ -254,6 +255,12 @@ def main(argv: list[str] | None = None) -> int:
                "train_median_duration_s": median, "stage1_m": args.frames, "max_cost": args.max_cost, "candidates": {},
                "command": " ".join(["python", "-m", "tools.timescale", *(argv if argv is not None else sys.argv[1:])])}
     n_cls = len(ds.classes)
+    previous = args.out / "timescale.json"
+    if args.resume and previous.is_file():
+        old = json.loads(previous.read_text())
+        if old.get("head") == args.head and old.get("seeds") == args.seeds:
+            r["candidates"] = old["candidates"]
+            print(f"resuming: {len(r['candidates'])} candidates from {previous}")
 
     def do(c: Candidate) -> str:
         if c.key not in r["candidates"]:
