@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from .capture import read_clip
+from .capture import frame_times, read_clip
 from .errors import EdgevidError
 from .extractor import Extractor
 from .head import Head
@@ -51,11 +51,13 @@ class ClipClassifier:
                 cf = clip_features(self.extractor, path, m)
                 windows = np.arange(m)[None]  # positions in cf.feats
             else:
-                fps = _header_fps(path)
+                fps, times = _header_fps(path), frame_times(Path(path))
                 plan: dict[str, np.ndarray] = {}
 
                 def indices_for(n: int) -> np.ndarray:
-                    plan["w"] = clip_windows(n, fps, window_s, m)[0] if fps > 0 else sample_indices(n, m)[None]
+                    # The clip's own frame times, as a file source goes by (JHMDB: 40 frames = 1.6 s).
+                    own = times if times is not None and len(times) == n else None
+                    plan["w"] = clip_windows(n, fps, window_s, m, times=own)[0] if fps > 0 else sample_indices(n, m)[None]
                     return np.unique(plan["w"])
 
                 cf = clip_features(self.extractor, path, None, indices_for=indices_for)

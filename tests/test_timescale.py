@@ -16,7 +16,7 @@ from conftest import DATA, HEAD_DIR, MNV2, ROOT, jhmdb_clip
 
 pytest.importorskip("sklearn", reason="tools dependencies not installed (pip install -e ./tools)")
 
-from edgevid.capture import read_clip  # noqa: E402
+from edgevid.capture import frame_times, read_clip  # noqa: E402
 from edgevid.extractor import Extractor  # noqa: E402
 from edgevid.head import Head  # noqa: E402
 from edgevid.manifest import load_manifest  # noqa: E402
@@ -95,7 +95,8 @@ def test_training_windows_follow_the_slot_rule(cached):
     # Features of distinct frames differ, so each sampled row names its frame.
     frame_of = {long_clip.feats[i].tobytes(): int(long_clip.indices[i]) for i in range(len(long_clip.indices))}
     assert len(frame_of) == long_clip.n_frames
-    grid = [window_indices(long_clip.n_frames, 30.0, 1.0, 12, s) for s in np.linspace(0, long_clip.n_frames / 30 - 1.0, 400)]
+    assert long_clip.times is not None  # the clip's own frame times (JHMDB: 40 frames last 1.6 s)
+    grid = [window_indices(long_clip.n_frames, 30.0, 1.0, 12, s, long_clip.times) for s in np.linspace(0, long_clip.duration - 1.0, 400)]
     grid = {tuple(g) for g in grid}
     for _ in range(20):
         got = tuple(frame_of[r.tobytes()] for r in sample(long_clip, rng, None))
@@ -114,7 +115,8 @@ def test_window_scores_count_clips_without_a_window(cached):
     probs[np.arange(len(ws.x)), ws.clip] = 1.0  # every window right
     s = scores(probs, ws)
     assert s["window_top1"] == 1.0 and s["clips_without_window"] == 1 and s["clip_top1"] == 1.0
-    assert s["windows"] == int(ws.real.sum()) == len(window_starts(40, 30.0, 1.0, grid_hop(1.0, 12)))
+    long_clip = clips[0]  # on its own timestamps: 40 frames over 1.6 s
+    assert s["windows"] == int(ws.real.sum()) == len(window_starts(40, 30.0, 1.0, grid_hop(1.0, 12), long_clip.times))
 
 
 def test_bundled_head_has_a_timescale_and_classify_sees_clips_at_it():
@@ -132,7 +134,7 @@ def test_bundled_head_has_a_timescale_and_classify_sees_clips_at_it():
     # The same answer by hand: the windows the rule names, each through the head, probabilities averaged.
     if ts.fit == "windows":
         n = read_clip(clip, 1).n_frames
-        windows, _ = clip_windows(n, 30.0, ts.window_s, m)
+        windows, _ = clip_windows(n, 30.0, ts.window_s, m, times=frame_times(clip))  # the clip's own frame times
     else:
         windows = sample_indices(read_clip(clip, 1).n_frames, m)[None]
     probs = np.mean([head.predict(extractor.dequantize(clip_features(extractor, clip, None, indices_for=lambda n, w=w: w).feats))

@@ -25,7 +25,8 @@ import numpy as np
 from edgevid.errors import EdgevidError
 from edgevid.extractor import Extractor
 from edgevid.pipeline import clip_features
-from edgevid.sampling import sample_indices
+from edgevid.capture import frame_times
+from edgevid.sampling import clip_duration, sample_indices
 from edgevid.store import write_atomic
 
 CACHE_VERSION = 1
@@ -38,6 +39,12 @@ class CachedClip:
     views: np.ndarray  # uint8 [V, K, D]: mirrored frames, then crops
     n_frames: int
     fps: float = 0.0  # the clip's frame rate (0: unknown)
+    times: np.ndarray | None = None  # when each decoded frame starts being shown (s), by the file's own timestamps
+
+    @property
+    def duration(self) -> float:
+        """Seconds the clip plays by its own timestamps (what a file source sees), else n / fps."""
+        return clip_duration(self.n_frames, self.fps, self.times)
 
     @property
     def flipped(self) -> np.ndarray:
@@ -88,7 +95,12 @@ def load_cached(path: Path, clip: Path, crops: int = 0) -> CachedClip | None:
                 return None
             # Entries written before fps was cached read it from the clip's header (cheap: no decoding).
             fps = float(z["fps"]) if "fps" in z.files else clip_fps(clip)
-            return CachedClip(z["indices"], z["feats"], views[: 1 + crops], int(z["n_frames"]), fps)
+            n = int(z["n_frames"])
+            # Frame times: cached, or read from the clip's packets (no decoding: milliseconds).
+            times = z["times"] if "times" in z.files else frame_times(clip)
+            if times is None or len(times) != n:
+                times = None
+            return CachedClip(z["indices"], z["feats"], views[: 1 + crops], n, fps, times)
     except (OSError, KeyError, ValueError, EOFError):
         return None
 
@@ -142,8 +154,10 @@ def _compute(clip: Path, root: Path, out: Path, m: int, cap: int, crops: int) ->
     except EdgevidError as exc:
         return str(clip), str(exc)
     buf = io.BytesIO()
+    times = frame_times(clip)
+    extra = {"times": times} if times is not None and len(times) == cf.n_frames else {}
     np.savez(buf, version=CACHE_VERSION, stamp=_stamp(clip), indices=cf.indices, feats=cf.feats, views=np.stack(cf.views), n_frames=cf.n_frames,
-             fps=cf.fps)
+             fps=cf.fps, **extra)
     write_atomic(out, buf.getvalue())  # an interrupted run never leaves a half-written entry
     return str(clip), None
 

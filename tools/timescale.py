@@ -39,7 +39,7 @@ def seconds(text: str) -> float:
 
 
 def durations(clips: list[CachedClip]) -> np.ndarray:
-    return np.array([c.n_frames / c.fps for c in clips])
+    return np.array([c.duration for c in clips])
 
 
 def duration_percentiles(clips: list[CachedClip]) -> dict[str, float]:
@@ -83,7 +83,7 @@ def window_set(clips: list[CachedClip], y: np.ndarray, m: int, window_s: float |
         if window_s is None:
             idx, ok = sample_indices(c.n_frames, m)[None], True
         else:
-            idx, ok = clip_windows(c.n_frames, c.fps, window_s, m, hop_s)
+            idx, ok = clip_windows(c.n_frames, c.fps, window_s, m, hop_s, c.times)
         for w in idx:
             xs.append(c.take(w))
             owner.append(i)

@@ -44,11 +44,11 @@ def window_sampler(m: int, window_s: float):
     def sample(clip: CachedClip, rng: np.random.Generator, view: int | None) -> np.ndarray:
         if not clip.fps > 0:
             raise ValueError("window sampling needs the clip's fps (cache entry without fps and an unreadable clip)")
-        slack = clip.n_frames / clip.fps - window_s
+        slack = clip.duration - window_s  # on the clip's own timestamps, as a file source plays it
         if slack < -1e-9:
             return jitter_sample(clip, m, rng, view)
         start = rng.uniform(0.0, max(slack, 0.0))
-        return clip.take(window_indices(clip.n_frames, clip.fps, window_s, m, start), view)
+        return clip.take(window_indices(clip.n_frames, clip.fps, window_s, m, start, clip.times), view)
 
     return sample
 
