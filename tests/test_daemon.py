@@ -30,44 +30,72 @@ def _status(msgs):
     return [m for t, m in msgs if m["type"] == "status"]
 
 
-def test_daemon_publishes_what_classify_sees_and_stops_on_sigterm(tmp_path, env):
-    clip = read_clip(CLIP, 25)
-    window = clip.n_frames / clip.fps  # the first window is exactly the clip classify samples
+def _head():
+    from edgevid.head import Head
+
+    head = Head(HEAD_DIR)
+    return head, head.manifest.timescale.window_s, head.frames
+
+
+def test_daemon_windows_average_to_what_classify_says_and_it_stops_on_sigterm(tmp_path, env):
+    """Over a file, the windows the daemon publishes (the head's window, on the file's own frame
+    times) are the windows `classify` averages: same frames, same head, same probabilities."""
+    from edgevid.capture import frame_times
+    from edgevid.sampling import clip_windows, grid_hop
+
+    head, window, m = _head()
+    assert head.manifest.timescale.fit == "windows"
+    labels = head.labels
+    times = frame_times(CLIP)
+    expected, real = clip_windows(len(times), 25.0, window, m, times=times)
+    assert real and len(expected) >= 5
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     config = write_config(tmp_path / "edgevid.toml", endpoint, [
-        {"id": "cam0", "uri": str(CLIP), "window": window, "hop": window / 5, "realtime": True, "top_k": 5},
+        # Paced: a subscriber joining a PUB socket misses what is sent before it is connected.
+        {"id": "cam0", "uri": str(CLIP), "hop": grid_hop(window, m), "realtime": True, "top_k": len(labels)},
     ])
     sub = Subscriber(endpoint)
     proc = start_daemon(config, env)
     try:
-        msgs = sub.until(lambda got: _preds(got) and _status(got), timeout=window + 30)
+        def done(got):  # the file ended, every frame it handed over is extracted, every window received
+            fin = [s["sources"][0] for s in _status(got)]
+            fin = [s for s in fin if s["state"] == "ended" and s["sampled"] == s["extracted"]]
+            return len(fin) >= 2 and fin[-1]["predictions"] == len(_preds(got))
+
+        msgs = sub.until(done, timeout=60)
     finally:
         code, err = stop_daemon(proc)
         sub.close()
     assert code == 0, err
     assert "Traceback" not in err
     preds = _preds(msgs)
-    assert preds, err
     first = preds[0]
     assert first["schema_version"] == 2 and first["source"] == "cam0" and first["seq"] == 1
-    assert first["new_frames"] == 25 and first["frames"] == 25 and first["gaps"] == 0 and len(first["top"]) == 5
-    assert first["window_end"] >= first["window_start"] and first["media_start"] < 0.5 * window / 25 * 2
+    assert first["new_frames"] == m and first["frames"] == m and first["gaps"] == 0 and len(first["top"]) == len(labels)
+    assert first["window_end"] >= first["window_start"] and first["media_start"] < window / m
     assert len(first["models"]["extractor"]) == 12 and len(first["models"]["head"]) == 12
     assert first["latency"]["capture_to_publish_ms"] >= 0
+    assert [p["seq"] for p in preds] == list(range(1, len(expected) + 1))  # every window inside the file, once
+    for p, idx in zip(preds, expected, strict=True):
+        assert np.allclose([p["media_start"], p["media_end"]], [times[idx[0]], times[idx[-1]]])
 
-    ref = json.loads(run_cli("classify", str(CLIP), "--json", "--top-k", "5", env=env).stdout)
-    assert [s["label"] for s in first["top"]] == [s["label"] for s in ref["top"]]
-    np.testing.assert_allclose([s["score"] for s in first["top"]], [s["score"] for s in ref["top"]], atol=1e-4)
+    def dist(top):
+        d = dict((s["label"], s["score"]) for s in top)
+        return np.array([d[label] for label in labels])
 
-    status = _status(msgs)[-1]
-    assert status["sources"][0]["id"] == "cam0" and status["uptime_s"] > 0
+    mean = np.mean([dist(p["top"]) for p in preds], axis=0)
+    ref = json.loads(run_cli("classify", str(CLIP), "--json", "--top-k", str(len(labels)), env=env).stdout)
+    np.testing.assert_allclose(mean, dist(ref["top"]), atol=1e-4)
+    assert _status(msgs)[-1]["sources"][0]["id"] == "cam0"
 
 
 def test_sliding_window_extracts_only_new_frames(tmp_path, env):
-    """The feature ring at work: after the first window, each hop extracts hop/dt frames, not 25."""
+    """Frames are extracted once: after the first window, each hop costs hop / (window / M) frames."""
+    _, window, m = _head()
+    dt = window / m
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     config = write_config(tmp_path / "e.toml", endpoint, [
-        {"id": "k", "uri": str(CLIP), "window": 2.5, "hop": 0.5, "realtime": True},
+        {"id": "k", "uri": str(CLIP), "hop": 2 * dt, "realtime": True},
     ])
     sub = Subscriber(endpoint, topics=("pred/",))
     proc = start_daemon(config, env)
@@ -79,9 +107,9 @@ def test_sliding_window_extracts_only_new_frames(tmp_path, env):
     preds = _preds(msgs)
     assert len(preds) >= 4, err
     assert [p["seq"] for p in preds] == list(range(preds[0]["seq"], preds[0]["seq"] + len(preds)))
-    assert all(p["new_frames"] == 5 for p in preds if p["seq"] > 1)
+    assert all(p["new_frames"] == 2 for p in preds if p["seq"] > 1)
     media = [p["media_end"] for p in preds]
-    assert np.allclose(np.diff(media), 0.5, atol=0.05)
+    assert np.allclose(np.diff(media), 2 * dt, atol=0.05)
 
 
 def test_missing_source_does_not_stop_the_others(tmp_path, env):
@@ -222,8 +250,9 @@ def test_config_check_shows_the_window_in_use_and_warns_off_scale(tmp_path, env)
     proc = run_cli("config", "check", str(cfg), env=env)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0].startswith(f"source a: window {trained:.4g} s (") and "25 frames" in lines[0]
-    dt = 2 * trained / 25
+    m = Head(HEAD_DIR).frames
+    assert lines[0].startswith(f"source a: window {trained:.4g} s (") and f"{m} frames" in lines[0]
+    dt = 2 * trained / m
     assert f"a prediction every {round(0.33 / dt) * dt:.4g} s" in lines[1]
     assert "sources.b.window" in proc.stderr and "more than 25 %" in proc.stderr
     assert "sources.a" not in proc.stderr
@@ -314,12 +343,15 @@ def test_overload_serves_sources_in_turns_with_complete_windows(tmp_path, env):
     """Eight live sources need ~3x what one extractor thread can do: the daemon says it is
     overloaded and why, publishes only complete windows, and counts what it skipped."""
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    sources = [{"id": f"s{i}", "uri": str(CLIP), "window": 0.5, "hop": 0.1, "loop": True} for i in range(8)]
+    _, _, m = _head()
+    # One slot per 25 fps frame: every frame of 8 sources, 200 frames/s for one extractor thread.
+    sources = [{"id": f"s{i}", "uri": str(CLIP), "window": 0.04 * m, "hop": 0.04, "loop": True} for i in range(8)]
     cfg = write_config(tmp_path / "e.toml", endpoint, sources, status_interval=0.5, models={"threads": 1})
     sub = Subscriber(endpoint)
     proc = start_daemon(cfg, env)
     try:
-        msgs = sub.until(lambda g: any(m.get("overloaded") for m in _status(g)) and len(_preds(g)) >= 10, timeout=60)
+        msgs = sub.until(lambda g: any(m.get("overloaded") for m in _status(g)) and len(_preds(g)) >= 10
+                         and sum(s["skipped"].get("overload", 0) for s in _status(g)[-1]["sources"]) > 0, timeout=60)
     finally:
         code, err = stop_daemon(proc)
         sub.close()
@@ -332,7 +364,7 @@ def test_overload_serves_sources_in_turns_with_complete_windows(tmp_path, env):
     assert err.count("overloaded:") <= 2
     preds = _preds(msgs)
     assert len(preds) >= 10
-    assert all(p["gaps"] <= 5 and p["frames"] >= 10 for p in preds)  # complete windows only
+    assert all(p["gaps"] == 0 and p["frames"] >= m - 1 for p in preds)  # complete windows only
     last = _status(msgs)[-1]["sources"]
     assert sum(s["skipped"].get("overload", 0) for s in last) > 0
 
@@ -357,8 +389,6 @@ def test_endpoint_in_use_is_a_config_error(tmp_path, env):
 def test_looping_file_windows_stay_inside_one_pass(tmp_path, env):
     """media_* are positions in the file with a pass counter; no window spans the loop seam; a
     file that yields no frames backs off and says so."""
-    from edgevid.head import Head
-
     duration = read_clip(CLIP, None).n_frames / 25.0
     empty = tmp_path / "no_frames.avi"
     import cv2
@@ -378,13 +408,13 @@ def test_looping_file_windows_stay_inside_one_pass(tmp_path, env):
         sub.close()
     assert code == 0, err
     preds = _preds(msgs, "l")
-    window = Head(HEAD_DIR).manifest.timescale.window_s
+    _, window, m = _head()
     assert len({p["loop"] for p in preds}) >= 3
     for p in preds:
         span = p["media_end"] - p["media_start"]
         assert 0 <= p["media_start"] < p["media_end"] <= duration
-        assert window * 0.8 < span <= window  # a window's frames come from one pass
-        assert p["frames"] >= 20 and p["gaps"] == 0
+        assert (m - 1) / m * window - 0.04 <= span <= window  # a window's frames come from one pass
+        assert p["frames"] == m and p["gaps"] == 0
     seqs = [p["seq"] for p in preds]
     assert seqs == sorted(seqs)
     empty_status = [s for m in _status(msgs) for s in m["sources"] if s["id"] == "e"][-1]
