@@ -200,9 +200,10 @@ class FrameSource(threading.Thread):
         n, position = 0, 0.0
         while not self.stop_event.is_set():
             if not cap.grab():
-                # End of file: settle the slots inside the last frame's display interval.
+                # End of file: settle the slots whose whole interval lies inside the file, so a
+                # window is published only if it fits in the file (as `window_starts` counts them).
                 if n:
-                    self._hand_over(filler.push(position + frame_s - 1e-6, None), False)
+                    self._hand_over(filler.push(position + frame_s - 0.5 * self.timing.dt + 1e-9, None), False)
                 return _Outcome(n, ended=True)
             n += 1
             self.stats.frames_in += 1

@@ -206,8 +206,8 @@ def test_file_source_times_frames_by_their_timestamps():
     assert src.stats.state == "ended" and src.stats.frames_in == len(pts)
     fills = [f for f in sink.got if f != "segment"]
     duration = pts[-1] - pts[0] + 1 / 30
-    inside = sum(1 for k in range(100) if (k + 0.5) / 25 < duration)
-    assert len(fills) == inside  # every slot whose instant is inside the file, none beyond
+    inside = sum(1 for k in range(100) if (k + 1) / 25 <= duration + 1e-9)
+    assert len(fills) == inside  # every slot whose interval is inside the file, none beyond
     media = {f.frame.fid: f.frame.media for f in fills if f.frame is not None}
     assert set(np.round(list(media.values()), 4)) <= set(np.round(np.array(pts) - pts[0], 4))
     centres = np.array(pts) - pts[0] + 1 / 60
