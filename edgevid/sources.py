@@ -198,12 +198,25 @@ class FrameSource(threading.Thread):
         self._state("running")
         start = self.clock()
         n, position = 0, 0.0
+        dt = self.timing.dt
+        held: list[tuple[Fill[Captured], bool]] = []  # settled slots not yet known to lie inside the file
+
+        def release(end: float) -> None:
+            # A slot is handed over once the file is known to reach the end of its interval, so a
+            # window is published only if it fits in the file (as `window_starts` counts them).
+            while held and (held[0][0].k + 1) * dt <= end + 1e-9:
+                paused = held[0][1]
+                run = []
+                while held and held[0][1] == paused and (held[0][0].k + 1) * dt <= end + 1e-9:
+                    run.append(held.pop(0)[0])
+                self._hand_over(run, paused)
+
         while not self.stop_event.is_set():
             if not cap.grab():
-                # End of file: settle the slots whose whole interval lies inside the file, so a
-                # window is published only if it fits in the file (as `window_starts` counts them).
-                if n:
-                    self._hand_over(filler.push(position + frame_s - 0.5 * self.timing.dt + 1e-9, None), False)
+                if n:  # end of file: the slots inside the last frame's display interval
+                    end = position + frame_s
+                    held.extend((f, False) for f in filler.push(end - 0.5 * dt + 1e-9, None))
+                    release(end)
                 return _Outcome(n, ended=True)
             n += 1
             self.stats.frames_in += 1
@@ -217,7 +230,8 @@ class FrameSource(threading.Thread):
             frame = None
             if not paused and filler.wants(t):
                 frame = self._keep(cap, t, self.clock(), time.time(), position)
-            self._hand_over(filler.push(t, frame), paused)
+            held.extend((f, paused) for f in filler.push(t, frame))
+            release(position + frame_s)
         return _Outcome(n)
 
     def _read_live(self, opened: Opened) -> _Outcome:

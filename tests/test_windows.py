@@ -270,6 +270,10 @@ def test_training_and_the_daemon_pick_the_same_frames_of_a_file():
         fills = [f for f in sink.got if f != "segment"]
         starts = window_starts(len(times), fps, window, hop * window / m, times)
         assert len(starts) >= 1
+        # Exactly the slots whose interval lies inside the file: the windows window_starts counts.
+        duration = times[-1] + 1 / fps
+        assert len(fills) == sum(1 for k in range(1000) if (k + 1) * window / m <= duration + 1e-9)
+        assert (len(fills) - m) // hop + 1 == len(starts)
         for start in starts:
             k0 = round(start / (window / m))
             daemon = [f.frame.media for f in fills[k0 : k0 + m]]
