@@ -138,7 +138,7 @@ def stage_costs(clips: list[Path], head_dir: Path) -> dict:
             "extract_1t_batched_ms": _ms(lambda: ex1.extract(batch), 2),
             "extract_2t_single_ms": _ms(lambda: single(ex2), 2),
             "extract_2t_batched_ms": _ms(lambda: ex2.extract(batch), 3),
-            "head_ms": _ms(lambda: head.predict(x), 5),
+            "head_ms": _ms(lambda: head.predict(x[: head.frames]), 5),  # one window of the head's M
             "classify_ms": _ms(lambda: clf.classify(clip), 3),
         }
         row["floor_ms"] = row["bare_decode_ms"] + row["extract_2t_single_ms"] + row["head_ms"]
@@ -235,7 +235,7 @@ def daemon_costs(clip: Path, seconds: float, head_dir: Path | None = None) -> di
     return {
         "seconds": seconds, "predictions": len(preds),
         "extractor_frames_per_prediction": statistics.mean(steady) if steady else None,
-        "window_frames": 25,
+        "window_frames": Head(head_dir or default_head_dir()).frames,
         "capture_to_publish_p50_ms": lat[len(lat) // 2] if lat else None,
         "capture_to_publish_p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None,
         "cpu_s_per_prediction": cpu / max(1, len(preds)),
