@@ -12,6 +12,7 @@ import numpy as np
 
 from .errors import InputError
 from .sampling import sample_indices
+from .timing import FileClock
 
 VIDEO_SUFFIXES = frozenset({".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"})
 
@@ -64,8 +65,6 @@ def frame_times(path: Path) -> np.ndarray | None:
     twice), so 40 frames at 30 fps last 1.6 s, not 1.33 s. ``None`` if the backend cannot return
     raw packets.
     """
-    from .timing import FileClock
-
     cap = _open(Path(path))
     try:
         fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
@@ -103,7 +102,8 @@ def _decode_selected(path: Path, wanted: np.ndarray) -> tuple[dict[int, np.ndarr
         cap.release()
 
 
-def read_clip(path: Path | str, m: int | None, indices_for: Callable[[int], np.ndarray] | None = None) -> Clip:
+def read_clip(path: Path | str, m: int | None, indices_for: Callable[[int], np.ndarray] | None = None,
+              times: np.ndarray | None = None) -> Clip:
     """Decode ``path`` once and return ``m`` frames sampled uniformly over what really decodes.
 
     ``m=None`` returns every frame. ``indices_for(n_frames)`` replaces the uniform choice (the
@@ -111,10 +111,11 @@ def read_clip(path: Path | str, m: int | None, indices_for: Callable[[int], np.n
 
     Frames outside the sample are decoded (the codec needs them) but never colour-converted. When
     the packet count proves wrong (a frame that fails to decode), the clip is decoded a second time
-    with the true count, so the sample is always uniform over real frames.
+    with the true count, so the sample is always uniform over real frames. ``times``: the clip's
+    :func:`frame_times` when the caller already read them (their length is the packet count).
     """
     path = Path(path)
-    estimate = count_frames(path)
+    estimate = len(times) if times is not None else count_frames(path)
     if estimate is None:
         cap = _open(path)
         estimate = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))

@@ -8,6 +8,7 @@ notifications and signals; the worker hands it finished predictions.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import math
 import os
@@ -80,7 +81,6 @@ class _Feed:
         self.pending: deque[Captured] = deque()
         self.demand = 0.0  # distinct frames per second it needs extracted (measured)
         self.sampled_mark = 0
-        self.last_fid = 0  # newest frame queued for extraction
 
 
 class Daemon:
@@ -132,18 +132,16 @@ class Daemon:
     # -- capture side (source threads): the Sink protocol ---------------------------------------
     def segment(self, source: str) -> None:
         with self.cv:
-            # Frames up to the source's current id belong to the stretch that just ended.
-            self.feeds[source].events.append(("segment", self.sources[source]._fid))
+            feed = self.feeds[source]
+            feed.pending.clear()  # frames of the stretch that just ended: no window will use them
+            feed.events.append(("segment",))
             self.cv.notify_all()
 
-    def fills(self, source: str, fills: list[Fill[Captured]], paused: bool) -> None:
+    def fills(self, source: str, fills: list[Fill[Captured]], new: list[Captured], paused: bool) -> None:
         feed = self.feeds[source]
         with self.cv:
-            for f in fills:
-                fr = f.frame
-                if fr is not None and fr.image is not None and fr.fid > feed.last_fid and not paused:
-                    feed.last_fid = fr.fid
-                    feed.pending.append(fr)
+            if not paused:
+                feed.pending.extend(new)
             feed.events.append(("fills", fills, paused))
             self.cv.notify_all()
             # A file read as fast as inference allows waits for the worker instead of losing frames.
@@ -185,7 +183,6 @@ class Daemon:
                 for event in feed.events:
                     if event[0] == "segment":
                         win.reset()
-                        feed.pending = deque(c for c in feed.pending if c.fid > event[1])
                         continue
                     _, fills, paused = event
                     for f in fills:
@@ -201,22 +198,20 @@ class Daemon:
                     touched.add(sid)
             batch: list[_Job] = []
             live = [(f.pending[0].mono, sid) for sid, f in self.feeds.items() if f.live and f.pending]
+            heapq.heapify(live)  # the oldest live frame first, whichever source it is from
             while live and len(batch) < BATCH:
-                live.sort()
-                _, sid = live.pop(0)
+                _, sid = heapq.heappop(live)
                 feed = self.feeds[sid]
                 batch.append(_Job(sid, feed.pending.popleft()))
                 if feed.pending:
-                    live.append((feed.pending[0].mono, sid))
-            files = [sid for sid, f in self.feeds.items() if not f.live and f.pending]
-            while files and len(batch) < BATCH:
-                for sid in list(files):
-                    feed = self.feeds[sid]
-                    batch.append(_Job(sid, feed.pending.popleft()))
-                    if not feed.pending or len(batch) >= BATCH:
-                        files.remove(sid)
-                    if len(batch) >= BATCH:
-                        break
+                    heapq.heappush(live, (feed.pending[0].mono, sid))
+            files = deque(sid for sid, f in self.feeds.items() if not f.live and f.pending)
+            while files and len(batch) < BATCH:  # then files, one frame each in turn
+                sid = files.popleft()
+                feed = self.feeds[sid]
+                batch.append(_Job(sid, feed.pending.popleft()))
+                if feed.pending:
+                    files.append(sid)
             if batch:
                 self.cv.notify_all()  # room for blocked file readers
             return batch, touched

@@ -60,7 +60,7 @@ class ClipClassifier:
                     plan["w"] = clip_windows(n, fps, window_s, m, times=own)[0] if fps > 0 else sample_indices(n, m)[None]
                     return np.unique(plan["w"])
 
-                cf = clip_features(self.extractor, path, None, indices_for=indices_for)
+                cf = clip_features(self.extractor, path, None, indices_for=indices_for, times=times)
                 windows = np.searchsorted(cf.indices, plan["w"])
             timings = cf.timings
             t = time.perf_counter()
@@ -105,6 +105,7 @@ def clip_features(
     *,
     indices_for: Callable[[int], np.ndarray] | None = None,
     views: Sequence[Callable[[np.ndarray], np.ndarray]] = (),
+    times: np.ndarray | None = None,
 ) -> ClipFeatures:
     """Decode, preprocess and extract uniformly sampled frames of a clip.
 
@@ -113,7 +114,7 @@ def clip_features(
     cropped frames) are extracted from the same decoded frames; the device never uses them.
     """
     t0 = time.perf_counter()
-    clip = read_clip(path, m, indices_for)
+    clip = read_clip(path, m, indices_for, times)
     t1 = time.perf_counter()
     # Repeated indices (clips shorter than m) are preprocessed and extracted once.
     unique, first, inverse = np.unique(clip.indices, return_index=True, return_inverse=True)

@@ -41,8 +41,8 @@ class Sink(Protocol):
     def segment(self, source: str) -> None:
         """A new stretch of video starts (opened, reopened or looped): no window spans the seam."""
 
-    def fills(self, source: str, fills: list[Fill[Captured]], paused: bool) -> None:
-        """Slots settled by the last frame; frames in them not seen before need extracting."""
+    def fills(self, source: str, fills: list[Fill[Captured]], new: list[Captured], paused: bool) -> None:
+        """Slots settled by the last frame, and the frames in them not handed over before (to extract)."""
 
     def paused(self, source: str) -> bool:
         """True while overload keeps this source's frames from the extractor."""
@@ -180,11 +180,21 @@ class FrameSource(threading.Thread):
     def _hand_over(self, fills: list[Fill[Captured]], paused: bool) -> None:
         if not fills:
             return
+        new = []
         for f in fills:
             if f.frame is not None and f.frame.fid > self._handed:
                 self._handed = f.frame.fid
-                self.stats.sampled += 1
-        self.sink.fills(self.cfg.id, fills, paused)
+                new.append(f.frame)
+        self.stats.sampled += len(new)
+        self.sink.fills(self.cfg.id, fills, new, paused)
+
+    def _offer(self, cap: cv2.VideoCapture, filler: SlotFiller[Captured], t: float, mono: float, wall: float,
+               media: float | None) -> tuple[list[Fill[Captured]], bool]:
+        """One grabbed frame at ``t``: converted only if it can fill a slot (and the source is not
+        paused); returns the slots it settles and whether the source is paused."""
+        paused = self.sink.paused(self.cfg.id)
+        frame = self._keep(cap, t, mono, wall, media) if not paused and filler.wants(t) else None
+        return filler.push(t, frame), paused
 
     def _read_file(self, opened: Opened) -> _Outcome:
         fps = opened.fps
@@ -225,12 +235,9 @@ class FrameSource(threading.Thread):
                 ahead = start + position - self.clock()
                 if ahead > 0 and self.stop_event.wait(ahead):
                     break
-            t = position + 0.5 * frame_s  # centre of the frame's display interval
-            paused = self.sink.paused(self.cfg.id)
-            frame = None
-            if not paused and filler.wants(t):
-                frame = self._keep(cap, t, self.clock(), time.time(), position)
-            held.extend((f, paused) for f in filler.push(t, frame))
+            # The frame's time is the centre of its display interval.
+            fills, paused = self._offer(cap, filler, position + 0.5 * frame_s, self.clock(), time.time(), position)
+            held.extend((f, paused) for f in fills)
             release(position + frame_s)
         return _Outcome(n)
 
@@ -255,9 +262,5 @@ class FrameSource(threading.Thread):
             t = clock.time(mono, cap.get(cv2.CAP_PROP_POS_MSEC))
             if filler is None:  # slot 0 falls on the first frame
                 filler = SlotFiller(self.timing.dt, t - 0.5 * self.timing.dt, nominal)
-            paused = self.sink.paused(self.cfg.id)
-            frame = None
-            if not paused and filler.wants(t):
-                frame = self._keep(cap, t, mono, wall, None)
-            self._hand_over(filler.push(t, frame), paused)
+            self._hand_over(*self._offer(cap, filler, t, mono, wall, None))
         return _Outcome(n)

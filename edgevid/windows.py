@@ -90,9 +90,6 @@ class WindowAssembler:
         """This frame will never be extracted: every window holding it is skipped."""
         self.dropped.add(fid)
 
-    def pending_frames(self) -> int:
-        return sum(1 for s in self.slots.values() if s.frame is not None and s.frame.fid not in self.features)
-
     def windows(self) -> list[Ready | Skipped]:
         """Windows that are due and decided, in order; stops at the first one still waiting."""
         out: list[Ready | Skipped] = []

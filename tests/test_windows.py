@@ -175,7 +175,7 @@ class Recorder:
         self.segments += 1
         self.got.append("segment")
 
-    def fills(self, source, fills, paused):
+    def fills(self, source, fills, new, paused):
         self.got.extend(fills)
 
     def paused(self, source):

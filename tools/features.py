@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevid.capture import frame_times
 from edgevid.errors import EdgevidError
 from edgevid.extractor import Extractor
 from edgevid.pipeline import clip_features
-from edgevid.capture import frame_times
 from edgevid.sampling import clip_duration, sample_indices
 from edgevid.store import write_atomic
 
@@ -150,11 +150,11 @@ def _init_worker(extractor_path: str, threads: int) -> None:
 def _compute(clip: Path, root: Path, out: Path, m: int, cap: int, crops: int) -> tuple[str, str | None]:
     views = [mirror] + crop_views(clip, root, crops)
     try:
-        cf = clip_features(_worker["extractor"], clip, None, indices_for=lambda n: cache_indices(n, m, cap), views=views)
+        times = frame_times(clip)  # read once: the frame count for decoding, and cached for windows
+        cf = clip_features(_worker["extractor"], clip, None, indices_for=lambda n: cache_indices(n, m, cap), views=views, times=times)
     except EdgevidError as exc:
         return str(clip), str(exc)
     buf = io.BytesIO()
-    times = frame_times(clip)
     extra = {"times": times} if times is not None and len(times) == cf.n_frames else {}
     np.savez(buf, version=CACHE_VERSION, stamp=_stamp(clip), indices=cf.indices, feats=cf.feats, views=np.stack(cf.views), n_frames=cf.n_frames,
              fps=cf.fps, **extra)
