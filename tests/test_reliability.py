@@ -223,7 +223,9 @@ def test_soak_no_growth_no_missed_heartbeat(tmp_path, env):
     # A reopen at the end of each loop briefly holds one more descriptor: a leak shows as a rising
     # baseline (the minimum), not as one sample caught mid-reopen.
     assert min(fds[-third:]) <= min(fds[:third]) and max(fds) - min(fds) <= 2, fds
-    assert min(threads[-third:]) <= min(threads[:third]) and max(threads) - min(threads) <= 2, threads
+    # Threads dip by one while a loop reopens the file (FFmpeg's decoder threads): compare the
+    # typical count of each third, which a sample caught mid-reopen cannot move.
+    assert np.median(threads[-third:]) <= np.median(threads[:third]) and max(threads) - min(threads) <= 2, threads
 
 
 def test_systemd_unit_is_valid_and_hardened():
