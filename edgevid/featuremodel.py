@@ -18,7 +18,7 @@ def cut_at_tensor(model_bytes: bytes, tensor_name: str, *, dynamic_batch: bool =
     """Return a model whose single output is ``tensor_name``, with only the ops it depends on."""
     schema = schema_module()
     if schema is None:
-        raise ModelError("cannot rewrite the model: no TFLite schema module (install ai-edge-litert)")
+        raise ModelError("cannot rewrite the model: the flatbuffers package is not installed (pip install flatbuffers)")
     import flatbuffers
 
     model: Any = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model_bytes, 0))

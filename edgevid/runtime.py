@@ -40,13 +40,12 @@ def backend(prefer: str | None = None) -> tuple[str, ModuleType]:
 
 
 def schema_module() -> ModuleType | None:
-    """The TFLite flatbuffer schema bindings, when the installed packages ship them."""
-    for module in ("ai_edge_litert.schema_py_generated", "tensorflow.lite.python.schema_py_generated"):
-        try:
-            return importlib.import_module(module)
-        except ImportError:
-            continue
-    return None
+    """The TFLite flatbuffer schema bindings edgevid ships (pure Python, so every runtime, the
+    tflite-runtime wheel included, gets the cut model); None only if `flatbuffers` is missing."""
+    try:
+        return importlib.import_module("edgevid.tflite_schema")
+    except ImportError:
+        return None
 
 
 @contextmanager

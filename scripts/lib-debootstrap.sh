@@ -24,6 +24,7 @@ make_root() {
     local arch=$1 dir=$2 extra=${3:-}
     if [ -e "$dir/.edgevid-root-ok" ]; then echo "reusing $dir"; return 0; fi
     ensure_binfmt "$arch"
+    if grep -q " $dir/" /proc/mounts; then echo "$dir has mounts left from a run: unmount them first" >&2; return 1; fi
     rm -rf "$dir"
     local include=python3,python3-venv,ca-certificates,libgomp1
     [ -n "$extra" ] && include="$include,$extra"
