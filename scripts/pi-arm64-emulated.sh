@@ -40,7 +40,10 @@ bind "$SHARED" "$ROOT/shared"; mount -o remount,bind,ro "$ROOT/shared"
 rm -rf "$ROOT/src/edgevid"; mkdir -p "$ROOT/src/edgevid"
 (cd "$REPO" && git ls-files -co --exclude-standard -z | xargs -0 tar -cf - 2>/dev/null) | tar -xf - -C "$ROOT/src/edgevid"
 
+# A network that inspects TLS has its own CA in this machine's bundle: give the guest the same bundle.
+cp "${HOST_CA:-/etc/ssl/certs/ca-certificates.crt}" "$ROOT/etc/ssl/certs/ca-certificates.crt"
 guest() { chroot "$ROOT" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
+          PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1 \
           LANG=C.UTF-8 QEMU_CPU=cortex-a72 EDGEVID_MODEL_DIR=/var/lib/edgevid/models EDGEVID_SHARED=/shared "$@"; }
 
 echo "== guest: $(guest uname -m), $(guest python3 -V), $(guest python3 -c 'import platform,sysconfig; print(platform.machine(), sysconfig.get_platform())')"
