@@ -21,6 +21,7 @@ mkdir -p "$OUT"; rm -f "$OUT"/*.json
 t0=$(date +%s); stamp() { echo "$(( $(date +%s) - t0 ))"; }
 # podman in a container: runc, and the open-file limit its build steps can actually get.
 PODMAN=(podman --runtime runc)
+RUN_OPTS=(--ulimit nofile=1024:1024 --ulimit nproc=4096:4096)  # limits runc may set in this sandbox
 BUILD_OPTS=(--format docker --ulimit nofile=1024:1024 --network host --pull=never)
 
 if [ "${STANDIN:-1}" = 1 ] && ! "${PODMAN[@]}" image exists "docker.io/library/$BASE"; then
@@ -33,19 +34,18 @@ if [ "${STANDIN:-1}" = 1 ] && ! "${PODMAN[@]}" image exists "docker.io/library/$
 fi
 T_base=$(stamp)
 
-echo "== context: $(cd "$REPO" && du -sh --exclude=.git --exclude='.venv*' . | cut -f1) of files, .venv and .git excluded by .dockerignore"
 "${PODMAN[@]}" build "${BUILD_OPTS[@]}" -f "$REPO/docker/Dockerfile" -t "$IMAGE" "$REPO" 2>&1 | tee "$OUT/build.log" | grep -E '^(STEP|COMMIT|Successfully)' || true
 "${PODMAN[@]}" image exists "$IMAGE" || { echo "build failed: $OUT/build.log" >&2; exit 1; }
 T_build=$(stamp)
 size=$("${PODMAN[@]}" image inspect "$IMAGE" --format '{{.Size}}')
 health=$("${PODMAN[@]}" image inspect "$IMAGE" --format '{{json .Config.Healthcheck}}')
-app=$("${PODMAN[@]}" run --rm --network none "$IMAGE" ls -A /app | tr '\n' ' ')
+app=$("${PODMAN[@]}" run "${RUN_OPTS[@]}" --rm --network none "$IMAGE" ls -A /app | tr '\n' ' ')
 
 echo "== classify in the image vs the x86 venv"
 : > "$OUT/classify.jsonl"
 for cls in pour golf climb_stairs; do
     clip=$(ls "$SHARED/data/jhmdb/$cls"/*.avi | sort | head -1); rel=${clip#"$SHARED"/}
-    img=$("${PODMAN[@]}" run --rm --network none -v "$SHARED:/shared:ro" "$IMAGE" \
+    img=$("${PODMAN[@]}" run "${RUN_OPTS[@]}" --rm --network none -v "$SHARED:/shared:ro" "$IMAGE" \
           edgevid classify --json --top-k 21 --extractor /shared/models/mobilenet_v2_1.0_224_quant.tflite "/shared/$rel")
     x86=$(EDGEVID_MODEL_DIR=$SHARED/models "$X86_PY" -m edgevid classify --json --top-k 21 \
           --extractor "$SHARED/models/mobilenet_v2_1.0_224_quant.tflite" "$clip")
@@ -79,7 +79,7 @@ curve_secret_key = "/etc/edgevid/keys/server.key_secret"
 curve_authorized_keys = "/etc/edgevid/authorized"
 TOML
 name=edgevid-check-$$
-"${PODMAN[@]}" run -d --name "$name" --network host -v "$SHARED:/shared:ro" -v "$SHARED/models:/models:ro" \
+"${PODMAN[@]}" run "${RUN_OPTS[@]}" -d --name "$name" --network host -v "$SHARED:/shared:ro" -v "$SHARED/models:/models:ro" \
     -v "$work:/etc/edgevid:ro" -e EDGEVID_HEALTH_ENDPOINT="tcp://127.0.0.1:$port" \
     -e EDGEVID_HEALTH_CLIENT_KEY=/etc/edgevid/keys/health.key_secret -e EDGEVID_HEALTH_SERVER_KEY=/etc/edgevid/keys/server.key \
     "$IMAGE" >/dev/null
