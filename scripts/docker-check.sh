@@ -3,6 +3,7 @@
 # the health check passes with CURVE on (and fails without the health key). Results: $OUT/result.json.
 #
 #   sudo scripts/docker-check.sh       # needs: podman runc debootstrap (Debian packages)
+#   sudo ARCH=arm64 scripts/docker-check.sh   # the arm64 image, emulated (qemu-user-static, binfmt)
 #
 # No container registry is reachable here, so the pinned base (python:3.11.14-slim-bookworm) is
 # replaced by a stand-in with the same name and layout, made with debootstrap: Debian bookworm's
@@ -11,26 +12,34 @@
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-/tmp/edgevid-docker}
-ROOT=${ROOT:-/tmp/edgevid-amd64-root}
+ARCH=${ARCH:-amd64}
+ROOT=${ROOT:-/tmp/edgevid-$ARCH-base-root}
 SHARED=$(cd "${EDGEVID_SHARED:-$REPO/../shared}" && pwd)
 X86_PY=${X86_PY:-$REPO/.venv/bin/python}
 BASE=$(sed -n 's/^ARG BASE=//p' "$REPO/docker/Dockerfile")
-IMAGE=${IMAGE:-localhost/edgevid:check}
+IMAGE=${IMAGE:-localhost/edgevid:check-$ARCH}
+STANDIN_NAME=docker.io/library/$BASE
+[ "$ARCH" = amd64 ] || STANDIN_NAME=localhost/standin-$ARCH:${BASE#*:}
 . "$REPO/scripts/lib-debootstrap.sh"
 mkdir -p "$OUT"; rm -f "$OUT"/*.json
 t0=$(date +%s); stamp() { echo "$(( $(date +%s) - t0 ))"; }
 # podman in a container: runc, and the open-file limit its build steps can actually get.
 PODMAN=(podman --runtime runc)
-RUN_OPTS=(--ulimit nofile=1024:1024 --ulimit nproc=4096:4096)  # limits runc may set in this sandbox
-BUILD_OPTS=(--format docker --ulimit nofile=1024:1024 --network host --pull=never)
+RUN_OPTS=(--arch "$ARCH" --ulimit nofile=1024:1024 --ulimit nproc=4096:4096)  # limits runc may set in this sandbox
+BUILD_OPTS=(--arch "$ARCH" --format docker --ulimit nofile=1024:1024 --network host --pull=never)
+[ "${STANDIN:-1}" = 1 ] && BUILD_OPTS+=(--build-arg "BASE=$STANDIN_NAME")
+if [ "$ARCH" != amd64 ]; then
+    # Emulated: a Raspberry Pi 4 cpuinfo for XNNPACK's CPU detection (PI.md, arm64 traps).
+    RUN_OPTS+=(-e QEMU_CPU=cortex-a72 -v "$REPO/scripts/pi4-cpuinfo.txt:/proc/cpuinfo:ro")
+fi
 
-if [ "${STANDIN:-1}" = 1 ] && ! "${PODMAN[@]}" image exists "docker.io/library/$BASE"; then
-    make_root amd64 "$ROOT"
+if [ "${STANDIN:-1}" = 1 ] && ! "${PODMAN[@]}" image exists "$STANDIN_NAME"; then
+    make_root "$ARCH" "$ROOT"
     chroot "$ROOT" sh -c 'python3 -m venv /usr/local && /usr/local/bin/pip --version' >/dev/null
     # A network that inspects TLS has its own CA in this machine's bundle: the stand-in trusts it too.
     cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/certs/ca-certificates.crt"
-    tar -C "$ROOT" --exclude=./.edgevid-root-ok -c . | "${PODMAN[@]}" import \
-        --change 'ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt' --change 'CMD ["python3"]' - "docker.io/library/$BASE"
+    tar -C "$ROOT" --exclude=./.edgevid-root-ok -c . | "${PODMAN[@]}" import --arch "$ARCH" \
+        --change 'ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt' --change 'CMD ["python3"]' - "$STANDIN_NAME"
 fi
 T_base=$(stamp)
 

@@ -9,10 +9,10 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 ROOT=${ROOT:-/tmp/edgevid-armhf-root}
 . "$REPO/scripts/lib-debootstrap.sh"
 
-echo "== PyPI wheels for Python 3.11 on linux_armv7l (pip download --only-binary=:all:)"
+echo "== PyPI wheels for Python 3.11 on armv7l (pip download --only-binary=:all:, linux and manylinux2014 tags)"
 dl=$(mktemp -d); trap 'rm -rf "$dl"' EXIT
 for req in "tflite-runtime" "ai-edge-litert" "numpy" "opencv-python-headless" "pyzmq" "pydantic-core" "flatbuffers" "uvloop"; do
-    if pip download -q --no-deps --only-binary=:all: --platform linux_armv7l --python-version 3.11 --implementation cp \
+    if pip download -q --no-deps --only-binary=:all: --platform manylinux2014_armv7l --platform linux_armv7l --python-version 3.11 --implementation cp \
            -d "$dl" "$req" >/dev/null 2>&1; then echo "  $req: wheel"; else echo "  $req: none"; fi
 done
 
