@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -189,14 +190,37 @@ def extract_dataset(
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(str(extractor_path), threads)) as pool:
+    say = bar.write if bar else (lambda line: print(line, file=sys.stderr, flush=True))
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(str(extractor_path), threads))
+    try:
         futures = [pool.submit(_compute, c, root, cache_path(cache_dir, root, c), m, cap, crops) for c in todo]
-        for future in as_completed(futures):
+        for done, future in enumerate(as_completed(futures), 1):
             clip, error = future.result()
             if error:
                 failures[clip] = error
+                say(f"failed clip: {error}")  # as it happens, not after the whole pass
             if bar:
                 bar.update()
-    if bar:
-        bar.close()
+            if most_failed(len(failures), done):
+                raise ExtractionError(f"stopped: {len(failures)} of the first {done} clips failed (last: {error}); "
+                                      "check the clips and the machine's load, then rerun to resume")
+    except BaseException:
+        # Ctrl-C, SIGTERM (raised as KeyboardInterrupt by the caller) or too many failures: stop the workers now.
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in list((pool._processes or {}).values()):
+            proc.terminate()
+        raise
+    finally:
+        if bar:
+            bar.close()
+    pool.shutdown()
     return failures
+
+
+class ExtractionError(EdgevidError):
+    """Most clips fail: something is wrong beyond single bad files (codec, memory, a load spike)."""
+
+
+def most_failed(failed: int, done: int, at_least: int = 8) -> bool:
+    """More than half of the clips tried so far failed, once enough were tried to tell."""
+    return done >= at_least and failed * 2 > done
