@@ -33,7 +33,7 @@ from edgevid.store import DEFAULT_EXTRACTOR, EXTRACTORS, default_head_dir, extra
 from .convert import agreement, op_versions, run_tflite, to_tflite
 from .datasets import Dataset, DatasetError, check_split, read_folders, read_jhmdb, read_ucf101
 from .evaluate import evaluate, plot_confusion
-from .features import cache_path, extract_dataset, load_cached
+from .features import CacheWriteError, cache_path, extract_dataset, load_cached
 from .heads import SPECS
 from .timescale import duration_percentiles, durations, scores, seconds, window_set
 from .train import Quant, predict_members, save_history, train_members, window_sampler
@@ -85,8 +85,8 @@ def run(args: argparse.Namespace) -> dict:
     failures |= extract_dataset([i.path for i in ds.test], ds.root, cache, Path(args.extractor), m=m, workers=args.workers)
     feature_seconds = time.perf_counter() - t0
     feature_seconds_total = _add_extraction_time(out, feature_seconds)
-    for _clip, err in sorted(failures.items()):
-        print(f"  failed clip: {err}")
+    if failures:
+        print(f"  {len(failures)} clips failed (each reported above; listed in the report)")
 
     def load(split, views):
         kept = [(load_cached(cache_path(cache, ds.root, i.path), i.path, views), i.label) for i in split if str(i.path) not in failures]
@@ -280,10 +280,6 @@ def check_exported(target: Path, extractor_path: Path, ds: Dataset, expected_top
     return top1
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 EPILOG = """examples:
   # your own clips, one folder per class (clips of one actor/scene share a name prefix)
   python -m tools.experiment --dataset folders --data my_clips --group-pattern '^[^_]+' \\
@@ -359,8 +355,8 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"{args.extractor}: no extractor installed; run `edgevid models fetch` (or pass --extractor FILE)")
     if args.from_run and sha256_file(args.extractor) != results["extractor"]["sha256"]:
         p.error(f"{args.extractor}: not the extractor {args.from_run} was trained on ({results['extractor']['name']}); pass that one with --extractor")
-    # SIGTERM (systemd, kill, a CI timeout) stops like Ctrl-C: the feature workers are stopped too.
-    signal.signal(signal.SIGTERM, _interrupt)
+    # SIGTERM (systemd, a scheduler) stops the run like Ctrl-C: workers ended, cache kept.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         if not args.from_run:
             results = run(args)
@@ -377,11 +373,11 @@ def main(argv: list[str] | None = None) -> int:
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except EdgevidError as exc:  # an unreadable extractor, most clips failing
+    except (CacheWriteError, EdgevidError) as exc:  # a full disk, an unreadable extractor, most clips failing
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted; rerun the same command to resume (extracted features are kept)", file=sys.stderr)
+        print("interrupted: the clips extracted so far are cached; run again to resume", file=sys.stderr)
         return 130
     return 0
 
