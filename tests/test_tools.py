@@ -174,3 +174,19 @@ def test_experiment_trains_converts_exports_and_checks_on_a_small_dataset(tmp_pa
 
     with pytest.raises(ModelError, match="labels.txt: sha256"):
         Head(head)
+
+
+def test_test_clips_get_no_mirrored_view_and_most_failing_stops(tmp_path, small_clips):
+    """Evaluation-only clips skip the augmentation views (half the work); their features are the same."""
+    from tools.features import most_failed
+
+    cache = tmp_path / "c"
+    assert extract_dataset(small_clips[:1], JHMDB, cache, MNV2, crops=-1, workers=1, progress=False) == {}
+    bare = load_cached(cache_path(cache, JHMDB, small_clips[0]), small_clips[0], crops=-1)
+    assert bare.views.shape[0] == 0
+    assert load_cached(cache_path(cache, JHMDB, small_clips[0]), small_clips[0]) is None  # training needs the mirror: recomputed
+    extract_dataset(small_clips[:1], JHMDB, cache, MNV2, workers=1, progress=False)
+    full = load_cached(cache_path(cache, JHMDB, small_clips[0]), small_clips[0], crops=-1)
+    np.testing.assert_array_equal(full.feats, bare.feats)
+    # The stop rule: more than half failed, once 8 were tried.
+    assert not most_failed(4, 7) and not most_failed(4, 8) and most_failed(5, 8) and most_failed(200, 357)

@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> dict:
     crops = max(SPECS[h].crops for h in args.heads)
     # Augmentation views are only needed for the clips heads train on.
     failures = extract_dataset([i.path for i in ds.train + ds.val], ds.root, cache, Path(args.extractor), m=m, crops=crops, workers=args.workers)
-    failures |= extract_dataset([i.path for i in ds.test], ds.root, cache, Path(args.extractor), m=m, workers=args.workers)
+    # Test clips are only evaluated: no mirrored view (half the extractor work of a training clip).
+    failures |= extract_dataset([i.path for i in ds.test], ds.root, cache, Path(args.extractor), m=m, crops=-1, workers=args.workers)
     feature_seconds = time.perf_counter() - t0
     feature_seconds_total = _add_extraction_time(out, feature_seconds)
     if failures:
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> dict:
         kept = [(load_cached(cache_path(cache, ds.root, i.path), i.path, views), i.label) for i in split if str(i.path) not in failures]
         return [c for c, _ in kept], np.array([y for _, y in kept])
 
-    (tr, y_tr), (va, y_va), (te, y_te) = load(ds.train, crops), load(ds.val, crops), load(ds.test, 0)
+    (tr, y_tr), (va, y_va), (te, y_te) = load(ds.train, crops), load(ds.val, crops), load(ds.test, -1)
     # The time scale: whole clips (window = their median duration) or fixed windows of --window s.
     fit = args.fit
     window_s = args.window if fit == "windows" else float(np.median(durations(tr)))

@@ -87,13 +87,14 @@ def _stamp(clip: Path) -> np.ndarray:
 
 
 def load_cached(path: Path, clip: Path, crops: int = 0) -> CachedClip | None:
-    """The cached features, or None if absent, unreadable, stale (clip changed since) or short of views."""
+    """The cached features, or None if absent, unreadable, stale (clip changed since) or short of views
+    (``crops``: the mirrored view and this many crops; -1: no views, the original frames only)."""
     try:
         with np.load(path) as z:
             if int(z["version"]) != CACHE_VERSION or not np.array_equal(z["stamp"], _stamp(clip)):
                 return None
             views = z["views"] if "views" in z.files else z["flipped"][None]
-            if len(views) < 1 + crops:
+            if len(views) < 1 + crops:  # crops < 0: the original frames are all that is needed
                 return None
             # Entries written before fps was cached read it from the clip's header (cheap: no decoding).
             fps = float(z["fps"]) if "fps" in z.files else clip_fps(clip)
@@ -169,7 +170,8 @@ def _init_worker(extractor_path: str, threads: int, parent: int) -> None:
 
 
 def _compute(clip: Path, root: Path, out: Path, m: int, cap: int, crops: int) -> tuple[str, str | None]:
-    views = [mirror] + crop_views(clip, root, crops)
+    # crops < 0: no augmentation views at all (test clips: evaluation reads the original frames only).
+    views = [] if crops < 0 else [mirror] + crop_views(clip, root, crops)
     try:
         times = frame_times(clip)  # read once: the frame count for decoding, and cached for windows
         cf = clip_features(_worker["extractor"], clip, None, indices_for=lambda n: cache_indices(n, m, cap), views=views, times=times)
@@ -177,7 +179,7 @@ def _compute(clip: Path, root: Path, out: Path, m: int, cap: int, crops: int) ->
         return str(clip), str(exc)
     buf = io.BytesIO()
     extra = {"times": times} if times is not None and len(times) == cf.n_frames else {}
-    np.savez(buf, version=CACHE_VERSION, stamp=_stamp(clip), indices=cf.indices, feats=cf.feats, views=np.stack(cf.views), n_frames=cf.n_frames,
+    np.savez(buf, version=CACHE_VERSION, stamp=_stamp(clip), indices=cf.indices, feats=cf.feats, views=np.stack(cf.views) if cf.views else np.zeros((0, *cf.feats.shape), np.uint8), n_frames=cf.n_frames,
              fps=cf.fps, **extra)
     try:
         write_atomic(out, buf.getvalue())  # an interrupted run never leaves a half-written entry
