@@ -190,3 +190,28 @@ def test_test_clips_get_no_mirrored_view_and_most_failing_stops(tmp_path, small_
     np.testing.assert_array_equal(full.feats, bare.feats)
     # The stop rule: more than half failed, once 8 were tried.
     assert not most_failed(4, 7) and not most_failed(4, 8) and most_failed(5, 8) and most_failed(200, 357)
+
+
+def test_group_pattern_and_split_files_for_a_folder_dataset(tmp_path):
+    """Actors named in the file (`anna_01.avi`) stay on one side of train/val/test; split files fix the test clips."""
+    root = tmp_path / "clips"
+    for cls in ("wave", "pour"):
+        for actor in ("anna", "bob", "carl", "dora"):
+            for k in (1, 2):
+                (root / cls).mkdir(parents=True, exist_ok=True)
+                (root / cls / f"{actor}_{k:02d}.avi").symlink_to(sorted((JHMDB / cls).glob("*.avi"))[k])
+    ds = read_folders(root, group_pattern="^[^_]+", seed=1)
+    sides = [{(i.label, i.group) for i in part} for part in (ds.train, ds.val, ds.test)]
+    assert all(sides) and not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
+    assert {i.group for i in ds.train + ds.val + ds.test} == {"anna", "bob", "carl", "dora"}
+    (tmp_path / "split").mkdir()
+    (tmp_path / "split" / "test.txt").write_text("wave/dora_01.avi\nwave/dora_02.avi\npour/dora_01.avi\n")
+    (tmp_path / "split" / "train.txt").write_text("\n".join(f"{c}/{a}_{k:02d}.avi" for c in ("wave", "pour") for a in ("anna", "bob", "carl") for k in (1, 2)))
+    fixed = read_folders(root, group_pattern="^[^_]+", splits_dir=tmp_path / "split")
+    assert sorted(i.path.name for i in fixed.test) == ["dora_01.avi", "dora_01.avi", "dora_02.avi"]
+    assert fixed.problems == ["pour/dora_02.avi: in neither train.txt nor test.txt; left out"]
+    assert fixed.val and not {(i.label, i.group) for i in fixed.val} & {(i.label, i.group) for i in fixed.train}
+    with pytest.raises(DatasetError, match="needs"):
+        from tools.datasets import check_split
+
+        check_split(read_folders(root, group_pattern="^"), "each class needs at least 3 groups")  # one group per class
