@@ -144,11 +144,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    from .config import load_config, source_timing
+    from .config import check_commands, load_config, source_timing
     from .head import Head
     from .store import default_head_dir
 
     cfg = load_config(args.config)
+    check_commands(cfg, args.config)
     head = Head(cfg.models.head or default_head_dir())
     trained = head.manifest.timescale.window_s if head.manifest.timescale else None
     for source in cfg.sources:

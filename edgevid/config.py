@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
+from .pipe import EVEN_HEIGHT, EVEN_WIDTH, PIXEL_FORMATS, command_problem, split_command
 
 
 class _Strict(BaseModel):
@@ -28,8 +30,9 @@ class SourceConfig(_Strict):
     """One camera, file or stream, classified over a sliding window."""
 
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=64, description="names the topic: pred/<id>")
-    uri: str = Field(min_length=1, description="camera index ('0'), device path, video file, or rtsp:// / http(s):// URL")
-    kind: Literal["auto", "camera", "file", "stream"] = "auto"
+    uri: str = Field(min_length=1, description="camera index ('0'), device path, video file, rtsp:// / http(s):// URL, "
+                                                "or for kind = 'pipe' a command line writing frames to stdout")
+    kind: Literal["auto", "camera", "file", "stream", "pipe"] = "auto"
     window: float | None = Field(None, gt=0, le=600, description="seconds classified per prediction (default: the head's trained window)")
     hop: float = Field(0.5, gt=0, le=600, description="seconds between predictions, rounded to whole sampling intervals")
     realtime: bool = Field(True, description="files: pace at the file's own timestamps (False: as fast as inference allows)")
@@ -40,6 +43,38 @@ class SourceConfig(_Strict):
     stall_timeout: float = Field(5.0, gt=0, le=3600, description="no frame for this long -> reopen")
     reconnect_min: float = Field(0.5, gt=0, le=3600)
     reconnect_max: float = Field(30.0, gt=0, le=_DAY)
+    # kind = "pipe" only: what the command writes (checked below, in this order).
+    pixel_format: Literal[PIXEL_FORMATS] | None = Field(None, validate_default=True, description="pipe: frame layout on stdout")
+    width: int | None = Field(None, ge=16, le=8192, validate_default=True, description="pipe: frame width (pixels)")
+    height: int | None = Field(None, ge=16, le=8192, validate_default=True, description="pipe: frame height (pixels)")
+    fps: float | None = Field(None, ge=1, le=240, validate_default=True, description="pipe: the command's frame rate")
+
+    @field_validator("pixel_format", "width", "height", "fps")
+    @classmethod
+    def _pipe_only(cls, value, info: ValidationInfo):
+        """The frame fields are required for a pipe (width and height unless MJPEG) and refused
+        elsewhere; 4:2:0 and 4:2:2 layouts need even sizes."""
+        name, kind, fmt = info.field_name, info.data.get("kind"), info.data.get("pixel_format")
+        if kind != "pipe":
+            if value is not None:
+                raise PydanticCustomError("pipe_only", 'only for kind = "pipe"')
+            return value
+        if value is None:
+            if name in ("width", "height") and fmt == "mjpeg":
+                return value
+            raise PydanticCustomError("pipe_field", 'required for kind = "pipe"')
+        if (name == "width" and fmt in EVEN_WIDTH or name == "height" and fmt in EVEN_HEIGHT) and value % 2:
+            raise PydanticCustomError("pipe_even", "must be even for pixel_format {fmt}", {"fmt": fmt})
+        return value
+
+    @model_validator(mode="after")
+    def _pipe_command(self) -> "SourceConfig":
+        if self.kind == "pipe":
+            try:
+                split_command(self.uri)
+            except ValueError as exc:
+                raise PydanticCustomError("pipe_uri", "uri: not a command line ({why})", {"why": str(exc)}) from None
+        return self
 
     def resolved_kind(self) -> str:
         if self.kind != "auto":
@@ -143,6 +178,15 @@ def load_config(path: Path | str) -> DaemonConfig:
         return DaemonConfig(**data)
     except ValidationError as exc:
         raise ConfigError(f"{path}: {describe(exc)}") from None
+
+
+def check_commands(cfg: DaemonConfig, path: Path | str) -> None:
+    """ConfigError if a pipe source's command cannot start on this machine (its program is not on
+    PATH, say): ``config check`` says so, while the daemon keeps retrying it (it may be installed later)."""
+    problems = [f"sources.{i}.uri: {problem}" for i, s in enumerate(cfg.sources)
+                if s.kind == "pipe" and (problem := command_problem(s.uri))]
+    if problems:
+        raise ConfigError(f"{path}: {'; '.join(problems)}")
 
 
 def describe(exc: ValidationError) -> str:

@@ -2,6 +2,7 @@
 
 - :class:`SlotFiller`: M-slot windows on a time grid, each slot filled by the nearest captured frame.
 - :class:`StreamClock` / :class:`FileClock`: the time of a captured frame (its own timestamp while sane).
+- :class:`StallWatch`: when a live source that sends nothing counts as stalled.
 - :class:`Backoff`: reconnect delays.
 
 Times here are seconds on one monotonic axis per source (``time.monotonic()`` for live sources,
@@ -152,6 +153,21 @@ class FileClock:
             rel = self._last + self.frame_s
         self._last = rel
         return rel
+
+
+class StallWatch:
+    """A live source is stalled once no frame has come for ``timeout`` seconds (counted from when
+    it was opened, so a source that never sends a frame stalls too)."""
+
+    def __init__(self, timeout: float, now: float) -> None:
+        self.timeout = timeout
+        self.last = now
+
+    def frame(self, now: float) -> None:
+        self.last = now
+
+    def stalled(self, now: float) -> bool:
+        return now - self.last > self.timeout
 
 
 class Backoff:
