@@ -37,11 +37,14 @@ if FFMPEG is None:
 W, H = 320, 240
 
 
-def ffmpeg(fmt: str, *, clip: Path = CLIP, paced: bool = False, loop: bool = False) -> str:
-    """A command writing the clip's frames to stdout as ``fmt`` (paced like a camera with -re)."""
+def ffmpeg(fmt: str, *, clip: Path = CLIP, camera: bool = False) -> str:
+    """A command writing the clip's frames to stdout as ``fmt``: each decoded frame once, or like a
+    camera: paced (-re) and without end (looping; constant-rate output, so timestamps keep
+    increasing over the loop seam, as the MJPEG encoder requires)."""
     out = "-f mjpeg -q:v 3" if fmt == "mjpeg" else f"-f rawvideo -pix_fmt {fmt}"
-    return (f"ffmpeg -hide_banner -nostdin -loglevel error {'-re ' if paced else ''}{'-stream_loop -1 ' if loop else ''}"
-            f"-i {shlex.quote(str(clip))} -an -fps_mode passthrough {out} -")
+    src = f"-i {shlex.quote(str(clip))} -an"
+    how = f"-re -stream_loop -1 {src}" if camera else f"{src} -fps_mode passthrough"
+    return f"ffmpeg -hide_banner -nostdin -loglevel error {how} {out} -"
 
 
 def opencv_frames(clip: Path) -> list[np.ndarray]:
@@ -88,6 +91,20 @@ def living(predicate) -> list[int]:
 
 def children(pid: int) -> list[int]:
     return living(lambda _, st: st[1] == pid)
+
+
+def child_running(pid: int, match, timeout: float = 10.0) -> int:
+    """A child of ``pid`` whose argv matches (after its exec: till then it shows the parent's)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for child in children(pid):
+            try:
+                if match(Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")):
+                    return child
+            except FileNotFoundError:
+                pass
+        time.sleep(0.05)
+    raise AssertionError("no such child")
 
 
 def gone(pids, timeout: float = 5.0) -> bool:
@@ -313,7 +330,7 @@ def test_daemon_publishes_windows_from_pipes_in_every_format(tmp_path, env, clas
     windows, and what they say is what `classify` says about the clip."""
     formats = ["yuv420p", "nv12", "bgr24", "mjpeg"]
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    config = write_config(tmp_path / "p.toml", endpoint, [_pipe(f, ffmpeg(f, paced=True, loop=True), f, hop=0.6) for f in formats])
+    config = write_config(tmp_path / "p.toml", endpoint, [_pipe(f, ffmpeg(f, camera=True), f, hop=0.6) for f in formats])
     sub = Subscriber(endpoint)
     proc = start_daemon(config, env)
     try:
@@ -326,9 +343,12 @@ def test_daemon_publishes_windows_from_pipes_in_every_format(tmp_path, env, clas
     for f in formats:
         preds = [m for _, m in msgs if m["type"] == "prediction" and m["source"] == f]
         assert len(preds) >= 6, (f, err[-2000:])
-        assert all(p["frames"] == 12 and p["gaps"] == 0 and p["media_start"] is None for p in preds), f
+        # Live frames are timed by arrival: on a loaded machine a late frame can leave a slot a
+        # gap (at most 20 % of a window, or it is skipped); there is no file position.
+        assert all(p["gaps"] <= 2 and p["media_start"] is None for p in preds), \
+            (f, [(p["frames"], p["gaps"]) for p in preds])
         votes = Counter(p["top"][0]["label"] for p in preds)
-        assert votes.most_common(1)[0][0] == classify_top, (f, votes)
+        assert votes[classify_top] >= 0.8 * len(preds), (f, votes)  # seen: every window, over loop seams too
     status = [m for _, m in msgs if m["type"] == "status"][-1]
     assert {s["id"]: s["reconnects"] for s in status["sources"]} == dict.fromkeys(formats, 0)
     assert len(kids) == 4 and gone(kids, timeout=1)  # stop left no command behind
@@ -340,7 +360,7 @@ def test_daemon_restarts_killed_crashed_and_silent_commands_and_leaves_none(tmp_
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     fast = {"reconnect_min": 0.2, "reconnect_max": 0.5}
     config = write_config(tmp_path / "r.toml", endpoint, [
-        _pipe("cam", ffmpeg("yuv420p", paced=True, loop=True), "yuv420p", **fast),
+        _pipe("cam", ffmpeg("yuv420p", camera=True), "yuv420p", **fast),
         _pipe("broken", ffmpeg("yuv420p", clip=tmp_path / "unplugged.avi"), "yuv420p", **fast),
         _pipe("silent", "sleep 1000", "yuv420p", stall_timeout=1.0, **fast),
     ])
@@ -352,8 +372,8 @@ def test_daemon_restarts_killed_crashed_and_silent_commands_and_leaves_none(tmp_
 
     try:
         assert sub.until(lambda got: got and source(got[-1][1], "cam")["frames_in"] > 10, 30), "no frames from the pipe"
-        cmds = {Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[0].decode(): p for p in children(proc.pid)}
-        first_ffmpeg, first_sleep = cmds["ffmpeg"], cmds["sleep"]
+        first_ffmpeg = child_running(proc.pid, lambda argv: b"-re" in argv)  # not the broken source's ffmpeg
+        first_sleep = child_running(proc.pid, lambda argv: argv[0] == b"sleep")
         os.kill(first_ffmpeg, signal.SIGKILL)
         msgs = sub.until(lambda got: got and source(got[-1][1], "cam")["reconnects"] >= 1 and source(got[-1][1], "silent")["reconnects"] >= 1
                          and source(got[-1][1], "cam")["state"] == "running", 30)
@@ -367,7 +387,7 @@ def test_daemon_restarts_killed_crashed_and_silent_commands_and_leaves_none(tmp_
     cam, broken, silent = (source(last, s) for s in ("cam", "broken", "silent"))
     assert cam["reconnects"] >= 1 and "killed by SIGKILL" in cam["last_error"], cam
     assert cam["state"] == "running" and cam["frames_in"] > cam_before + 10  # frames flow again after the restart
-    assert broken["reconnects"] >= 2 and broken["state"] == "reconnecting"
+    assert broken["reconnects"] >= 2 and broken["frames_in"] == 0  # retried with backoff, never serving
     assert "exited with code 1" in broken["last_error"] and "unplugged.avi: No such file or directory" in broken["last_error"]
     assert silent["reconnects"] >= 1 and "stalled" in silent["last_error"] and silent["frames_in"] == 0
     assert first_ffmpeg not in kids and first_sleep not in kids and proc_stat(first_sleep) is None  # replaced, not left behind
@@ -378,7 +398,7 @@ def test_daemon_restarts_killed_crashed_and_silent_commands_and_leaves_none(tmp_
 def test_sigkill_of_the_daemon_leaves_no_orphan_command(tmp_path, env):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     config = write_config(tmp_path / "k.toml", endpoint, [
-        _pipe("cam", ffmpeg("yuv420p", paced=True, loop=True), "yuv420p"),
+        _pipe("cam", ffmpeg("yuv420p", camera=True), "yuv420p"),
         _pipe("silent", "sleep 1000", "yuv420p", stall_timeout=600),
     ])
     proc = start_daemon(config, env)
