@@ -274,6 +274,16 @@ def test_failing_command_reports_its_exit_code_and_last_stderr_line(tmp_path):
     assert "no-camera.avi: No such file or directory" in cap.ended
 
 
+def test_program_not_found_is_a_one_line_source_error():
+    """The daemon retries such a source with backoff; this line is its `last_error`."""
+    from edgevid.config import SourceConfig
+    from edgevid.sources import SourceError, open_capture
+
+    cfg = SourceConfig(id="picam", kind="pipe", uri="rpicam-vid-not-here -t 0 -o -", pixel_format="yuv420p", width=640, height=480, fps=15)
+    with pytest.raises(SourceError, match=r"^cannot start command: 'rpicam-vid-not-here' not found on PATH$"):
+        open_capture(cfg)
+
+
 def test_release_kills_the_whole_process_group_even_what_ignores_sigterm():
     cap = PipeCapture(PipeSpec("sh -c 'trap \"\" TERM; sleep 1000 & sleep 1000 & wait'", "gray", 16, 16, 5))
     try:
