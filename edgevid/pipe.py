@@ -128,6 +128,11 @@ class JpegSplitter:
             self._scan, self._pos = -1, 2
         return out
 
+    @property
+    def pending(self) -> int:
+        """Bytes of an image begun but not complete."""
+        return len(self._buf)
+
     def _next(self) -> bytes | None:
         buf = self._buf
         start = buf.find(b"\xff\xd8")
@@ -208,8 +213,9 @@ class StderrTail:
         return " | ".join(self.lines)
 
 
-def describe_exit(returncode: int | None, stderr: str, frames: int) -> str:
-    """Why a command's stdout ended, in one line: its exit status and the last words it wrote."""
+def describe_exit(returncode: int | None, stderr: str, frames: int, leftover: int = 0) -> str:
+    """Why a command's stdout ended, in one line: its exit status, a frame left incomplete (a hint
+    that the configured size or format is not what it writes), and the last words it wrote."""
     if returncode is None:
         how = "closed its output"
     elif returncode < 0:
@@ -220,8 +226,9 @@ def describe_exit(returncode: int | None, stderr: str, frames: int) -> str:
         how = f"was killed by {name}"
     else:
         how = f"exited with code {returncode}"
+    part = f" and {leftover} bytes of an incomplete frame" if leftover else ""
     tail = f": {stderr}" if stderr else ""
-    return f"command {how} after {frames} frames{tail}"
+    return f"command {how} after {frames} frames{part}{tail}"
 
 
 def split_command(uri: str) -> list[str]:
@@ -318,9 +325,6 @@ class PipeCapture:
         self._chunk = 1 << 20
 
     # -- the cv2.VideoCapture calls the live reader makes -------------------------------------
-    def isOpened(self) -> bool:  # noqa: N802 (OpenCV's name)
-        return self.ended is None
-
     def grab(self) -> bool:
         """The next frame, waiting at most ``poll_s``; False if none came (see :attr:`ended`)."""
         deadline = time.monotonic() + self.poll_s
@@ -346,13 +350,7 @@ class PipeCapture:
         return frame is not None, frame
 
     def get(self, prop: int) -> float:
-        """No stream timestamps: frames are timed by arrival (NaN position)."""
-        if prop == cv2.CAP_PROP_FPS:
-            return self.spec.fps
-        if prop == cv2.CAP_PROP_FRAME_WIDTH:
-            return float(self.spec.width or 0)
-        if prop == cv2.CAP_PROP_FRAME_HEIGHT:
-            return float(self.spec.height or 0)
+        """No stream timestamps (the position is NaN): frames are timed by arrival."""
         return math.nan
 
     def release(self) -> None:
@@ -405,7 +403,7 @@ class PipeCapture:
         while not self._has_exited() and time.monotonic() < end:
             time.sleep(0.01)
         code = self._status if self._status is not None else self.proc.returncode
-        self.ended = describe_exit(code, self.stderr.text(), self.frames_out)
+        self.ended = describe_exit(code, self.stderr.text(), self.frames_out, self._framer.pending)
 
     def _has_exited(self) -> bool:
         """Has the leader exited? Asked without reaping it (the group id stays reserved); its exit

@@ -261,7 +261,8 @@ class FrameSource(threading.Thread):
                 if isinstance(cap, PipeCapture) and cap.ended:  # the command exited: restart it
                     return _Outcome(n, ended=True, error=cap.ended)
                 if stall.stalled(self.clock()):
-                    return _Outcome(n, error=f"no frame for {self.cfg.stall_timeout:g} s (stalled)")
+                    said = cap.stderr.text() if isinstance(cap, PipeCapture) else ""  # e.g. a camera timeout
+                    return _Outcome(n, error=f"no frame for {self.cfg.stall_timeout:g} s (stalled){': ' + said if said else ''}")
                 self.stop_event.wait(0.01)
                 continue
             mono, wall = self.clock(), time.time()

@@ -185,6 +185,7 @@ def test_exit_is_told_in_one_line():
     assert describe_exit(-9, "", 42) == "command was killed by SIGKILL after 42 frames"
     assert describe_exit(0, "", 5) == "command exited with code 0 after 5 frames"
     assert describe_exit(None, "", 5) == "command closed its output after 5 frames"
+    assert describe_exit(0, "", 5, leftover=1000) == "command exited with code 0 after 5 frames and 1000 bytes of an incomplete frame"
 
 
 def test_stall_watch_and_restart_backoff_on_a_fake_clock():
@@ -272,6 +273,16 @@ def test_failing_command_reports_its_exit_code_and_last_stderr_line(tmp_path):
         cap.release()
     assert cap.ended.startswith("command exited with code 1 after 0 frames: ")
     assert "no-camera.avi: No such file or directory" in cap.ended
+
+
+def test_a_wrong_frame_size_is_hinted_at_when_the_command_ends():
+    cap = PipeCapture(PipeSpec(ffmpeg("yuv420p"), "yuv420p", W, 200, 25))  # the clip is 240 high
+    try:
+        frames = read_all(cap)
+    finally:
+        cap.release()
+    assert len(frames) == 164 * 240 // 200  # garbled frames: the size is the user's word
+    assert cap.ended == f"command exited with code 0 after {len(frames)} frames and {164 * W * 360 % (W * 300)} bytes of an incomplete frame"
 
 
 def test_program_not_found_is_a_one_line_source_error():
@@ -372,7 +383,7 @@ def test_daemon_restarts_killed_crashed_and_silent_commands_and_leaves_none(tmp_
     config = write_config(tmp_path / "r.toml", endpoint, [
         _pipe("cam", ffmpeg("yuv420p", camera=True), "yuv420p", **fast),
         _pipe("broken", ffmpeg("yuv420p", clip=tmp_path / "unplugged.avi"), "yuv420p", **fast),
-        _pipe("silent", "sleep 1000", "yuv420p", stall_timeout=1.0, **fast),
+        _pipe("silent", "sh -c 'echo ERROR: Device timeout detected >&2; exec sleep 1000'", "yuv420p", stall_timeout=1.0, **fast),
     ])
     sub = Subscriber(endpoint, topics=("status",))
     proc = start_daemon(config, env)
@@ -399,7 +410,8 @@ def test_daemon_restarts_killed_crashed_and_silent_commands_and_leaves_none(tmp_
     assert cam["state"] == "running" and cam["frames_in"] > cam_before + 10  # frames flow again after the restart
     assert broken["reconnects"] >= 2 and broken["frames_in"] == 0  # retried with backoff, never serving
     assert "exited with code 1" in broken["last_error"] and "unplugged.avi: No such file or directory" in broken["last_error"]
-    assert silent["reconnects"] >= 1 and "stalled" in silent["last_error"] and silent["frames_in"] == 0
+    assert silent["reconnects"] >= 1 and silent["frames_in"] == 0
+    assert silent["last_error"] == "no frame for 1 s (stalled): ERROR: Device timeout detected"
     assert first_ffmpeg not in kids and first_sleep not in kids and proc_stat(first_sleep) is None  # replaced, not left behind
     assert code == 0 and "Traceback" not in err
     assert gone(kids + [first_ffmpeg, first_sleep], timeout=1), "a command outlived the daemon's stop"
