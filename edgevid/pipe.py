@@ -266,7 +266,9 @@ except (OSError, AttributeError):  # not Linux/glibc: no parent-death signal
 
 def _child_setup(parent: int) -> None:
     """Runs in the child between fork and exec: die with the forking thread (SIGKILL), and at once
-    if the parent is already gone (the signal is only armed for a parent still alive)."""
+    if the parent is already gone (the signal is only armed for a parent still alive). It takes no
+    lock another thread could hold at fork (one prctl call through a pointer resolved at import,
+    getppid), which keeps ``preexec_fn`` safe beside the daemon's other threads."""
     if _prctl is not None:
         _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
     if os.getppid() != parent:
