@@ -17,9 +17,11 @@ from typing import Callable, Protocol
 import cv2
 import numpy as np
 
+from .capture import check_file, open_video
 from .config import SourceConfig, SourceTiming
-from .pipe import PipeCapture, PipeSpec
-from .timing import Backoff, FileClock, Fill, SlotFiller, StallWatch, StreamClock
+from .errors import InputError
+from .pipe import PipeCapture, PipeSpec, command_problem
+from .timing import Backoff, FileClock, Fill, Liveness, SlotFiller, StreamClock
 from .windows import FrameInfo
 
 log = logging.getLogger("edgevid.sources")
@@ -92,6 +94,12 @@ def open_capture(cfg: SourceConfig) -> Opened:
         cap = cv2.VideoCapture(target, cv2.CAP_ANY)
         if cap.isOpened():
             cap.set(cv2.CAP_PROP_READ_TIMEOUT_MSEC, cfg.read_timeout * 1000)
+    elif kind == "file":
+        try:
+            check_file(cfg.uri)  # a FIFO or a folder would block or fail inside OpenCV
+        except InputError as exc:
+            raise SourceError(str(exc)) from None
+        cap = open_video(cfg.uri, *params)
     else:
         cap = cv2.VideoCapture(cfg.uri, cv2.CAP_FFMPEG, params)
     if not cap.isOpened():
@@ -102,6 +110,18 @@ def open_capture(cfg: SourceConfig) -> Opened:
     except cv2.error:
         backend = "?"
     return Opened(cap, int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), cap.get(cv2.CAP_PROP_FPS) or 0.0, backend)
+
+
+def source_problem(cfg: SourceConfig) -> str | None:
+    """What would keep a source from opening, found without opening it (for ``config check``)."""
+    if cfg.resolved_kind() == "file":
+        try:
+            check_file(cfg.uri)
+        except InputError as exc:
+            return str(exc)
+    if cfg.resolved_kind() == "pipe":
+        return command_problem(cfg.uri)
+    return None
 
 
 @dataclass
@@ -255,18 +275,18 @@ class FrameSource(threading.Thread):
         nominal = 1.0 / opened.fps if FPS_RANGE[0] <= opened.fps <= FPS_RANGE[1] else self.timing.dt
         self.sink.segment(self.cfg.id)
         self._state("running")
-        n, stall = 0, StallWatch(self.cfg.stall_timeout, self.clock())
+        n, live = 0, Liveness(self.cfg.stall_timeout, self.clock())
         while not self.stop_event.is_set():
             if not cap.grab():
                 if isinstance(cap, PipeCapture) and cap.ended:  # the command exited: restart it
                     return _Outcome(n, ended=True, error=cap.ended)
-                if stall.stalled(self.clock()):
+                if not live.alive(self.clock()):  # stalled
                     said = cap.stderr.text() if isinstance(cap, PipeCapture) else ""  # e.g. a camera timeout
                     return _Outcome(n, error=f"no frame for {self.cfg.stall_timeout:g} s (stalled){': ' + said if said else ''}")
                 self.stop_event.wait(0.01)
                 continue
             mono, wall = self.clock(), time.time()
-            stall.frame(mono)
+            live.beat(mono)
             n += 1
             self.stats.frames_in += 1
             t = clock.time(mono, cap.get(cv2.CAP_PROP_POS_MSEC))

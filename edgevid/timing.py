@@ -2,7 +2,6 @@
 
 - :class:`SlotFiller`: M-slot windows on a time grid, each slot filled by the nearest captured frame.
 - :class:`StreamClock` / :class:`FileClock`: the time of a captured frame (its own timestamp while sane).
-- :class:`StallWatch`: when a live source that sends nothing counts as stalled.
 - :class:`Backoff`: reconnect delays.
 
 Times here are seconds on one monotonic axis per source (``time.monotonic()`` for live sources,
@@ -155,21 +154,6 @@ class FileClock:
         return rel
 
 
-class StallWatch:
-    """A live source is stalled once no frame has come for ``timeout`` seconds (counted from when
-    it was opened, so a source that never sends a frame stalls too)."""
-
-    def __init__(self, timeout: float, now: float) -> None:
-        self.timeout = timeout
-        self.last = now
-
-    def frame(self, now: float) -> None:
-        self.last = now
-
-    def stalled(self, now: float) -> bool:
-        return now - self.last > self.timeout
-
-
 class Backoff:
     """Exponential reconnect delays with +-25 % jitter, reset after a success."""
 
@@ -185,3 +169,21 @@ class Backoff:
 
     def reset(self) -> None:
         self.current = self.minimum
+
+
+class Liveness:
+    """Whether a loop that should beat often still does: systemd's watchdog is pinged only while
+    the inference worker beats, so a hung worker (not just a dead process) gets the service
+    restarted; a live source whose frames stop for its ``stall_timeout`` (counted from opening, so
+    one that never sends a frame too) is reopened. ``grace``: longest quiet time that still counts
+    as alive."""
+
+    def __init__(self, grace: float, now: float) -> None:
+        self.grace = grace
+        self.last = now
+
+    def beat(self, now: float) -> None:
+        self.last = now
+
+    def alive(self, now: float) -> bool:
+        return now - self.last < self.grace

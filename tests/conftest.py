@@ -17,8 +17,21 @@ MNV2 = MODELS / "mobilenet_v2_1.0_224_quant.tflite"
 V3SMALL = MODELS / "v3-small_224_1.0_uint8.tflite"
 HEAD_DIR = ROOT / "models"
 
-if not MNV2.is_file():
-    pytest.skip(f"real models not found under {SHARED} (set EDGEVID_SHARED)", allow_module_level=True)
+MISSING = None if MNV2.is_file() else f"real models not found: no {MNV2} (set EDGEVID_SHARED to the folder with models/ and data/)"
+
+
+def pytest_report_header(config) -> str | None:
+    return f"edgevid: {MISSING}" if MISSING else f"edgevid: shared data {SHARED}"
+
+
+# Without ../shared no test can run (they all use the real models and clips): collect none, and
+# say why in one line instead of a traceback per module.
+collect_ignore_glob = ["test_*.py"] if MISSING else []
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if MISSING:
+        terminalreporter.write_line(f"SKIPPED all tests: {MISSING}", yellow=True)
 
 
 def jhmdb_clip(cls: str, index: int = 0) -> Path:

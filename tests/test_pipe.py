@@ -25,7 +25,7 @@ from daemon_util import Subscriber, free_port, start_daemon, stop_daemon, write_
 from edgevid.config import DaemonConfig, describe
 from edgevid.pipe import (JpegSplitter, PipeCapture, PipeSpec, RawFramer, StderrTail, command_problem, describe_exit,
                           frame_bytes, to_bgr)
-from edgevid.timing import Backoff, StallWatch
+from edgevid.timing import Backoff, Liveness
 
 #: 6.6 s, 25 fps, 320x240; `classify` says brush_hair 0.70 (next: pour 0.13).
 CLIP = DATA / "ucf101_sample" / "ApplyEyeMakeup" / "v_ApplyEyeMakeup_g01_c01.avi"
@@ -188,12 +188,12 @@ def test_exit_is_told_in_one_line():
     assert describe_exit(0, "", 5, leftover=1000) == "command exited with code 0 after 5 frames and 1000 bytes of an incomplete frame"
 
 
-def test_stall_watch_and_restart_backoff_on_a_fake_clock():
-    watch = StallWatch(2.0, now=100.0)
-    assert not watch.stalled(101.9) and not watch.stalled(102.0)
-    assert watch.stalled(102.1)  # a command that never writes stalls from its start
-    watch.frame(102.5)
-    assert not watch.stalled(104.4) and watch.stalled(104.6)
+def test_stall_and_restart_backoff_on_a_fake_clock():
+    live = Liveness(2.0, now=100.0)  # what a source's stall_timeout = 2 is checked with
+    assert live.alive(101.9)
+    assert not live.alive(102.1)  # a command that never writes stalls from its start
+    live.beat(102.5)
+    assert live.alive(104.4) and not live.alive(104.6)
 
     class Fixed:
         def uniform(self, a, b):
@@ -241,8 +241,8 @@ def test_config_check_reports_a_program_not_on_path(tmp_path, model_dir):
     cfg.write_text('[[sources]]\nid = "picam"\nkind = "pipe"\nuri = "rpicam-vid-not-here -t 0 --codec yuv420 -o -"\n'
                    'pixel_format = "yuv420p"\nwidth = 640\nheight = 480\nfps = 15\n')
     proc = run_cli("config", "check", str(cfg), env={"EDGEVID_MODEL_DIR": str(model_dir)})
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip() == f"edgevid: error: {cfg}: sources.0.uri: 'rpicam-vid-not-here' not found on PATH"
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == f"edgevid: error: {cfg}: sources.picam: 'rpicam-vid-not-here' not found on PATH"
     cfg.write_text(cfg.read_text().replace("rpicam-vid-not-here", "sleep"))
     proc = run_cli("config", "check", str(cfg), env={"EDGEVID_MODEL_DIR": str(model_dir)})
     assert proc.returncode == 0 and "source picam: window" in proc.stdout, proc.stderr
