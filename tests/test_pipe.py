@@ -8,8 +8,6 @@ import os
 import shlex
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
