@@ -30,7 +30,7 @@ _DAY = 86400.0
 
 
 class SourceConfig(_Strict):
-    """One camera, file or stream, classified over a sliding window."""
+    """One camera, file, stream or frame-writing command, classified over a sliding window."""
 
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=64, description="names the topic: pred/<id>")
     uri: str = Field(min_length=1, description="camera index ('0'), device path, video file, rtsp:// / http(s):// URL, "
