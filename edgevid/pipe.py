@@ -304,6 +304,7 @@ class PipeCapture:
         self._current: bytes | None = None
         self._open = True  # stdout not yet at its end
         self._status: int | None = None  # exit status once the command has exited (not yet reaped)
+        self._reaped_elsewhere = False
         self.ended: str | None = None  # why no frame will come any more, once that is so
         argv = split_command(spec.command)
         try:
@@ -357,14 +358,15 @@ class PipeCapture:
 
     def release(self) -> None:
         """Stop the command's whole process group: SIGTERM, SIGKILL after a grace, then reap."""
-        if self.proc.returncode is None:
+        self._has_exited()  # notices a leader reaped elsewhere, whose group id may be another's now
+        if self.proc.returncode is None and not self._reaped_elsewhere:
             _signal_group(self.pgid, signal.SIGTERM)
             end = time.monotonic() + TERM_GRACE_S
             while not self._has_exited() and time.monotonic() < end:
                 time.sleep(0.02)
             # Still unreaped, the leader keeps the group id from being reused: safe to signal.
             _signal_group(self.pgid, signal.SIGKILL)
-            self.proc.wait()
+        self.proc.wait()
         for stream in (self.proc.stdout, self.proc.stderr):
             stream.close()
 
@@ -414,7 +416,8 @@ class PipeCapture:
             return True
         try:
             info = os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:  # reaped elsewhere
+        except ChildProcessError:  # reaped elsewhere (not by this class): never signal its group
+            self._reaped_elsewhere = True
             return True
         if info is None:
             return False
