@@ -36,7 +36,7 @@ class SourceConfig(_Strict):
     uri: str = Field(min_length=1, description="camera index ('0'), device path, video file, rtsp:// / http(s):// URL, "
                                                 "or for kind = 'pipe' a command line writing frames to stdout")
     kind: Literal["auto", "camera", "file", "stream", "pipe"] = "auto"
-    window: float | None = Field(None, gt=0, le=600, description="seconds classified per prediction (default: the head's trained window)")
+    window: float | None = Field(None, ge=0.1, le=600, description="seconds classified per prediction (default: the head's trained window)")
     hop: float = Field(0.5, gt=0, le=600, description="seconds between predictions, rounded to whole sampling intervals")
     realtime: bool = Field(True, description="files: pace at the file's own timestamps (False: as fast as inference allows)")
     loop: bool = Field(False, description="files: start again at the end")

@@ -264,11 +264,13 @@ except (OSError, AttributeError):  # not Linux/glibc: no parent-death signal
     _prctl = None
 
 
-def _child_setup(parent: int) -> None:
-    """Runs in the child between fork and exec: die with the forking thread (SIGKILL), and at once
-    if the parent is already gone (the signal is only armed for a parent still alive). It takes no
-    lock another thread could hold at fork (one prctl call through a pointer resolved at import,
-    getppid), which keeps ``preexec_fn`` safe beside the daemon's other threads."""
+def die_with_parent(parent: int) -> None:
+    """Called in a child process (``parent``: the pid that started it): the kernel kills it with
+    SIGKILL when the thread that forked it ends, even when the parent is SIGKILLed; it exits at
+    once if the parent is already gone (the signal is only armed for a parent still alive). Run
+    between fork and exec it takes no lock another thread could hold at fork (one prctl call
+    through a pointer resolved at import, getppid), which keeps ``preexec_fn`` safe beside the
+    daemon's other threads. Linux only (elsewhere just the parent check)."""
     if _prctl is not None:
         _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
     if os.getppid() != parent:
@@ -310,7 +312,7 @@ class PipeCapture:
         try:
             self.proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
-                start_new_session=True, preexec_fn=lambda parent=os.getpid(): _child_setup(parent))
+                start_new_session=True, preexec_fn=lambda parent=os.getpid(): die_with_parent(parent))
         except FileNotFoundError:
             raise OSError(f"{argv[0]!r} not found" + ("" if os.sep in argv[0] else " on PATH")) from None
         except PermissionError:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import numpy as np
 from edgevid.capture import frame_times
 from edgevid.errors import EdgevidError
 from edgevid.extractor import Extractor
+from edgevid.pipe import die_with_parent
 from edgevid.pipeline import clip_features
 from edgevid.sampling import clip_duration, sample_indices
 from edgevid.store import write_atomic
@@ -143,7 +145,13 @@ def crop_views(clip: Path, root: Path, n: int):
 _worker: dict = {}
 
 
-def _init_worker(extractor_path: str, threads: int) -> None:
+class CacheWriteError(Exception):
+    """The feature cache cannot be written (full disk, read-only): every later clip would fail too."""
+
+
+def _init_worker(extractor_path: str, threads: int, parent: int) -> None:
+    die_with_parent(parent)  # a killed experiment left its workers computing for minutes
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops the workers
     _worker["extractor"] = Extractor(Path(extractor_path), num_threads=threads)
 
 
@@ -158,7 +166,11 @@ def _compute(clip: Path, root: Path, out: Path, m: int, cap: int, crops: int) ->
     extra = {"times": times} if times is not None and len(times) == cf.n_frames else {}
     np.savez(buf, version=CACHE_VERSION, stamp=_stamp(clip), indices=cf.indices, feats=cf.feats, views=np.stack(cf.views), n_frames=cf.n_frames,
              fps=cf.fps, **extra)
-    write_atomic(out, buf.getvalue())  # an interrupted run never leaves a half-written entry
+    try:
+        write_atomic(out, buf.getvalue())  # an interrupted run never leaves a half-written entry
+    except OSError as exc:
+        raise CacheWriteError(f"{out.parent}: cannot write the feature cache: {(exc.strerror or str(exc)).lower()}; "
+                              "free space and run again (finished clips are kept: the run resumes)") from None
     return str(clip), None
 
 
@@ -189,7 +201,8 @@ def extract_dataset(
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(str(extractor_path), threads)) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(str(extractor_path), threads, os.getpid()))
+    try:
         futures = [pool.submit(_compute, c, root, cache_path(cache_dir, root, c), m, cap, crops) for c in todo]
         for future in as_completed(futures):
             clip, error = future.result()
@@ -197,6 +210,21 @@ def extract_dataset(
                 failures[clip] = error
             if bar:
                 bar.update()
-    if bar:
-        bar.close()
+    except BaseException:  # Ctrl-C, SIGTERM, a full cache disk: stop now, not after the queued clips
+        _stop(pool)
+        raise
+    finally:
+        if bar:
+            bar.close()
+    pool.shutdown()
     return failures
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel queued clips and end the workers; entries already written stay valid (atomic)."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in list((pool._processes or {}).values()):  # no public API ends running workers
+        proc.terminate()
+    for proc in list((pool._processes or {}).values()):
+        proc.join(5)
+
