@@ -35,6 +35,9 @@ class SourceConfig(_Strict):
     realtime: bool = Field(True, description="files: pace at the file's own timestamps (False: as fast as inference allows)")
     loop: bool = Field(False, description="files: start again at the end")
     top_k: int = Field(3, ge=1, le=1000)
+    min_score: float = Field(0.0, ge=0, le=1, description="below this (calibrated) score the top-1 is published as 'unknown'; "
+                             "also the score an event's label must reach (0: always name a label)")
+    events: "EventsConfig" = Field(default_factory=lambda: EventsConfig(), description="event/<id> start/update/end from the predictions")
     open_timeout: float = Field(10.0, gt=0, le=3600)
     read_timeout: float = Field(5.0, gt=0, le=3600)
     stall_timeout: float = Field(5.0, gt=0, le=3600, description="no frame for this long -> reopen")
@@ -49,6 +52,18 @@ class SourceConfig(_Strict):
         if "://" in self.uri:
             return "stream"
         return "file"
+
+
+class EventsConfig(_Strict):
+    """Debounce of a source's action events (see edgevid.events)."""
+
+    enabled: bool = True
+    min_duration: float = Field(1.0, ge=0, le=3600, description="seconds a label stays top-1 above min_score before it starts")
+    end_after: float = Field(1.5, gt=0, le=3600, description="seconds below min_score before an event ends")
+    update_interval: float = Field(5.0, gt=0, le=3600, description="seconds between update messages while it lasts")
+
+
+SourceConfig.model_rebuild()
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from .config import DaemonConfig, source_timing
+from .events import EventTracker, Window
 from .extractor import Extractor, preprocess
 from .head import Head
-from .messages import ModelIds, Prediction, PredictionLatency, SourceStatus, Status
+from .messages import UNKNOWN, ModelIds, Prediction, PredictionLatency, SourceStatus, Status
 from .pipeline import top_k
-from .publish import STATUS_TOPIC, Publisher, prediction_topic
+from .publish import STATUS_TOPIC, Publisher, event_topic, prediction_topic
 from .scheduler import Admission
 from .sources import Captured, FrameSource
 from .timing import Fill
@@ -118,6 +119,11 @@ class Daemon:
         self.sources = {s.id: FrameSource(s, self.timing[s.id], self, self.stop_event, lambda f: preprocess(f, size))
                         for s in cfg.sources}
         self.seq = {s.id: 0 for s in cfg.sources}
+        # Events are derived on the event loop, from each prediction in order.
+        self.trackers = {s.id: EventTracker(s.id, self.head.labels, min_score=s.min_score, min_duration=s.events.min_duration,
+                                            end_after=s.events.end_after, update_interval=s.events.update_interval)
+                         for s in cfg.sources if s.events.enabled}
+        self._ended: set[str] = set()  # ended file sources whose last window was handed to the loop
         self.loop: asyncio.AbstractEventLoop | None = None
         self.publisher: Publisher | None = None
         self.started = time.monotonic()
@@ -183,6 +189,8 @@ class Daemon:
                 for event in feed.events:
                     if event[0] == "segment":
                         win.reset()
+                        if self.loop is not None:  # a new stretch: open events end (in order with the predictions)
+                            self.loop.call_soon_threadsafe(self._stream_break, sid)
                         continue
                     _, fills, paused = event
                     for f in fills:
@@ -240,8 +248,11 @@ class Daemon:
         self.seq[sid] += 1
         self.sources[sid].stats.predictions += 1
         first, last = w.frames[0], w.frames[-1]
+        best = int(np.argmax(probs))
+        known = float(probs[best]) >= self.source_cfg[sid].min_score
         message = Prediction(
-            source=sid, seq=self.seq[sid], window_start=first.wall, window_end=last.wall,
+            source=sid, seq=self.seq[sid], label=self.head.labels[best] if known else UNKNOWN, score=round(float(probs[best]), 6),
+            window_start=first.wall, window_end=last.wall,
             media_start=first.media, media_end=last.media, loop=last.loop,
             top=top_k(probs, self.head.labels, self.source_cfg[sid].top_k), models=self.models,
             frames=len({f.fid for f in w.frames}), gaps=w.gaps, new_frames=w.new_frames,
@@ -249,7 +260,7 @@ class Daemon:
         )
         newest = max(f.mono for f in w.frames)
         if self.loop is not None:
-            self.loop.call_soon_threadsafe(self._publish_prediction, message, newest)
+            self.loop.call_soon_threadsafe(self._publish_prediction, message, newest, probs)
 
     def _tick(self) -> None:
         """Measure cost and demand, and decide which live sources the extractor serves."""
@@ -278,11 +289,38 @@ class Daemon:
         elif was.overloaded and not self.admitted.overloaded:
             log.info("overload over: serving every source")
             self._overload_logged = -math.inf
+        self._check_ended()
+
+    def _check_ended(self) -> None:
+        """A file source that ended with nothing left to extract has published its last window:
+        its open event ends."""
+        with self.cv:
+            done = [sid for sid, src in self.sources.items() if sid not in self._ended and src.stats.state == "ended"
+                    and not self.feeds[sid].events and not self.feeds[sid].pending]
+        for sid in done:
+            self._ended.add(sid)
+            if self.loop is not None:
+                self.loop.call_soon_threadsafe(self._stream_break, sid)
 
     # -- event loop side --------------------------------------------------------------------
-    def _publish_prediction(self, message: Prediction, captured_mono: float) -> None:
+    def _publish_prediction(self, message: Prediction, captured_mono: float, probs: np.ndarray) -> None:
         message.latency.capture_to_publish_ms = round((time.monotonic() - captured_mono) * 1e3, 3)
-        self.publisher.send(prediction_topic(message.source), message)
+        self._emit(prediction_topic(message.source), message)
+        tracker = self.trackers.get(message.source)
+        if tracker is not None:
+            clock = message.media_end if message.media_end is not None else message.window_end
+            w = Window(message.window_start, message.window_end, clock, message.seq, message.media_start, message.media_end)
+            for event in tracker.step(probs, w):
+                self._emit(event_topic(message.source), event)
+
+    def _stream_break(self, sid: str) -> None:
+        tracker = self.trackers.get(sid)
+        for event in tracker.reset() if tracker is not None else ():
+            self._emit(event_topic(sid), event)
+
+    def _emit(self, topic: str, message) -> None:
+        """Every message goes to the ZeroMQ publisher (the primary bus)."""
+        self.publisher.send(topic, message)
 
     def status(self) -> Status:
         now = time.monotonic()
@@ -310,7 +348,7 @@ class Daemon:
     async def _heartbeat(self) -> None:
         while True:
             status = self.status()
-            self.publisher.send(STATUS_TOPIC, status)
+            self._emit(STATUS_TOPIC, status)
             running = sum(s.state == "running" for s in status.sources)
             sd_notify(f"STATUS={running}/{len(status.sources)} sources running, {sum(s.predictions for s in status.sources)} predictions")
             await asyncio.sleep(self.cfg.publish.status_interval)
@@ -355,7 +393,9 @@ class Daemon:
         for src in self.sources.values():
             src.join(timeout=max(0.0, deadline - time.monotonic()))
         await asyncio.sleep(0)  # deliver predictions the worker handed over while draining
-        self.publisher.send(STATUS_TOPIC, self.status())
+        for sid in self.trackers:
+            self._stream_break(sid)  # open events end with the daemon
+        self._emit(STATUS_TOPIC, self.status())
         self.publisher.close()
         log.info("stopped")
 
