@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
@@ -114,6 +114,21 @@ class PublishConfig(_Strict):
         return self
 
 
+class MetricsConfig(_Strict):
+    """Opt-in Prometheus endpoint (needs the ``metrics`` extra: prometheus_client)."""
+
+    listen: str | None = Field(None, description="host:port to serve /metrics on, e.g. 127.0.0.1:9108 (default: off)")
+
+    @field_validator("listen")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is not None:
+            from .metrics import parse_listen
+
+            parse_listen(v)
+        return v
+
+
 class ModelsConfig(_Strict):
     dir: Path | None = Field(None, description="model directory (default: $EDGEVID_MODEL_DIR or XDG data dir)")
     extractor: Path | None = None
@@ -128,6 +143,7 @@ class DaemonConfig(BaseSettings):
     sources: list[SourceConfig] = Field(min_length=1)
     publish: PublishConfig = PublishConfig()
     models: ModelsConfig = ModelsConfig()
+    metrics: MetricsConfig = MetricsConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @model_validator(mode="after")

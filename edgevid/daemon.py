@@ -124,6 +124,8 @@ class Daemon:
                                             end_after=s.events.end_after, update_interval=s.events.update_interval)
                          for s in cfg.sources if s.events.enabled}
         self._ended: set[str] = set()  # ended file sources whose last window was handed to the loop
+        self.metrics = None  # opt-in Prometheus endpoint, started in serve()
+        self.outputs: list = []  # optional outputs (MQTT) beside ZeroMQ, started in serve()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.publisher: Publisher | None = None
         self.started = time.monotonic()
@@ -230,6 +232,8 @@ class Daemon:
         seconds = time.perf_counter() - t
         self._busy[0] += seconds
         self._busy[1] += len(batch)
+        if self.metrics is not None:
+            self.metrics.stage.labels("extract").observe(seconds / len(batch))
         for job, feature in zip(batch, feats, strict=True):
             job.frame.image = None  # the feature is all that is kept
             self.sources[job.source].stats.extracted += 1
@@ -245,6 +249,8 @@ class Daemon:
         probs = self.head.predict(w.features)
         head_s = time.perf_counter() - t
         self._busy[0] += head_s
+        if self.metrics is not None:
+            self.metrics.stage.labels("head").observe(head_s)
         self.seq[sid] += 1
         self.sources[sid].stats.predictions += 1
         first, last = w.frames[0], w.frames[-1]
@@ -305,6 +311,8 @@ class Daemon:
     # -- event loop side --------------------------------------------------------------------
     def _publish_prediction(self, message: Prediction, captured_mono: float, probs: np.ndarray) -> None:
         message.latency.capture_to_publish_ms = round((time.monotonic() - captured_mono) * 1e3, 3)
+        if self.metrics is not None:
+            self.metrics.latency.labels(message.source).observe(message.latency.capture_to_publish_ms / 1e3)
         self._emit(prediction_topic(message.source), message)
         tracker = self.trackers.get(message.source)
         if tracker is not None:
@@ -312,6 +320,8 @@ class Daemon:
             w = Window(message.window_start, message.window_end, clock, message.seq, message.media_start, message.media_end)
             for event in tracker.step(probs, w):
                 self._emit(event_topic(message.source), event)
+                if self.metrics is not None:
+                    self.metrics.events.labels(event.source, event.phase).inc()
 
     def _stream_break(self, sid: str) -> None:
         tracker = self.trackers.get(sid)
@@ -319,10 +329,15 @@ class Daemon:
             self._emit(event_topic(sid), event)
 
     def _emit(self, topic: str, message) -> None:
-        """Every message goes to the ZeroMQ publisher (the primary bus)."""
+        """Every message goes to the ZeroMQ publisher (the primary bus), then to the optional
+        outputs, which queue without blocking."""
         self.publisher.send(topic, message)
+        for out in self.outputs:
+            out.send(topic, message)
 
-    def status(self) -> Status:
+    def status(self, peek: bool = False) -> Status:
+        """The heartbeat's status; ``peek`` (a metrics scrape): the same counters without starting
+        a new rate interval or taking a sequence number."""
         now = time.monotonic()
         sources = []
         for sid, src in self.sources.items():
@@ -339,11 +354,13 @@ class Daemon:
                 predictions=s.predictions, skipped_windows=sum(skipped.values()), skipped=skipped,
                 loop=s.loop if src.kind == "file" else None, last_error=s.last_error,
             ))
-            self._rates[sid] = (now, s.frames_in, s.extracted)
-        self.status_seq += 1
+            if not peek:
+                self._rates[sid] = (now, s.frames_in, s.extracted)
+        self.status_seq += 0 if peek else 1
         cost = None if self.cost_s is None else round(self.cost_s * 1e3, 3)
         return Status(seq=self.status_seq, uptime_s=round(now - self.started, 3), overloaded=self.admitted.overloaded,
-                      overload=self.admitted.reason, extract_ms_per_frame=cost, sources=sources)
+                      overload=self.admitted.reason, extract_ms_per_frame=cost, sources=sources,
+                      outputs={o.name: o.status() for o in self.outputs})
 
     async def _heartbeat(self) -> None:
         while True:
@@ -367,6 +384,10 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, stop.set)
         self.publisher = Publisher(self.cfg.publish)
+        if self.cfg.metrics.listen:
+            from .metrics import Metrics
+
+            self.metrics = Metrics(self.cfg.metrics.listen, lambda: self.status(peek=True))
         worker = threading.Thread(target=self._work, name="inference", daemon=True)
         worker.start()
         for src in self.sources.values():
@@ -396,6 +417,10 @@ class Daemon:
         for sid in self.trackers:
             self._stream_break(sid)  # open events end with the daemon
         self._emit(STATUS_TOPIC, self.status())
+        for out in self.outputs:
+            out.close()
+        if self.metrics is not None:
+            self.metrics.close()
         self.publisher.close()
         log.info("stopped")
 
