@@ -129,6 +129,24 @@ class MetricsConfig(_Strict):
         return v
 
 
+class MqttConfig(_Strict):
+    """Optional MQTT output beside ZeroMQ (needs the ``mqtt`` extra: paho-mqtt); see edgevid.mqtt."""
+
+    host: str = Field(min_length=1, description="broker host name or address")
+    port: int = Field(1883, ge=1, le=65535)
+    topic_prefix: str = Field("edgevid", pattern=r"^[^#+]+$", description="topics are <topic_prefix>/<source>/...")
+    discovery_prefix: str | None = Field("homeassistant", description="Home Assistant discovery prefix ('' or null: no discovery)")
+    binary_sensors: list[str] = Field(default_factory=list, description="labels that get a Home Assistant binary sensor per source")
+    username: str | None = None
+    password: str | None = None
+    tls_ca: Path | None = Field(None, description="CA certificate file: connect with TLS")
+    client_id: str | None = None
+    keepalive: int = Field(30, ge=5, le=3600, description="seconds; the broker sends the last will after 1.5x this without us")
+    queue: int = Field(1000, ge=1, le=1_000_000, description="messages held while the broker is slow or away; more are dropped and counted")
+    reconnect_min: float = Field(1.0, gt=0, le=3600)
+    reconnect_max: float = Field(30.0, gt=0, le=86400)
+
+
 class ModelsConfig(_Strict):
     dir: Path | None = Field(None, description="model directory (default: $EDGEVID_MODEL_DIR or XDG data dir)")
     extractor: Path | None = None
@@ -144,6 +162,7 @@ class DaemonConfig(BaseSettings):
     publish: PublishConfig = PublishConfig()
     models: ModelsConfig = ModelsConfig()
     metrics: MetricsConfig = MetricsConfig()
+    mqtt: MqttConfig | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @model_validator(mode="after")

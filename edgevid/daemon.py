@@ -388,6 +388,10 @@ class Daemon:
             from .metrics import Metrics
 
             self.metrics = Metrics(self.cfg.metrics.listen, lambda: self.status(peek=True))
+        if self.cfg.mqtt is not None:
+            from .mqtt import MqttOutput
+
+            self.outputs.append(MqttOutput(self.cfg.mqtt, list(self.sources), self.head.labels, self.head.manifest.name))
         worker = threading.Thread(target=self._work, name="inference", daemon=True)
         worker.start()
         for src in self.sources.values():
