@@ -158,3 +158,13 @@ def test_mqtt_status_counts_drops_while_the_broker_is_away(tmp_path, env):
     st = [m for _, m in msgs if m["type"] == "status"][-1]["outputs"]["mqtt"]
     assert st["connected"] is False and st["queued"] <= 5 and st["dropped"] > 0 and st["sent"] == 0
     assert any(m["type"] == "prediction" for _, m in msgs)  # ZeroMQ never waits for the broker
+
+
+def test_mqtt_binary_sensor_for_a_label_the_head_lacks_is_a_config_error(tmp_path, env):
+    from conftest import run_cli
+
+    cfg = write_config(tmp_path / "q.toml", f"tcp://127.0.0.1:{free_port()}", [{"id": "cam0", "uri": str(CLIP)}],
+                       extra=f'\n[mqtt]\nhost = "127.0.0.1"\nport = {free_port()}\nbinary_sensors = ["dance"]\n')
+    proc = run_cli("run", "--config", str(cfg), env=env, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "mqtt.binary_sensors: ['dance'] are not labels of the head" in proc.stderr
