@@ -158,3 +158,11 @@ def test_each_action_change_gives_one_start_and_one_end(tmp_path, extractor, mod
         assert start["media_end"] > seg["start_s"] and end["media_end"] >= start["media_end"]
         assert end["duration_s"] >= 1.0 and end["best_score"] >= MIN_SCORE
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+
+
+def test_subscribe_prints_an_event_on_one_line():
+    from edgevid.cli import describe_message
+
+    start = play(tracker(), ["wave"] * 3)[0]
+    line = describe_message(start.model_dump(), now=0)
+    assert f"cam event start wave ({start.id}): 1.0 s, best 0.80, score 0.80" in line
