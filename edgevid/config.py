@@ -59,7 +59,7 @@ class EventsConfig(_Strict):
 
     enabled: bool = True
     min_duration: float = Field(1.0, ge=0, le=3600, description="seconds a label stays top-1 above min_score before it starts")
-    end_after: float = Field(1.5, gt=0, le=3600, description="seconds below min_score before an event ends")
+    end_after: float = Field(1.5, gt=0, le=3600, description="seconds its label is not top-1 with min_score before an event ends")
     update_interval: float = Field(5.0, gt=0, le=3600, description="seconds between update messages while it lasts")
 
 

@@ -3,9 +3,10 @@
 The rule lives in :class:`EventTracker`, driven only by the times it is given (a prediction's media
 time for files, its capture time otherwise), so tests run it with a fake clock:
 
-- a label is *present* in a window when its (calibrated) score is at least ``min_score``;
-- ``start``: the same label has been the window's top-1 and present for ``min_duration`` seconds
-  (from the end of the first such window to the end of the current one);
+- a label is *present* in a window when it is the window's top-1 with a (calibrated) score of at
+  least ``min_score``;
+- ``start``: the same label has been present for ``min_duration`` seconds (from the end of the
+  first such window to the end of the current one);
 - ``update``: while the event lasts, at most every ``update_interval`` seconds (best score, duration);
 - ``end``: the label has been absent for ``end_after`` seconds, or another label has met the start
   rule while it was absent (one event at a time per source); also when the clock goes back (a file
@@ -97,7 +98,7 @@ class EventTracker:
         a = self.active
         if a is not None:
             score = float(probs[a.label])
-            if score >= self.min_score:
+            if top == a.label and top_ok:
                 a.last_present = w.clock
                 a.best = max(a.best, score)
                 if w.clock - a.last_update >= self.update_interval:

@@ -166,3 +166,8 @@ def test_subscribe_prints_an_event_on_one_line():
     start = play(tracker(), ["wave"] * 3)[0]
     line = describe_message(start.model_dump(), now=0)
     assert f"cam event start wave ({start.id}): 1.0 s, best 0.80, score 0.80" in line
+
+
+def test_without_min_score_a_label_that_is_no_longer_top1_ends():
+    ev = play(tracker(min_score=0.0), ["wave"] * 4 + ["walk"] * 5)
+    assert [(e.phase, e.label) for e in ev] == [("start", "wave"), ("end", "wave"), ("start", "walk")]
