@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from .config import DaemonConfig, source_timing
-from .events import EventTracker, Window
+from .events import SourceEvents
 from .extractor import Extractor, preprocess
 from .head import Head
-from .messages import UNKNOWN, ModelIds, Prediction, PredictionLatency, SourceStatus, Status
+from .messages import UNKNOWN, Event, ModelIds, Prediction, PredictionLatency, SourceStatus, Status
 from .pipeline import top_k
 from .publish import STATUS_TOPIC, Publisher, event_topic, prediction_topic
 from .scheduler import Admission
@@ -119,10 +119,7 @@ class Daemon:
         self.sources = {s.id: FrameSource(s, self.timing[s.id], self, self.stop_event, lambda f: preprocess(f, size))
                         for s in cfg.sources}
         self.seq = {s.id: 0 for s in cfg.sources}
-        # Events are derived on the event loop, from each prediction in order.
-        self.trackers = {s.id: EventTracker(s.id, self.head.labels, min_score=s.min_score, min_duration=s.events.min_duration,
-                                            end_after=s.events.end_after, update_interval=s.events.update_interval)
-                         for s in cfg.sources if s.events.enabled}
+        self.events = SourceEvents(cfg.sources, self.head.labels)  # fed on the event loop, in prediction order
         self._ended: set[str] = set()  # ended file sources whose last window was handed to the loop
         self.metrics = None  # opt-in Prometheus endpoint, started in serve()
         self.outputs: list = []  # optional outputs (MQTT) beside ZeroMQ, started in serve()
@@ -314,19 +311,12 @@ class Daemon:
         if self.metrics is not None:
             self.metrics.latency.labels(message.source).observe(message.latency.capture_to_publish_ms / 1e3)
         self._emit(prediction_topic(message.source), message)
-        tracker = self.trackers.get(message.source)
-        if tracker is not None:
-            clock = message.media_end if message.media_end is not None else message.window_end
-            w = Window(message.window_start, message.window_end, clock, message.seq, message.media_start, message.media_end)
-            for event in tracker.step(probs, w):
-                self._emit(event_topic(message.source), event)
-                if self.metrics is not None:
-                    self.metrics.events.labels(event.source, event.phase).inc()
+        for event in self.events.prediction(message, probs):
+            self._emit(event_topic(event.source), event)
 
-    def _stream_break(self, sid: str) -> None:
-        tracker = self.trackers.get(sid)
-        for event in tracker.reset() if tracker is not None else ():
-            self._emit(event_topic(sid), event)
+    def _stream_break(self, sid: str | None) -> None:
+        for event in self.events.reset(sid):
+            self._emit(event_topic(event.source), event)
 
     def _emit(self, topic: str, message) -> None:
         """Every message goes to the ZeroMQ publisher (the primary bus), then to the optional
@@ -334,6 +324,8 @@ class Daemon:
         self.publisher.send(topic, message)
         for out in self.outputs:
             out.send(topic, message)
+        if self.metrics is not None and isinstance(message, Event):
+            self.metrics.events.labels(message.source, message.phase).inc()
 
     def status(self, peek: bool = False) -> Status:
         """The heartbeat's status; ``peek`` (a metrics scrape): the same counters without starting
@@ -418,8 +410,7 @@ class Daemon:
         for src in self.sources.values():
             src.join(timeout=max(0.0, deadline - time.monotonic()))
         await asyncio.sleep(0)  # deliver predictions the worker handed over while draining
-        for sid in self.trackers:
-            self._stream_break(sid)  # open events end with the daemon
+        self._stream_break(None)  # open events end with the daemon
         self._emit(STATUS_TOPIC, self.status())
         for out in self.outputs:
             out.close()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .messages import Event
+from .messages import Event, Prediction
 
 
 @dataclass
@@ -132,3 +132,24 @@ class EventTracker:
                      started_at=a.started_at, started_media=a.started_media, duration_s=round(a.last_present - a.since, 4),
                      window_start=w.start, window_end=w.end, media_start=w.media_start, media_end=w.media_end, prediction_seq=w.seq)
 
+
+
+class SourceEvents:
+    """The trackers of every source with events enabled, fed the published predictions in order."""
+
+    def __init__(self, sources: list, labels: list[str]) -> None:
+        self.trackers = {s.id: EventTracker(s.id, labels, min_score=s.min_score, min_duration=s.events.min_duration,
+                                            end_after=s.events.end_after, update_interval=s.events.update_interval)
+                         for s in sources if s.events.enabled}
+
+    def prediction(self, message: Prediction, probs: np.ndarray) -> list[Event]:
+        """Events caused by one prediction; the clock is its media time for files, else capture time."""
+        tracker = self.trackers.get(message.source)
+        if tracker is None:
+            return []
+        clock = message.media_end if message.media_end is not None else message.window_end
+        return tracker.step(probs, Window(message.window_start, message.window_end, clock, message.seq, message.media_start, message.media_end))
+
+    def reset(self, source: str | None = None) -> list[Event]:
+        """End the open event of one source (its stream of windows broke), or of all."""
+        return [e for sid, t in self.trackers.items() if source in (None, sid) for e in t.reset()]
