@@ -127,10 +127,11 @@ class MqttOutput:
             self._wake.notify_all()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if self.connected:
-            log.warning("mqtt: disconnected (%s); reconnecting with backoff", reason_code)
+        was = self.connected
         self.connected = False
-        if not self._stop.is_set():
+        if was:
+            log.warning("mqtt: disconnected (%s); reconnecting with backoff", reason_code)
+        if not self._stop.is_set() and (was or self.last_error is None):  # keep a refusal's reason
             self.last_error = f"disconnected: {reason_code}"
 
     # -- the daemon's side ----------------------------------------------------------------------

@@ -4,6 +4,7 @@ discovery, last will on kill -9, a broker restart survived."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import shutil
 import signal
 import subprocess
@@ -168,3 +169,73 @@ def test_mqtt_binary_sensor_for_a_label_the_head_lacks_is_a_config_error(tmp_pat
     proc = run_cli("run", "--config", str(cfg), env=env, timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert "mqtt.binary_sensors: ['dance'] are not labels of the head" in proc.stderr
+
+
+def _tls_broker(tmp_path, port: int) -> tuple[subprocess.Popen, Path]:
+    """Mosquitto with TLS (a CA made here, server certificate for 127.0.0.1) and a password file."""
+    d = tmp_path / "tls"
+    d.mkdir()
+
+    def ssl(*args):
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=edgevid test CA")
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "2",
+        "-extfile", "san.ext")
+    passwd = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+    subprocess.run([passwd, "-c", "-b", str(d / "passwd"), "edgevid", "s3cret"], check=True, capture_output=True)
+    (d / "mosquitto.conf").write_text(
+        f"user root\nlistener {port} 127.0.0.1\nallow_anonymous false\npassword_file {d / 'passwd'}\n"
+        f"cafile {d / 'ca.crt'}\ncertfile {d / 'server.crt'}\nkeyfile {d / 'server.key'}\n")
+    proc = subprocess.Popen([MOSQUITTO, "-c", str(d / "mosquitto.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    import socket
+
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, d / "ca.crt"
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"mosquitto (TLS) did not listen: {proc.stderr.read()}")
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
+def test_mqtt_over_tls_with_username_and_password(tmp_path, env):
+    """The daemon connects with TLS (the CA from tls_ca) and a password; a wrong password is
+    refused by the broker and reported in status while ZeroMQ goes on."""
+    from daemon_util import Subscriber
+
+    port = free_port()
+    b, ca = _tls_broker(tmp_path, port)
+    try:
+        for password, ok in (("s3cret", True), ("wrong", False)):
+            endpoint = f"tcp://127.0.0.1:{free_port()}"
+            cfg = write_config(tmp_path / f"t{ok}.toml", endpoint, [{"id": "cam0", "uri": str(CLIP), "loop": True}],
+                               extra=f'\n[mqtt]\nhost = "127.0.0.1"\nport = {port}\nusername = "edgevid"\npassword = "{password}"\n'
+                                     f'tls_ca = "{ca}"\n')
+            sub = Subscriber(endpoint)
+            proc = start_daemon(cfg, env)
+            try:
+                def seen(g):
+                    st = [m["outputs"]["mqtt"] for _, m in g if m["type"] == "status"]
+                    preds = any(m["type"] == "prediction" for _, m in g)
+                    return bool(st) and preds and (st[-1]["sent"] > 0 if ok else st[-1]["last_error"] is not None)
+
+                msgs = sub.until(seen, 60)
+            finally:
+                code, err = stop_daemon(proc)
+                sub.close()
+            assert code == 0, err
+            st = [m["outputs"]["mqtt"] for _, m in msgs if m["type"] == "status"][-1]
+            if ok:
+                assert st["connected"] and st["sent"] > 0 and st["last_error"] is None
+            else:
+                assert not st["connected"] and st["sent"] == 0 and "refused" in st["last_error"]
+                assert any(m["type"] == "prediction" for _, m in msgs)
+    finally:
+        b.terminate()
+        b.wait(10)
