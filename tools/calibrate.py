@@ -144,8 +144,9 @@ def run(args: argparse.Namespace) -> dict:
     for name, items in (("val", ds.val), ("test", ds.test)):
         print(f"{name}: {len(items)} clips ...", file=sys.stderr, flush=True)
         per_clip, real = clip_windows_probs(clf, [i.path for i in items])
-        x, y = stack_windows(per_clip, real, [index[ds.classes[i.label]] for i in items])
-        sets[name] = {"raw": x, "y": y, "clips": len(items), "clips_with_window": int(sum(real))}
+        y_clip = [index[ds.classes[i.label]] for i in items]
+        x, y = stack_windows(per_clip, real, y_clip)
+        sets[name] = {"raw": x, "y": y, "clips": len(items), "clips_with_window": int(sum(real)), "per_clip": per_clip, "y_clip": np.array(y_clip)}
     unk = unknown_clips(args.shared)
     print(f"unknown: {len(unk)} clips ...", file=sys.stderr, flush=True)
     unk_probs, unk_real = clip_windows_probs(clf, [p for p, _ in unk])
@@ -171,6 +172,13 @@ def run(args: argparse.Namespace) -> dict:
                      "nll_before": nll(s["raw"], s["y"]), "nll_after": nll(cal_p, s["y"]),
                      "mean_confidence_before": float(s["raw"].max(1).mean()), "mean_confidence_after": float(cal_p.max(1).mean())}
         s["conf"], s["correct"] = cal_p.max(1), cal_p.argmax(1) == s["y"]
+        # what `edgevid classify` answers (the mean over a clip's windows), without and with T
+        raw_clip = np.array([p.mean(0).argmax() for p in s["per_clip"]])
+        cal_clip = np.array([apply_temperature(p, t).mean(0).argmax() for p in s["per_clip"]])
+        out[name].update({"classify_top1_before": float((raw_clip == s["y_clip"]).mean()),
+                          "classify_top1_after": float((cal_clip == s["y_clip"]).mean()),
+                          "classify_answers_changed": int((raw_clip != cal_clip).sum()),
+                          "window_top1_changed": int((s["raw"].argmax(1) != cal_p.argmax(1)).sum())})
     unk_conf = apply_temperature(unk_x, t).max(1)
     thr_val = keep_threshold(val["conf"][val["correct"]], 0.95)
     thr_test = keep_threshold(test["conf"][test["correct"]], 0.95)
@@ -199,6 +207,9 @@ def render(r: dict) -> str:
         s = r[name]
         lines.append(f"| {name} | {r['windows'][name]['windows']} | {p(s['top1'])} | {s['ece_before']:.3f} | {s['ece_after']:.3f} | "
                      f"{s['nll_before']:.3f} | {s['nll_after']:.3f} | {s['mean_confidence_before']:.3f} | {s['mean_confidence_after']:.3f} |")
+    lines += ["", "`classify` (mean over a clip's windows) top-1 without / with T: " + "; ".join(
+        f"{n} {p(r[n]['classify_top1_before'])} / {p(r[n]['classify_top1_after'])} % ({r[n]['classify_answers_changed']} clips "
+        f"and {r[n]['window_top1_changed']} windows change their top-1)" for n in ("val", "test"))]
     v, o = u["at_validation_threshold"], u["at_test_threshold_issue_definition"]
     lines += ["", f"Unknown actions: {u['windows']} windows of {len(u['clips'])} clips "
               f"({', '.join(sorted({x['action'] for x in u['clips']}))}); mean calibrated top score {u['mean_score']:.3f} "
