@@ -42,15 +42,22 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def require_client():
+    """prometheus_client, or a one-line ConfigError saying how to install it."""
+    try:
+        import prometheus_client
+    except ImportError:
+        raise ConfigError("metrics.listen is set but prometheus_client is not installed: pip install 'edgevid[metrics]'") from None
+    return prometheus_client
+
+
 class Metrics:
     """The registry, its collector over ``status()`` and the HTTP server thread."""
 
     def __init__(self, listen: str, status: Callable[[], "Status"]) -> None:
-        try:
-            import prometheus_client as prom
-            from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-        except ImportError:
-            raise ConfigError("metrics.listen is set but prometheus_client is not installed: pip install 'edgevid[metrics]'") from None
+        prom = require_client()
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         self.registry = prom.CollectorRegistry()
         self._status = status
 

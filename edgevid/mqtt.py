@@ -57,21 +57,28 @@ def discovery(cfg: "MqttConfig", sources: list[str], labels: list[str], model: s
     return out
 
 
+def check(cfg: "MqttConfig", labels: list[str]):
+    """The paho client module, after checking what can be checked before connecting (one-line
+    ConfigErrors): paho-mqtt installed, binary sensors for labels the head has."""
+    try:
+        import paho.mqtt.client as mqtt
+    except ImportError:
+        raise ConfigError("mqtt is configured but paho-mqtt is not installed: pip install 'edgevid[mqtt]'") from None
+    unknown = [lab for lab in cfg.binary_sensors if lab not in labels]
+    if unknown:
+        raise ConfigError(f"mqtt.binary_sensors: {unknown} are not labels of the head (it knows {', '.join(labels)})")
+    return mqtt
+
+
 class MqttOutput:
     """The MQTT side of the daemon: ``send(topic, message)`` with the daemon's own topic names."""
 
     name = "mqtt"
 
     def __init__(self, cfg: "MqttConfig", sources: list[str], labels: list[str], model: str) -> None:
-        try:
-            import paho.mqtt.client as mqtt
-        except ImportError:
-            raise ConfigError("mqtt is configured but paho-mqtt is not installed: pip install 'edgevid[mqtt]'") from None
+        mqtt = check(cfg, labels)
         from . import __version__
 
-        unknown = [lab for lab in cfg.binary_sensors if lab not in labels]
-        if unknown:
-            raise ConfigError(f"mqtt.binary_sensors: {unknown} are not labels of the head (it knows {', '.join(labels)})")
         self.cfg = cfg
         self._mqtt = mqtt
         self.prefix = cfg.topic_prefix
