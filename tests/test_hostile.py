@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import DATA, HEAD_DIR, MNV2, ROOT, jhmdb_clip, run_cli
@@ -442,3 +443,82 @@ def test_watchdog_is_pinged_only_while_the_worker_beats():
         pings.append(worker.alive(t))
     assert all(pings[:20])
     assert pings[20:29] == [True] * 9 and not any(pings[29:])  # quiet 5 s: no more pings
+
+
+# -- 11. workstation tools: workers die with their parent, stop on Ctrl-C, a full cache disk is one line --------------
+def _experiment(tmp_path: Path, cache: Path) -> list:
+    pytest.importorskip("sklearn", reason="tools dependencies not installed (pip install -e ./tools)")
+    return [sys.executable, "-m", "tools.experiment", "--dataset", "jhmdb", "--data", str(DATA / "jhmdb"), "--splits",
+            str(DATA / "jhmdb_splits"), "--cache", str(cache), "--out", str(tmp_path / "run"), "--workers", "2", "--heads", "frame"]
+
+
+def _children(pid: int) -> set[int]:
+    kids = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                status = (entry / "status").read_text()
+            except OSError:
+                continue
+            if f"\nPPid:\t{pid}\n" in status:
+                kids.add(int(entry.name))
+    return kids
+
+
+def _start_extraction(tmp_path: Path) -> tuple[subprocess.Popen, Path, set[int]]:
+    cache = tmp_path / "cache"
+    proc = subprocess.Popen(_experiment(tmp_path, cache), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    end = time.monotonic() + 300
+    while not list(cache.rglob("*.npz")) and proc.poll() is None and time.monotonic() < end:
+        time.sleep(0.2)
+    assert proc.poll() is None and list(cache.rglob("*.npz")), "extraction never started"
+    return proc, cache, _children(proc.pid)
+
+
+def _gone(pids: set[int], within: float) -> set[int]:
+    end = time.monotonic() + within
+    alive = set(pids)
+    while alive and time.monotonic() < end:
+        alive = {p for p in alive if Path(f"/proc/{p}").exists() and "State:\tZ" not in Path(f"/proc/{p}/status").read_text()}
+        time.sleep(0.2)
+    return alive
+
+
+@pytest.mark.slow
+def test_killed_experiment_leaves_no_workers_behind(tmp_path):
+    proc, _, workers = _start_extraction(tmp_path)
+    assert len(workers) >= 2  # two extraction workers (and multiprocessing's resource tracker)
+    proc.kill()
+    proc.wait()
+    assert _gone(workers, 30) == set()  # were still computing minutes later
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_extraction_and_keeps_the_cache_valid(tmp_path):
+    proc, cache, workers = _start_extraction(tmp_path)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err and "run again to resume" in err
+    assert _gone(workers, 30) == set()
+    entries = sorted(cache.rglob("*.npz"))
+    time.sleep(2)
+    assert sorted(cache.rglob("*.npz")) == entries  # nothing computes after the stop (it went on for ~45 s)
+    for entry in entries:
+        with np.load(entry) as z:
+            assert z["feats"].shape[1] == 1280
+
+
+@pytest.mark.slow
+def test_full_cache_disk_is_one_line_and_stops(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(cache)], capture_output=True).returncode:
+        pytest.skip("needs root to mount a small tmpfs")
+    try:
+        proc = subprocess.run(_experiment(tmp_path, cache), cwd=ROOT, capture_output=True, text=True, timeout=600,
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    finally:
+        subprocess.run(["umount", str(cache)], check=True)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "cannot write the feature cache: no space left on device" in proc.stderr

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -143,7 +144,26 @@ def crop_views(clip: Path, root: Path, n: int):
 _worker: dict = {}
 
 
-def _init_worker(extractor_path: str, threads: int) -> None:
+class CacheWriteError(Exception):
+    """The feature cache cannot be written (full disk, read-only): every later clip would fail too."""
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: the kernel kills this worker when the process that started it dies, even by SIGKILL
+    (a killed experiment left its workers and the resource tracker computing for minutes)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _init_worker(extractor_path: str, threads: int, parent: int) -> None:
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops the workers
     _worker["extractor"] = Extractor(Path(extractor_path), num_threads=threads)
 
 
@@ -158,7 +178,11 @@ def _compute(clip: Path, root: Path, out: Path, m: int, cap: int, crops: int) ->
     extra = {"times": times} if times is not None and len(times) == cf.n_frames else {}
     np.savez(buf, version=CACHE_VERSION, stamp=_stamp(clip), indices=cf.indices, feats=cf.feats, views=np.stack(cf.views), n_frames=cf.n_frames,
              fps=cf.fps, **extra)
-    write_atomic(out, buf.getvalue())  # an interrupted run never leaves a half-written entry
+    try:
+        write_atomic(out, buf.getvalue())  # an interrupted run never leaves a half-written entry
+    except OSError as exc:
+        raise CacheWriteError(f"{out.parent}: cannot write the feature cache: {(exc.strerror or str(exc)).lower()}; "
+                              "free space and run again (finished clips are kept: the run resumes)") from None
     return str(clip), None
 
 
@@ -189,7 +213,8 @@ def extract_dataset(
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(str(extractor_path), threads)) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(str(extractor_path), threads, os.getpid()))
+    try:
         futures = [pool.submit(_compute, c, root, cache_path(cache_dir, root, c), m, cap, crops) for c in todo]
         for future in as_completed(futures):
             clip, error = future.result()
@@ -197,6 +222,21 @@ def extract_dataset(
                 failures[clip] = error
             if bar:
                 bar.update()
-    if bar:
-        bar.close()
+    except BaseException:  # Ctrl-C, SIGTERM, a full cache disk: stop now, not after the queued clips
+        _stop(pool)
+        raise
+    finally:
+        if bar:
+            bar.close()
+    pool.shutdown()
     return failures
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel queued clips and end the workers; entries already written stay valid (atomic)."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in list((pool._processes or {}).values()):  # no public API ends running workers
+        proc.terminate()
+    for proc in list((pool._processes or {}).values()):
+        proc.join(5)
+
