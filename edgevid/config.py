@@ -41,6 +41,9 @@ class SourceConfig(_Strict):
     realtime: bool = Field(True, description="files: pace at the file's own timestamps (False: as fast as inference allows)")
     loop: bool = Field(False, description="files: start again at the end")
     top_k: int = Field(3, ge=1, le=1000)
+    min_score: float = Field(0.0, ge=0, le=1, description="below this (calibrated) score the top-1 is published as 'unknown'; "
+                             "also the score an event's label must reach (0: always name a label)")
+    events: "EventsConfig" = Field(default_factory=lambda: EventsConfig(), description="event/<id> start/update/end from the predictions")
     open_timeout: float = Field(10.0, gt=0, le=3600)
     read_timeout: float = Field(5.0, gt=0, le=3600)
     stall_timeout: float = Field(5.0, gt=0, le=3600, description="no frame for this long -> reopen")
@@ -87,6 +90,18 @@ class SourceConfig(_Strict):
         if "://" in self.uri:
             return "stream"
         return "file"
+
+
+class EventsConfig(_Strict):
+    """Debounce of a source's action events (see edgevid.events)."""
+
+    enabled: bool = True
+    min_duration: float = Field(1.0, ge=0, le=3600, description="seconds a label stays top-1 above min_score before it starts")
+    end_after: float = Field(1.5, gt=0, le=3600, description="seconds its label is not top-1 with min_score before an event ends")
+    update_interval: float = Field(5.0, gt=0, le=3600, description="seconds between update messages while it lasts")
+
+
+SourceConfig.model_rebuild()
 
 
 @dataclass(frozen=True)
@@ -137,6 +152,39 @@ class PublishConfig(_Strict):
         return self
 
 
+class MetricsConfig(_Strict):
+    """Opt-in Prometheus endpoint (needs the ``metrics`` extra: prometheus_client)."""
+
+    listen: str | None = Field(None, description="host:port to serve /metrics on, e.g. 127.0.0.1:9108 (default: off)")
+
+    @field_validator("listen")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is not None:
+            from .metrics import parse_listen
+
+            parse_listen(v)
+        return v
+
+
+class MqttConfig(_Strict):
+    """Optional MQTT output beside ZeroMQ (needs the ``mqtt`` extra: paho-mqtt); see edgevid.mqtt."""
+
+    host: str = Field(min_length=1, description="broker host name or address")
+    port: int = Field(1883, ge=1, le=65535)
+    topic_prefix: str = Field("edgevid", pattern=r"^[^#+]+$", description="topics are <topic_prefix>/<source>/...")
+    discovery_prefix: str | None = Field("homeassistant", description="Home Assistant discovery prefix ('' or null: no discovery)")
+    binary_sensors: list[str] = Field(default_factory=list, description="labels that get a Home Assistant binary sensor per source")
+    username: str | None = None
+    password: str | None = None
+    tls_ca: Path | None = Field(None, description="CA certificate file: connect with TLS")
+    client_id: str | None = None
+    keepalive: int = Field(30, ge=5, le=3600, description="seconds; the broker sends the last will after 1.5x this without us")
+    queue: int = Field(1000, ge=1, le=1_000_000, description="messages held while the broker is slow or away; more are dropped and counted")
+    reconnect_min: float = Field(1.0, gt=0, le=3600)
+    reconnect_max: float = Field(30.0, gt=0, le=86400)
+
+
 class ModelsConfig(_Strict):
     dir: Path | None = Field(None, description="model directory (default: $EDGEVID_MODEL_DIR or XDG data dir)")
     extractor: Path | None = None
@@ -150,6 +198,8 @@ class DaemonConfig(_Strict):
     sources: list[SourceConfig] = Field(min_length=1)
     publish: PublishConfig = PublishConfig()
     models: ModelsConfig = ModelsConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    mqtt: MqttConfig | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @model_validator(mode="after")
