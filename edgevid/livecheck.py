@@ -17,11 +17,6 @@ from .errors import EdgevidError
 from .messages import Prediction
 
 
-def is_live(uri: str) -> bool:
-    """A camera index, a /dev/video device or a URL: what the daemon reads as a live source."""
-    return SourceConfig(id="x", uri=uri).resolved_kind() in ("camera", "stream")
-
-
 class LiveCheck(Daemon):
     """The daemon with one source, printing its first ``windows`` predictions instead of serving forever."""
 

@@ -239,7 +239,9 @@ def test_config_init_writes_a_config_that_passes_check_and_never_overwrites(tmp_
 def test_packaged_example_config_is_the_documented_one():
     from edgevid.cli import EXAMPLE_CONFIG
 
-    assert EXAMPLE_CONFIG.read_text() == (ROOT / "systemd" / "edgevid.toml").read_text()
+    # `config init` writes the packaged copy; the documented example must not drift from it.
+    assert EXAMPLE_CONFIG.read_text() == (ROOT / "systemd" / "edgevid.toml").read_text(), \
+        "copy systemd/edgevid.toml to edgevid/edgevid.example.toml"
 
 
 def test_json_timings_are_rounded_to_a_tenth_of_a_millisecond(env):

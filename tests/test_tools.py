@@ -166,6 +166,9 @@ def test_experiment_trains_converts_exports_and_checks_on_a_small_dataset(tmp_pa
     # Label order travels with the model: the exported labels are the dataset's class order.
     assert (head / "labels.txt").read_text().split() == report["classes"] == ["golf", "pour", "wave"]
     assert "installed head: top-1" in proc.stdout
+    # Every trained head gets a temperature fitted on validation, and the exported one carries it.
+    chosen = json.loads((head / "manifest.json").read_text())
+    assert chosen["calibration"]["temperature"] > 0 and "validation" in chosen["calibration"]["fit_on"]
     # A reordered label file no longer matches the manifest and is refused.
     labels = head / "labels.txt"
     labels.write_text("pour\ngolf\nwave\n")
