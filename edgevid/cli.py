@@ -186,8 +186,10 @@ def _head_and_extractor(args: argparse.Namespace):
 def cmd_models_info(args: argparse.Namespace) -> int:
     import json
 
+    from .manifest import verify_file
+
     manifest, folder, extractor = _head_and_extractor(args)
-    labels = (folder / manifest.labels.file).read_text(encoding="utf-8").split()
+    labels = verify_file(manifest.labels, folder).read_text(encoding="utf-8").split()  # missing or altered: one line
     if args.json:
         print(json.dumps({"head": str(folder), "manifest": manifest.model_dump(mode="json"), "labels": labels,
                           "extractor_path": str(extractor), "extractor_installed": extractor.is_file()}, indent=1))
