@@ -25,8 +25,8 @@ class LiveCheck(Daemon):
         self.wanted, self.timeout, self.emit = windows, timeout, emit
         self.got = 0
 
-    def _publish_prediction(self, message: Prediction, captured_mono: float) -> None:
-        super()._publish_prediction(message, captured_mono)
+    def _publish_prediction(self, message: Prediction, *rest) -> None:
+        super()._publish_prediction(message, *rest)  # as the daemon publishes it (latency filled in, events)
         if self.got < self.wanted:
             self.got += 1
             self.emit(message)
