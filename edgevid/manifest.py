@@ -52,6 +52,17 @@ class TimeScale(BaseModel):
     clip_duration_s: dict[str, float] = Field(default_factory=dict, description="training clips' duration percentiles (p10, p50, p90)")
 
 
+class Calibration(BaseModel):
+    """Temperature scaling fitted on validation windows: published scores are
+    ``softmax(log(p) / temperature)`` of the head's probabilities ``p`` (same ranking, honest confidence)."""
+
+    model_config = ConfigDict(extra="forbid")
+    temperature: float = Field(gt=0, le=100)
+    fit_on: str = Field("", description="what it was fitted on (validation windows)")
+    ece_before: float | None = Field(None, description="expected calibration error on those windows, uncalibrated")
+    ece_after: float | None = None
+
+
 class Manifest(BaseModel):
     """``manifest.json``: the head, its labels, the features it expects, and where it came from."""
 
@@ -64,6 +75,7 @@ class Manifest(BaseModel):
     feature_dim: int = Field(gt=0)
     timescale: TimeScale | None = Field(None, description="the window the head was trained for (absent: older heads)")
     extractor: ExtractorRef
+    calibration: Calibration | None = Field(None, description="temperature for calibrated scores (absent: raw probabilities)")
     runtimes: list[str] = Field(description="TFLite runtimes the head was checked on")
     trained_on: str = ""
     report: str | None = None

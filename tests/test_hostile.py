@@ -6,6 +6,7 @@ line naming the file, key or variable, with the right exit code. Crash cases run
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -164,11 +165,10 @@ def test_classify_memory_stays_flat_on_a_4k_clip(env, tmp_path):
     """Sampled frames are reduced as they are decoded and the extractor runs in bounded batches:
     a 4K clip took 822 MB (2.8 GB for 10 s); the goal is 300 MB. Memory, not time: no load effect."""
     clip = _x264(tmp_path / "k4.mp4", "3840x2160", "-t", "4")
-    proc = subprocess.Popen(edgevid("classify", str(clip)), env={**os.environ, **env}, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, proc.stderr.read()
-    assert usage.ru_maxrss / 1024 <= 300, f"peak RSS {usage.ru_maxrss / 1024:.0f} MB"
+    from tools.memory import peak_rss_mb
+
+    rss, code, _ = peak_rss_mb(edgevid("classify", str(clip)), {**os.environ, **env})
+    assert code == 0 and rss <= 300, f"exit {code}, peak RSS {rss:.0f} MB"
 
 
 # -- 4. a corrupted extractor ------------------------------------------------------------------------
@@ -262,16 +262,22 @@ def test_models_fetch_into_a_read_only_folder_leaves_nothing(tmp_path):
     assert list(folder.iterdir()) == []
 
 
-def test_models_fetch_onto_a_full_disk_leaves_nothing(tmp_path):
-    folder = tmp_path / "small"
+@contextlib.contextmanager
+def small_disk(folder: Path, size: str):
+    """``folder`` as a tmpfs of ``size`` (a disk that fills up), unmounted afterwards."""
     folder.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True).returncode:
-        pytest.skip("needs root to mount a 1 MB tmpfs")
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True).returncode:
+        pytest.skip("needs root to mount a small tmpfs")
     try:
-        proc = run_cli("models", "fetch", "--from", str(MNV2.parent), "--model-dir", str(folder))
-        left = list(folder.iterdir())
+        yield folder
     finally:
         subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_models_fetch_onto_a_full_disk_leaves_nothing(tmp_path):
+    with small_disk(tmp_path / "small", "1m") as folder:
+        proc = run_cli("models", "fetch", "--from", str(MNV2.parent), "--model-dir", str(folder))
+        left = list(folder.iterdir())
     assert proc.returncode == 1
     one_line_error(proc, "no space left on device")
     assert left == []  # no partial model, no temp file
@@ -511,14 +517,8 @@ def test_ctrl_c_stops_the_extraction_and_keeps_the_cache_valid(tmp_path):
 
 @pytest.mark.slow
 def test_full_cache_disk_is_one_line_and_stops(tmp_path):
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(cache)], capture_output=True).returncode:
-        pytest.skip("needs root to mount a small tmpfs")
-    try:
+    with small_disk(tmp_path / "cache", "64k") as cache:
         proc = subprocess.run(_experiment(tmp_path, cache), cwd=ROOT, capture_output=True, text=True, timeout=600,
                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    finally:
-        subprocess.run(["umount", str(cache)], check=True)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "cannot write the feature cache: no space left on device" in proc.stderr

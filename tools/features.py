@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import sys
 import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ import numpy as np
 from edgevid.capture import frame_times
 from edgevid.errors import EdgevidError
 from edgevid.extractor import Extractor
+from edgevid.pipe import die_with_parent
 from edgevid.pipeline import clip_features
 from edgevid.sampling import clip_duration, sample_indices
 from edgevid.store import write_atomic
@@ -86,13 +88,14 @@ def _stamp(clip: Path) -> np.ndarray:
 
 
 def load_cached(path: Path, clip: Path, crops: int = 0) -> CachedClip | None:
-    """The cached features, or None if absent, unreadable, stale (clip changed since) or short of views."""
+    """The cached features, or None if absent, unreadable, stale (clip changed since) or short of views
+    (``crops``: the mirrored view and this many crops; -1: no views, the original frames only)."""
     try:
         with np.load(path) as z:
             if int(z["version"]) != CACHE_VERSION or not np.array_equal(z["stamp"], _stamp(clip)):
                 return None
             views = z["views"] if "views" in z.files else z["flipped"][None]
-            if len(views) < 1 + crops:
+            if len(views) < 1 + crops:  # crops < 0: the original frames are all that is needed
                 return None
             # Entries written before fps was cached read it from the clip's header (cheap: no decoding).
             fps = float(z["fps"]) if "fps" in z.files else clip_fps(clip)
@@ -148,27 +151,15 @@ class CacheWriteError(Exception):
     """The feature cache cannot be written (full disk, read-only): every later clip would fail too."""
 
 
-def _die_with_parent(parent: int) -> None:
-    """Linux: the kernel kills this worker when the process that started it dies, even by SIGKILL
-    (a killed experiment left its workers and the resource tracker computing for minutes)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-
-
 def _init_worker(extractor_path: str, threads: int, parent: int) -> None:
-    _die_with_parent(parent)
+    die_with_parent(parent)  # a killed experiment left its workers computing for minutes
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops the workers
     _worker["extractor"] = Extractor(Path(extractor_path), num_threads=threads)
 
 
 def _compute(clip: Path, root: Path, out: Path, m: int, cap: int, crops: int) -> tuple[str, str | None]:
-    views = [mirror] + crop_views(clip, root, crops)
+    # crops < 0: no augmentation views at all (test clips: evaluation reads the original frames only).
+    views = [] if crops < 0 else [mirror] + crop_views(clip, root, crops)
     try:
         times = frame_times(clip)  # read once: the frame count for decoding, and cached for windows
         cf = clip_features(_worker["extractor"], clip, None, indices_for=lambda n: cache_indices(n, m, cap), views=views, times=times)
@@ -176,7 +167,7 @@ def _compute(clip: Path, root: Path, out: Path, m: int, cap: int, crops: int) ->
         return str(clip), str(exc)
     buf = io.BytesIO()
     extra = {"times": times} if times is not None and len(times) == cf.n_frames else {}
-    np.savez(buf, version=CACHE_VERSION, stamp=_stamp(clip), indices=cf.indices, feats=cf.feats, views=np.stack(cf.views), n_frames=cf.n_frames,
+    np.savez(buf, version=CACHE_VERSION, stamp=_stamp(clip), indices=cf.indices, feats=cf.feats, views=np.stack(cf.views) if cf.views else np.zeros((0, *cf.feats.shape), np.uint8), n_frames=cf.n_frames,
              fps=cf.fps, **extra)
     try:
         write_atomic(out, buf.getvalue())  # an interrupted run never leaves a half-written entry
@@ -213,16 +204,21 @@ def extract_dataset(
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
+    say = bar.write if bar else (lambda line: print(line, file=sys.stderr, flush=True))
     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(str(extractor_path), threads, os.getpid()))
     try:
         futures = [pool.submit(_compute, c, root, cache_path(cache_dir, root, c), m, cap, crops) for c in todo]
-        for future in as_completed(futures):
+        for done, future in enumerate(as_completed(futures), 1):
             clip, error = future.result()
             if error:
                 failures[clip] = error
+                say(f"failed clip: {error}")  # as it happens, not after the whole pass
             if bar:
                 bar.update()
-    except BaseException:  # Ctrl-C, SIGTERM, a full cache disk: stop now, not after the queued clips
+            if most_failed(len(failures), done):
+                raise ExtractionError(f"stopped: {len(failures)} of the first {done} clips failed (last: {error}); "
+                                      "check the clips and the machine's load, then rerun to resume")
+    except BaseException:  # Ctrl-C, SIGTERM, a full cache disk, most clips failing: stop now, not after the queued clips
         _stop(pool)
         raise
     finally:
@@ -230,6 +226,15 @@ def extract_dataset(
             bar.close()
     pool.shutdown()
     return failures
+
+
+class ExtractionError(EdgevidError):
+    """Most clips fail: something is wrong beyond single bad files (codec, memory, a load spike)."""
+
+
+def most_failed(failed: int, done: int, at_least: int = 8) -> bool:
+    """More than half of the clips tried so far failed, once enough were tried to tell."""
+    return done >= at_least and failed * 2 > done
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
