@@ -6,6 +6,7 @@ libseccomp, default action kill, as systemd does)."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,11 +37,11 @@ def env(model_dir):
 
 
 def test_unit_filter_is_an_allow_list_without_the_dangerous_groups():
-    """What the unit says is what we load: @system-service minus @privileged etc., plus the two
-    calls the service needs back from @resources."""
+    """What the unit says is what we load: @system-service minus @privileged etc., plus the three
+    calls the service and its camera command need back from @resources."""
     allow, names = unit_seccomp.resolve(unit_seccomp.filter_lines(UNIT), unit_seccomp.systemd_groups())
     assert allow
-    assert {"read", "openat", "execve", "mbind", "sched_setscheduler"} <= names
+    assert {"read", "openat", "execve", "mbind", "sched_setscheduler", "set_mempolicy"} <= names
     assert not names & {"setrlimit", "sched_setaffinity", "mount", "reboot", "ptrace", "setuid", "init_module"}
 
 
@@ -82,6 +83,32 @@ def test_daemon_serves_predictions_under_the_unit_filter(tmp_path, env):
     preds = [m for _, m in msgs if m["type"] == "prediction"]
     seqs = [p["seq"] for p in preds]
     assert len(preds) >= 3 and seqs == list(range(seqs[0], seqs[0] + len(seqs))) and "Traceback" not in err
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
+def test_pipe_source_runs_under_the_unit_filter(tmp_path, env):
+    """A camera command as a pipe source (what rpicam-vid is on a Pi; ffmpeg playing a real clip
+    here): the child inherits the unit's filter, and frames still become predictions."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    command = f"ffmpeg -hide_banner -loglevel error -re -stream_loop -1 -i {CLIP} -vf scale=320:240 -f rawvideo -pix_fmt yuv420p -"
+    config = write_config(tmp_path / "edgevid.toml", endpoint, [
+        {"id": "pipe0", "kind": "pipe", "uri": command, "pixel_format": "yuv420p", "width": 320, "height": 240, "fps": 25},
+    ])
+    sub = Subscriber(endpoint)
+    proc = subprocess.Popen(
+        _under_unit(sys.executable, "-m", "edgevid", "run", "--config", str(config)),
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        msgs = sub.until(lambda got: proc.poll() is not None or sum(m["type"] == "prediction" for _, m in got) >= 2, timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        sub.close()
+    assert proc.returncode == 0, f"rc {proc.returncode} (-31 is SIGSYS: a call the unit denies)\n{err[-2000:]}"
+    preds = [m for _, m in msgs if m["type"] == "prediction" and m["source"] == "pipe0"]
+    assert len(preds) >= 2, err[-2000:]
 
 
 def test_unit_leaves_proc_cpuinfo_visible():
