@@ -30,6 +30,13 @@ def test_jhmdb_split1_accounts_for_every_clip():
     remapped = [p for p in ds.problems if "listed as" in p]
     assert len(remapped) == 6 and any("LearnToShootFromTheMaster" in p for p in remapped)
     assert not {i.group for i in ds.train} & {i.group for i in ds.val}  # validation holds out whole sources
+    # A source video is one group whatever the action, so it never straddles train and validation.
+    assert group_of(JHMDB / "catch" / "Faith_Rewarded_catch_f_cm_np1_fr_med_10.avi") == "Faith_Rewarded"
+    assert group_of(JHMDB / "swing_baseball" / "Faith_Rewarded_swing_baseball_f_nm_np1_ba_bad_22.avi") == "Faith_Rewarded"
+    sources = [{i.group for i in part} for part in (ds.train, ds.val)]
+    assert len(ds.val) == 121 and not sources[0] & sources[1]
+    # The official split itself keeps sources apart only within an action: 58 of 259 test clips share one with training.
+    assert sum(i.group in sources[0] | sources[1] for i in ds.test) == 58
 
 
 @pytest.mark.parametrize("split", [2, 3])
