@@ -22,7 +22,7 @@ from edgevid.extractor import Extractor
 from edgevid.manifest import ExtractorRef, FileRef, Manifest, TimeScale, sha256_file
 from edgevid.store import EXTRACTORS, write_atomic
 
-from .convert import agreement, op_versions, run_tflite, to_tflite
+from .convert import agreement, op_versions, run_tflite, runtime_used, to_tflite
 from .datasets import Dataset, DatasetError, read_folders, read_jhmdb, read_ucf101
 from .evaluate import evaluate, plot_confusion
 from .features import cache_path, extract_dataset, load_cached
@@ -88,6 +88,7 @@ def run(args: argparse.Namespace) -> dict:
         "frames": m, "timescale": timescale, "daemon_hop_s": ws_daemon.hop_s,
         "counts": {"train": len(tr), "val": len(va), "test": len(te)}, "problems": ds.problems,
         "failed_clips": failures, "feature_seconds": feature_seconds, "seed": args.seed, "heads": {},
+        "runtime": runtime_used(),  # what the conversion check (and --export's classify check) ran on
         "command": " ".join([Path(sys.executable).name, "-m", "tools.experiment", *sys.argv[1:]]),
     }
     n_agree = min(100, len(x_va))
@@ -200,10 +201,12 @@ def export_head(results: dict, run_dir: Path, name: str, target: Path, extractor
         frames=results["frames"],
         feature_dim=extractor.feature_dim,
         timescale=TimeScale(**results["timescale"]) if "timescale" in results else None,
-        extractor=ExtractorRef(name=known.name if known else extractor_path.stem,
-                               sha256=sorted(known.sha256) if known else [extractor.sha256],
+        # Only the extractor file whose features the head was trained and checked on: another file
+        # of the same name (e.g. a different conversion) is accepted only once it is measured.
+        extractor=ExtractorRef(name=known.name if known else extractor_path.stem, sha256=[extractor.sha256],
                                feature_tensor=extractor.feature_tensor, feature_dim=extractor.feature_dim),
-        runtimes=["ai-edge-litert", "tflite-runtime>=2.3 (FULLY_CONNECTED v9, per-tensor dynamic-range weights)"],
+        # The runtime the conversion check and the classify check ran on (name and version), not a hope.
+        runtimes=[results.get("runtime") or runtime_used()],
         trained_on=f"{results['dataset']} ({results['counts']['train']} train / {results['counts']['val']} val clips)",
         report="report.md",
         metrics={"top1": test["top1"], "top5": test["top5"], "macro_f1": test["macro_f1"], "test_clips": test["n"],
