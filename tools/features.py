@@ -25,11 +25,13 @@ import numpy as np
 from edgevid.capture import frame_times
 from edgevid.errors import EdgevidError
 from edgevid.extractor import Extractor
+from edgevid.motion import MotionEstimator, MotionSpec
 from edgevid.pipeline import clip_features
 from edgevid.sampling import clip_duration, sample_indices
 from edgevid.store import write_atomic
 
 CACHE_VERSION = 1
+MOTION_CACHE_VERSION = 1
 
 
 @dataclass
@@ -67,6 +69,83 @@ class CachedClip:
         left = np.clip(pos - 1, 0, len(self.indices) - 1)
         pos = np.where(np.abs(self.indices[left] - frames) < np.abs(self.indices[pos] - frames), left, pos)
         return (self.feats if view is None else self.views[view])[pos]
+
+
+def with_motion(clip: CachedClip, motion: "CachedMotion", quant) -> CachedClip:
+    """The clip as a head reading both streams sees it: float32 ``[K, D + DIM]`` per frame, the
+    dequantized features then the motion descriptor (the mirrored view with the mirrored frames'
+    motion); ``quant`` passes such float rows through."""
+    if not np.array_equal(clip.indices, motion.indices):
+        raise ValueError("motion and appearance caches hold different frames (stale entry?)")
+    feats = np.concatenate([quant(clip.feats), motion.motion], axis=1)
+    views = np.stack([np.concatenate([quant(clip.views[0]), motion.views[0]], axis=1)])
+    return CachedClip(clip.indices, feats, views, clip.n_frames, clip.fps, clip.times)
+
+
+@dataclass
+class CachedMotion:
+    indices: np.ndarray  # the same frames as the appearance cache
+    motion: np.ndarray  # float32 [K, DIM]
+    views: np.ndarray  # float32 [1, K, DIM]: the mirrored frames' motion
+
+
+def motion_cache_dir(cache_root: Path, spec: MotionSpec) -> Path:
+    """Motion descriptors live beside the appearance features, one folder per flow method and size."""
+    return Path(cache_root) / "motion" / spec.id
+
+
+def load_motion(path: Path, clip: Path) -> CachedMotion | None:
+    """The cached motion stream, or None if absent, unreadable or stale."""
+    try:
+        with np.load(path) as z:
+            if int(z["version"]) != MOTION_CACHE_VERSION or not np.array_equal(z["stamp"], _stamp(clip)):
+                return None
+            return CachedMotion(z["indices"], z["motion"], z["views"])
+    except (OSError, KeyError, ValueError, EOFError):
+        return None
+
+
+def _compute_motion(clip: Path, out: Path, m: int, cap: int, spec_json: str) -> tuple[str, str | None]:
+    spec = MotionSpec.model_validate_json(spec_json)
+    try:
+        times = frame_times(clip)
+        cf = clip_features(None, clip, None, indices_for=lambda n: cache_indices(n, m, cap), views=[mirror], times=times,
+                           motion=MotionEstimator(spec))
+    except EdgevidError as exc:
+        return str(clip), str(exc)
+    buf = io.BytesIO()
+    np.savez(buf, version=MOTION_CACHE_VERSION, stamp=_stamp(clip), indices=cf.indices, motion=cf.motion, views=np.stack(cf.motion_views))
+    write_atomic(out, buf.getvalue())
+    return str(clip), None
+
+
+def extract_motion(clips: list[Path], root: Path, cache_dir: Path, spec: MotionSpec, *, m: int = 25, cap: int = 64,
+                   workers: int | None = None, progress: bool = True) -> dict[str, str]:
+    """Fill the motion cache (``cache_dir`` = :func:`motion_cache_dir`) with the same frames as the
+    appearance cache, through ``edgevid.pipeline.clip_features``; a rerun resumes. Returns failures."""
+    todo = [c for c in clips if load_motion(cache_path(cache_dir, root, c), c) is None]
+    failures: dict[str, str] = {}
+    if not todo:
+        return failures
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), desc=f"motion {spec.id}", unit="clip")
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers or os.cpu_count() or 1, mp_context=ctx) as pool:
+        futures = [pool.submit(_compute_motion, c, cache_path(cache_dir, root, c), m, cap, spec.model_dump_json()) for c in todo]
+        for future in as_completed(futures):
+            clip, error = future.result()
+            if error:
+                failures[clip] = error
+            if bar:
+                bar.update()
+    if bar:
+        bar.close()
+    return failures
 
 
 def cache_indices(n_frames: int, m: int, cap: int) -> np.ndarray:

@@ -25,6 +25,8 @@ class HeadSpec:
     members: int = 1  # an ensemble of independently trained (seeded) copies, probabilities averaged
     crops: int = 0  # random-crop views of each training clip added to the mirrored one
     dropout: float = 0.5
+    motion: bool = False  # reads the motion stream too: per frame, features then the motion descriptor
+    late: bool = False  # late fusion: one branch per stream, their logits summed (else one input, concatenated)
 
     @property
     def description(self) -> str:
@@ -32,6 +34,8 @@ class HeadSpec:
         extras = [x for x, on in (("input standardization", self.normalize), ("mean over time", self.pool)) if on]
         if self.crops:
             extras.append(f"{self.crops} crop views")
+        if self.motion:
+            extras.append("+ motion, late fusion" if self.late else "+ motion, concatenated")
         if self.members > 1:
             extras.append(f"ensemble of {self.members}")
         return what + (f" ({', '.join(extras)})" if extras else "")
@@ -50,11 +54,52 @@ SPECS = {
         HeadSpec("gru128nc", "gru", 128, 1e-3, normalize=True, pool=True, crops=4),
         HeadSpec("gru128nc_x5", "gru", 128, 1e-3, normalize=True, pool=True, crops=4, members=5),
         HeadSpec("framec", "frame", 512, 1e-3, crops=4),
+        # With the motion stream (per-stream standardization folded in, then concatenated or late-fused).
+        HeadSpec("frame_m", "frame", 512, 1e-3, normalize=True, motion=True),
+        HeadSpec("lstm1280_m", "lstm", 1280, 1e-4, normalize=True, motion=True),
+        HeadSpec("gru1280_m", "gru", 1280, 1e-4, normalize=True, motion=True),
+        HeadSpec("gru128n_m", "gru", 128, 1e-3, normalize=True, pool=True, motion=True),
+        HeadSpec("gru128n_m_x5", "gru", 128, 1e-3, normalize=True, pool=True, motion=True, members=5),
+        HeadSpec("gru128n_late", "gru", 128, 1e-3, normalize=True, pool=True, motion=True, late=True),
+        HeadSpec("gru128n_late_x5", "gru", 128, 1e-3, normalize=True, pool=True, motion=True, late=True, members=5),
+        HeadSpec("frame_late", "frame", 512, 1e-3, normalize=True, motion=True, late=True),
     )
 }
 
 
+def _branch(spec: HeadSpec, x, classes: int, drop: float, export: bool):
+    """One stream's path to class logits: the recurrent or per-frame MLP head of ``spec``."""
+    from keras import layers
+
+    if spec.kind in ("gru", "lstm"):
+        rnn = layers.GRU if spec.kind == "gru" else layers.LSTM
+        x = rnn(spec.hidden, dropout=drop, return_sequences=spec.pool)(x)
+        if spec.pool:
+            x = layers.GlobalAveragePooling1D()(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.Dense(spec.dense)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.LeakyReLU(negative_slope=0.3)(x)
+        if not export:
+            x = layers.Dropout(drop)(x)
+        return layers.Dense(classes)(x)
+    if spec.kind == "frame":
+        if not export:
+            x = layers.Dropout(drop)(x)
+        x = layers.Dense(spec.hidden)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.LeakyReLU(negative_slope=0.3)(x)
+        if not export:
+            x = layers.Dropout(drop)(x)
+        x = layers.Dense(classes)(x)
+        return layers.GlobalAveragePooling1D()(x)  # mean of per-frame logits
+    raise ValueError(f"unknown head kind {spec.kind!r}")
+
+
 def _member(spec: HeadSpec, frames: int, dim: int, classes: int, export: bool, norm):
+    """A late-fusion head splits each frame's input into the features and the motion descriptor
+    (the last ``edgevid.motion.DIM`` values)."""
+    from edgevid.motion import DIM
     import keras
     from keras import layers
 
@@ -64,36 +109,15 @@ def _member(spec: HeadSpec, frames: int, dim: int, classes: int, export: bool, n
     if spec.normalize:
         mean, std = norm
         x = layers.Normalization(mean=mean, variance=np.square(std))(x)
-
-    def top(x):
-        x = layers.BatchNormalization()(x)
-        x = layers.Dense(spec.dense)(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.LeakyReLU(negative_slope=0.3)(x)
-        if not export:
-            x = layers.Dropout(drop)(x)
-        return x
-
-    if spec.kind in ("gru", "lstm"):
-        rnn = layers.GRU if spec.kind == "gru" else layers.LSTM
-        x = rnn(spec.hidden, dropout=drop, return_sequences=spec.pool)(x)
-        if spec.pool:
-            x = layers.GlobalAveragePooling1D()(x)
-        x = top(x)
-        outputs = layers.Dense(classes, activation="softmax", name="probs")(x)
-    elif spec.kind == "frame":
-        if not export:
-            x = layers.Dropout(drop)(x)
-        x = layers.Dense(spec.hidden)(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.LeakyReLU(negative_slope=0.3)(x)
-        if not export:
-            x = layers.Dropout(drop)(x)
-        x = layers.Dense(classes)(x)
-        x = layers.GlobalAveragePooling1D()(x)  # mean of per-frame logits
-        outputs = layers.Softmax(name="probs")(x)
+    if spec.late:
+        split = dim - DIM
+        appearance = layers.Lambda(lambda t: t[:, :, :split], name="appearance")(x)
+        motion = layers.Lambda(lambda t: t[:, :, split:], name="motion")(x)
+        small = HeadSpec(spec.name, spec.kind, min(spec.hidden, 64), spec.lr, dense=128, pool=spec.pool, dropout=spec.dropout)
+        logits = layers.Add()([_branch(spec, appearance, classes, drop, export), _branch(small, motion, classes, drop, export)])
     else:
-        raise ValueError(f"unknown head kind {spec.kind!r}")
+        logits = _branch(spec, x, classes, drop, export)
+    outputs = layers.Softmax(name="probs")(logits)
     return keras.Model(inputs, outputs)
 
 
