@@ -34,10 +34,10 @@ from .train import Quant, predict_members, save_history, train_members, window_s
 
 def load_dataset(args: argparse.Namespace) -> Dataset:
     if args.dataset == "jhmdb":
-        return read_jhmdb(args.data, args.splits, args.split, seed=args.seed)
+        return read_jhmdb(args.data, args.splits, args.split, seed=args.val_seed)
     if args.dataset == "ucf101":
-        return read_ucf101(args.data, args.splits, args.split, seed=args.seed)
-    return read_folders(args.data, seed=args.seed)
+        return read_ucf101(args.data, args.splits, args.split, seed=args.val_seed)
+    return read_folders(args.data, seed=args.val_seed)
 
 
 def _fmt(x: float) -> str:
@@ -284,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="motion stream for heads that read it (*_m, *_late): METHOD-WxH, METHOD dis_ultrafast, dis_fast or farneback")
     p.add_argument("--cache", type=Path, help="feature cache folder (default cache/features/<extractor id>)")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="training seed (members use seed, seed+1, ...)")
+    p.add_argument("--val-seed", type=int, default=0, help="seed of the validation hold-out (kept fixed when comparing training seeds)")
     p.add_argument("--max-epochs", type=int, default=80)
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--no-augment", action="store_true", help="train on the deploy sample only (the study's setting)")
