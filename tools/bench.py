@@ -6,7 +6,8 @@
 2. the floor (bare decode + 25 bare extractor invokes + 1 head invoke) and ``classify`` / floor;
 3. a plain reference implementation of the study's inference path, and our speed-up over it;
 4. ai-edge-litert vs tflite-runtime (``--other-python`` names an interpreter that has it);
-5. the daemon: extractor invokes per prediction, capture-to-publish latency, CPU per prediction, RSS.
+5. the daemon: extractor invokes per prediction, capture-to-publish latency, CPU per prediction, RSS;
+6. the motion stream per sampled frame beside the extractor's, as ``classify`` and the daemon pay it.
 
 Absolute times drift on a shared machine; compare the ratios, which come from the same run.
 """
@@ -244,6 +245,50 @@ def daemon_costs(clip: Path, seconds: float, head_dir: Path | None = None) -> di
     }
 
 
+def motion_costs(clips: list[Path], specs: list[str], head_dir: Path) -> dict:
+    """6: the motion stream's cost per sampled frame against the extractor's, in one run.
+
+    classify: ``clip_features`` timings for the M slots of a clip (motion_ms vs extract_ms, both
+    over the same sampled frames; motion includes shrinking the frame and its predecessor to grey).
+    daemon: a source shrinks every decoded frame to grey (the next frame's predecessor) and the
+    worker describes each sampled pair; per sampled frame that is one descriptor plus the grey
+    images of the decoded frames per slot (fps x slot period), against the extractor run in the
+    daemon's batches (2 threads, batch of 4)."""
+    from edgevid.motion import MotionEstimator, parse_spec
+    from edgevid.pipeline import clip_features
+
+    head = Head(head_dir)
+    ex2 = Extractor(MNV2, num_threads=2)
+    slot_s = (head.manifest.timescale.window_s if head.manifest.timescale else 1.2) / head.frames
+    out: dict = {"head": head.manifest.name, "head_motion": head.motion.id if head.motion else None, "specs": {}}
+    for text in specs:
+        est = MotionEstimator(parse_spec(text))
+        rows = []
+        for clip in clips:
+            clip_features(ex2, clip, head.frames, motion=est)  # warm
+            runs = [clip_features(ex2, clip, head.frames, motion=est).timings for _ in range(3)]
+            c = read_clip(clip, None)
+            frames = c.frames
+            idx = sample_indices(len(frames), head.frames)
+            per_decoded = len(frames) / max(1e-9, c.n_frames / (c.fps or 30.0)) * slot_s  # decoded frames per slot
+            grey_ms = _ms(lambda: [est.grey(f) for f in frames[:10]], 3) / min(10, len(frames))
+            greys = [est.grey(f) for f in frames]
+            describe_ms = _ms(lambda: [est.describe(greys[i - 1] if i else None, greys[i]) for i in idx], 3) / len(idx)
+            batch = ex2.preprocess([frames[i] for i in idx[:4]])
+            extract_ms = _ms(lambda: ex2.extract(batch), 3) / len(batch)
+            rows.append({
+                "classify_motion_ms_per_frame": statistics.median(t.motion_ms for t in runs) / head.frames,
+                "classify_extract_ms_per_frame": statistics.median(t.extract_ms for t in runs) / head.frames,
+                "daemon_motion_ms_per_sampled_frame": describe_ms + grey_ms * max(1.0, per_decoded),
+                "daemon_extract_ms_per_frame": extract_ms,
+            })
+        row = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+        row["classify_motion_over_extract"] = statistics.median(r["classify_motion_ms_per_frame"] / r["classify_extract_ms_per_frame"] for r in rows)
+        row["daemon_motion_over_extract"] = statistics.median(r["daemon_motion_ms_per_sampled_frame"] / r["daemon_extract_ms_per_frame"] for r in rows)
+        out["specs"][text] = row
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n")[0])
     p.add_argument("--clips", type=int, default=9)
@@ -252,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="float GRU-1280 TFLite for the reference path (from tools.experiment)")
     p.add_argument("--other-python", help="an interpreter with tflite-runtime installed, for the runtime comparison")
     p.add_argument("--daemon-seconds", type=float, default=60)
+    p.add_argument("--motion", default="dis_ultrafast-80x60,dis_ultrafast-160x120,dis_fast-160x120,farneback-80x60,farneback-160x120",
+                   help="motion streams to cost (6), comma-separated METHOD-WxH; empty: skip")
     p.add_argument("--out", type=Path, help="write the results as JSON here")
     args = p.parse_args(argv)
     head_dir = args.head or default_head_dir()
@@ -274,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.daemon_seconds > 0:
         print(f"5. daemon for {args.daemon_seconds:g} s ...", flush=True)
         results["daemon"] = daemon_costs(clips[0], args.daemon_seconds, args.head)
+    if args.motion:
+        print("6. motion stream ...", flush=True)
+        results["motion"] = motion_costs(clips, args.motion.split(","), head_dir)
     print(json.dumps(results, indent=1))
     if args.out:
         args.out.write_text(json.dumps(results, indent=1) + "\n")
