@@ -124,20 +124,24 @@ def extract_motion(clips: list[Path], root: Path, cache_dir: Path, spec: MotionS
     """Fill the motion cache (``cache_dir`` = :func:`motion_cache_dir`) with the same frames as the
     appearance cache, through ``edgevid.pipeline.clip_features``; a rerun resumes. Returns failures."""
     todo = [c for c in clips if load_motion(cache_path(cache_dir, root, c), c) is None]
-    failures: dict[str, str] = {}
     if not todo:
-        return failures
+        return {}
+    return _pool_run(todo, f"motion {spec.id}", progress, workers or os.cpu_count() or 1, {},
+                     lambda pool, c: pool.submit(_compute_motion, c, cache_path(cache_dir, root, c), m, cap, spec.model_dump_json()))
+
+
+def _pool_run(todo: list[Path], desc: str, progress: bool, workers: int, pool_kw: dict, submit) -> dict[str, str]:
+    """Run ``submit(pool, clip)`` for every clip in spawned worker processes; return failures."""
+    import multiprocessing
+
+    failures: dict[str, str] = {}
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(todo), desc=f"motion {spec.id}", unit="clip")
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers or os.cpu_count() or 1, mp_context=ctx) as pool:
-        futures = [pool.submit(_compute_motion, c, cache_path(cache_dir, root, c), m, cap, spec.model_dump_json()) for c in todo]
-        for future in as_completed(futures):
+        bar = tqdm(total=len(todo), desc=desc, unit="clip")
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), **pool_kw) as pool:
+        for future in as_completed([submit(pool, c) for c in todo]):
             clip, error = future.result()
             if error:
                 failures[clip] = error
@@ -255,27 +259,9 @@ def extract_dataset(
 ) -> dict[str, str]:
     """Fill the cache for ``clips`` (skipping fresh entries: a rerun resumes); return failures."""
     todo = [c for c in clips if load_cached(cache_path(cache_dir, root, c), c, crops) is None]
-    failures: dict[str, str] = {}
     if not todo:
-        return failures
+        return {}
     workers = workers or os.cpu_count() or 1
     threads = max(1, (os.cpu_count() or 1) // workers)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(todo), desc="features", unit="clip")
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(str(extractor_path), threads)) as pool:
-        futures = [pool.submit(_compute, c, root, cache_path(cache_dir, root, c), m, cap, crops) for c in todo]
-        for future in as_completed(futures):
-            clip, error = future.result()
-            if error:
-                failures[clip] = error
-            if bar:
-                bar.update()
-    if bar:
-        bar.close()
-    return failures
+    return _pool_run(todo, "features", progress, workers, {"initializer": _init_worker, "initargs": (str(extractor_path), threads)},
+                     lambda pool, c: pool.submit(_compute, c, root, cache_path(cache_dir, root, c), m, cap, crops))

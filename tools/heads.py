@@ -16,7 +16,7 @@ import numpy as np
 @dataclass(frozen=True)
 class HeadSpec:
     name: str
-    kind: str  # "gru", "lstm" or "frame"
+    kind: str  # "gru", "lstm", "frame" or "stats" (mean and std of each input over the window, then an MLP)
     hidden: int  # recurrent units (or the per-frame MLP width for "frame")
     lr: float
     dense: int = 512
@@ -30,7 +30,8 @@ class HeadSpec:
 
     @property
     def description(self) -> str:
-        what = {"gru": f"GRU-{self.hidden}", "lstm": f"LSTM-{self.hidden}", "frame": f"single-frame MLP-{self.hidden}"}[self.kind]
+        what = {"gru": f"GRU-{self.hidden}", "lstm": f"LSTM-{self.hidden}", "frame": f"single-frame MLP-{self.hidden}",
+                "stats": f"mean+std over time, MLP-{self.hidden}"}[self.kind]
         extras = [x for x, on in (("input standardization", self.normalize), ("mean over time", self.pool)) if on]
         if self.crops:
             extras.append(f"{self.crops} crop views")
@@ -63,8 +64,23 @@ SPECS = {
         HeadSpec("gru128n_late", "gru", 128, 1e-3, normalize=True, pool=True, motion=True, late=True),
         HeadSpec("gru128n_late_x5", "gru", 128, 1e-3, normalize=True, pool=True, motion=True, late=True, members=5),
         HeadSpec("frame_late", "frame", 512, 1e-3, normalize=True, motion=True, late=True),
+        HeadSpec("stats", "stats", 256, 1e-3, normalize=True),
+        HeadSpec("stats_m", "stats", 256, 1e-3, normalize=True, motion=True),
+        HeadSpec("stats_m_x5", "stats", 256, 1e-3, normalize=True, motion=True, members=5),
     )
 }
+
+
+def _mlp(x, hidden: int, drop: float, export: bool):
+    """Dropout -> Dense -> BN -> LeakyReLU 0.3 -> Dropout (no Dropout layers in an export twin)."""
+    from keras import layers
+
+    if not export:
+        x = layers.Dropout(drop)(x)
+    x = layers.Dense(hidden)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.LeakyReLU(negative_slope=0.3)(x)
+    return x if export else layers.Dropout(drop)(x)
 
 
 def _branch(spec: HeadSpec, x, classes: int, drop: float, export: bool):
@@ -84,15 +100,15 @@ def _branch(spec: HeadSpec, x, classes: int, drop: float, export: bool):
             x = layers.Dropout(drop)(x)
         return layers.Dense(classes)(x)
     if spec.kind == "frame":
-        if not export:
-            x = layers.Dropout(drop)(x)
-        x = layers.Dense(spec.hidden)(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.LeakyReLU(negative_slope=0.3)(x)
-        if not export:
-            x = layers.Dropout(drop)(x)
-        x = layers.Dense(classes)(x)
+        x = layers.Dense(classes)(_mlp(x, spec.hidden, drop, export))
         return layers.GlobalAveragePooling1D()(x)  # mean of per-frame logits
+    if spec.kind == "stats":
+        from keras import ops
+
+        mean = layers.GlobalAveragePooling1D()(x)
+        square = layers.GlobalAveragePooling1D()(layers.Lambda(lambda t: t * t)(x))
+        std = layers.Lambda(lambda ab: ops.sqrt(ops.maximum(ab[1] - ab[0] * ab[0], 0.0) + 1e-6))([mean, square])
+        return layers.Dense(classes)(_mlp(layers.Concatenate()([mean, std]), spec.hidden, drop, export))
     raise ValueError(f"unknown head kind {spec.kind!r}")
 
 
