@@ -261,6 +261,15 @@ def motion_costs(clips: list[Path], specs: list[str], head_dir: Path) -> dict:
     ex2 = Extractor(MNV2, num_threads=2)
     slot_s = (head.manifest.timescale.window_s if head.manifest.timescale else 1.2) / head.frames
     out: dict = {"head": head.manifest.name, "head_motion": head.motion.id if head.motion else None, "specs": {}}
+    # The head itself, one window of its real inputs (both streams when it reads motion).
+    own = MotionEstimator(head.motion) if head.motion is not None else None
+    head_ms = []
+    for clip in clips:
+        cf = clip_features(ex2, clip, head.frames, motion=own)
+        x = head.inputs(ex2.dequantize(cf.feats), cf.motion)
+        head.predict(x)
+        head_ms.append(_ms(lambda: head.predict(x), 20))
+    out["head_ms_per_window"] = statistics.median(head_ms)
     for text in specs:
         est = MotionEstimator(parse_spec(text))
         rows = []
@@ -299,11 +308,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--daemon-seconds", type=float, default=60)
     p.add_argument("--motion", default="dis_ultrafast-80x60,dis_ultrafast-160x120,dis_fast-160x120,farneback-80x60,farneback-160x120",
                    help="motion streams to cost (6), comma-separated METHOD-WxH; empty: skip")
+    p.add_argument("--motion-only", action="store_true", help="run section 6 alone")
     p.add_argument("--out", type=Path, help="write the results as JSON here")
     args = p.parse_args(argv)
     head_dir = args.head or default_head_dir()
     clips = bench_clips(args.clips)
     results: dict = {"machine": {"cpus": os.cpu_count(), "runtime": backend()[0], "python": sys.version.split()[0]}}
+    if args.motion_only:
+        args.daemon_seconds = 0
+    else:
+        run_sections_1_to_4(results, clips, head_dir, args)
+    if args.daemon_seconds > 0:
+        print(f"5. daemon for {args.daemon_seconds:g} s ...", flush=True)
+        results["daemon"] = daemon_costs(clips[0], args.daemon_seconds, args.head)
+    if args.motion:
+        print("6. motion stream ...", flush=True)
+        results["motion"] = motion_costs(clips, args.motion.split(","), head_dir)
+    print(json.dumps(results, indent=1))
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+def run_sections_1_to_4(results: dict, clips: list[Path], head_dir: Path, args: argparse.Namespace) -> None:
     print(f"1-2. stage costs on {len(clips)} clips ...", flush=True)
     results["stages"] = stage_costs(clips, head_dir)
     reference_head = args.reference_head
@@ -318,16 +345,6 @@ def main(argv: list[str] | None = None) -> int:
     print("4. runtimes ...", flush=True)
     heads = {"shipped head": Path(head_dir) / "head.tflite", "GRU-1280 float": reference_head}
     results["runtimes"] = runtime_comparison(args.other_python, heads)
-    if args.daemon_seconds > 0:
-        print(f"5. daemon for {args.daemon_seconds:g} s ...", flush=True)
-        results["daemon"] = daemon_costs(clips[0], args.daemon_seconds, args.head)
-    if args.motion:
-        print("6. motion stream ...", flush=True)
-        results["motion"] = motion_costs(clips, args.motion.split(","), head_dir)
-    print(json.dumps(results, indent=1))
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=1) + "\n")
-    return 0
 
 
 if __name__ == "__main__":
