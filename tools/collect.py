@@ -44,6 +44,19 @@ def render(table: list[dict]) -> str:
     for r in table:
         lines.append(f"| {r['run']} | {r['dataset']} | {r['head']} | {r['motion'] or '–'} | {r['seed']} | {pct(r['val_top1'])} | "
                      f"{pct(r['test_top1'])} | {pct(r['test_top5'])} | {r['test_macro_f1']:.3f} | {pct(r['window_top1'])} |")
+    datasets = sorted({r["dataset"] for r in table})
+    if len(datasets) > 1:  # the same heads over several splits: test (and validation) top-1 per split and the mean
+        heads = list(dict.fromkeys(r["head"] for r in table))
+        lines += ["", "| head | " + " | ".join(f"{d} test (val)" for d in datasets) + " | mean test | mean val |",
+                  "|---|" + "---|" * (len(datasets) + 2)]
+        for h in heads:
+            cells = {r["dataset"]: r for r in table if r["head"] == h}
+            if len(cells) != len(datasets):
+                continue  # not run on every split
+            tests = [cells[d]["test_top1"] for d in datasets]
+            vals = [cells[d]["val_top1"] for d in datasets]
+            lines.append(f"| {h} | " + " | ".join(f"{pct(t)} ({pct(v)})" for t, v in zip(tests, vals)) +
+                         f" | {pct(sum(tests) / len(tests))} | {pct(sum(vals) / len(vals))} |")
     lines += ["", "Commands:", ""] + sorted({f"- `{r['command']}`" for r in table})
     return "\n".join(lines) + "\n"
 
@@ -85,6 +98,10 @@ def export_best(table: list[dict], args: argparse.Namespace) -> int:
     run = next(d for d in args.runs if d.name == best["run"])
     print(f"exporting {best['head']} from {run} (validation top-1 {100 * best['val_top1']:.1f} %) to {args.export}")
     results = json.loads((run / "report.json").read_text())
+    if not (run / "report.md").is_file():  # a run stopped after this head: its report from what it finished
+        from .experiment import render_markdown
+
+        write_atomic(run / "report.md", render_markdown(results).encode())
     manifest = export_head(results, run, best["head"], args.export, args.extractor)
     split = int(best["dataset"].rsplit("split", 1)[1])
     got = check_exported(args.export, args.extractor, read_jhmdb(args.data, args.splits, split), manifest.metrics["top1"])
