@@ -4,7 +4,7 @@ top-1 (what is reported), per run and head, with the runs' commands.
     python -m tools.collect runs/select/*-s? --out experiments/jhmdb-split1-motion-select
 
 ``--export DIR`` installs the head with the highest validation top-1 over all the collected runs
-(one dataset split; ties: the first listed) and checks it through ``edgevid classify`` on the test
+(one dataset split; a tie goes to the head with fewer parameters) and checks it through ``edgevid classify`` on the test
 clips, as ``tools.experiment --export`` does within one run.
 """
 
@@ -94,7 +94,7 @@ def export_best(table: list[dict], args: argparse.Namespace) -> int:
     if len(datasets) != 1:
         print(f"error: --export needs runs of one dataset split, got {sorted(datasets)}", file=sys.stderr)
         return 2
-    best = max(table, key=lambda r: r["val_top1"])  # validation only: test chose nothing
+    best = max(table, key=lambda r: (r["val_top1"], -r["params"]))  # validation only (ties: the smaller head); test chose nothing
     run = next(d for d in args.runs if d.name == best["run"])
     print(f"exporting {best['head']} from {run} (validation top-1 {100 * best['val_top1']:.1f} %) to {args.export}")
     results = json.loads((run / "report.json").read_text())
