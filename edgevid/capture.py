@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -30,19 +32,73 @@ class Clip:
     height: int
 
 
-def _open(path: Path) -> cv2.VideoCapture:
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory, expected a video file")
+#: Largest frame edgevid decodes (8K UHD). Bigger frames are refused before decoding: one 16K
+#: frame is 400 MB of BGR, and nothing the extractor sees (224x224) gains from it.
+MAX_PIXELS = 7680 * 4320
+SINGLE_THREAD_PIXELS = 3840 * 2160
+
+
+def display(path: Path | str) -> str:
+    """A path as text that can always be printed: bytes that are not UTF-8 shown as ``\\xe9``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def check_file(path: Path | str) -> None:
+    """Refuse what cannot be a video file, with one line naming it: missing, a directory, a FIFO
+    or device (reading one blocks until a writer comes), a symlink loop, unreadable, empty."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise InputError(f"{display(path)}: no such file") from None
+    except OSError as exc:
+        reason = "symlink loop" if exc.errno == errno.ELOOP else (exc.strerror or str(exc)).lower()
+        raise InputError(f"{display(path)}: {reason}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{display(path)}: is a directory, expected a video file")
+    if stat.S_ISFIFO(st.st_mode):
+        raise InputError(f"{display(path)}: is a FIFO, expected a video file (a command's output is read with a pipe source)")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{display(path)}: not a regular file, expected a video file")
     if not os.access(path, os.R_OK):
-        raise InputError(f"{path}: permission denied")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path}: empty file (0 bytes)")
-    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+        raise InputError(f"{display(path)}: permission denied")
+    if st.st_size == 0:
+        raise InputError(f"{display(path)}: empty file (0 bytes)")
+
+
+def open_video(path: Path | str, *params: int) -> cv2.VideoCapture:
+    """``cv2.VideoCapture`` of a file by any name. OpenCV crashes (SIGSEGV) on a name that is not
+    valid UTF-8, so such a file is opened through ``/proc/self/fd``: FFmpeg reopens the same file
+    under a name it can take."""
+    name = str(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        if not os.path.isdir("/proc/self/fd"):
+            raise InputError(f"{display(path)}: file name is not valid UTF-8; rename the file") from None
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            return cv2.VideoCapture(f"/proc/self/fd/{fd}", cv2.CAP_FFMPEG, list(params))
+        finally:
+            os.close(fd)
+    return cv2.VideoCapture(name, cv2.CAP_FFMPEG, list(params))
+
+
+def _open(path: Path) -> cv2.VideoCapture:
+    check_file(path)
+    cap = open_video(path)
     if not cap.isOpened():
         cap.release()
-        raise InputError(f"{path}: not a video OpenCV/FFmpeg can open (unknown container or corrupt header)")
+        raise InputError(f"{display(path)}: not a video OpenCV/FFmpeg can open (unknown container or corrupt header)")
+    width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    if width * height > MAX_PIXELS:
+        cap.release()
+        raise InputError(f"{display(path)}: frames are {width}x{height}, larger than the {MAX_PIXELS / 1e6:.1f} megapixel maximum "
+                         "(8K UHD); downscale the video first")
+    if width * height > SINGLE_THREAD_PIXELS:
+        # Each decoder thread holds frames of its own: above 4K one thread saves ~100 MB at 8K.
+        cap.release()
+        cap = open_video(path, cv2.CAP_PROP_N_THREADS, 1)
     return cap
 
 
@@ -83,8 +139,10 @@ def frame_times(path: Path) -> np.ndarray | None:
     return np.array([clock.position(p) for p in sorted(pts)], np.float64)
 
 
-def _decode_selected(path: Path, wanted: np.ndarray) -> tuple[dict[int, np.ndarray], int, tuple[float, int, int]]:
-    """Decode the whole clip, converting only the wanted frames; return them and the true count."""
+def _decode_selected(path: Path, wanted: np.ndarray, reduce: Callable[[np.ndarray], np.ndarray] | None
+                     ) -> tuple[dict[int, np.ndarray], int, tuple[float, int, int]]:
+    """Decode the whole clip, converting only the wanted frames (and ``reduce``-ing each as it
+    comes, so a 4K clip never holds 25 full frames); return them and the true count."""
     cap = _open(path)
     try:
         meta = (cap.get(cv2.CAP_PROP_FPS) or 0.0, int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
@@ -95,7 +153,8 @@ def _decode_selected(path: Path, wanted: np.ndarray) -> tuple[dict[int, np.ndarr
             if n in wanted_set:
                 ok, frame = cap.retrieve()
                 if ok and frame is not None:
-                    frames[n] = frame
+                    frames[n] = reduce(frame) if reduce else frame
+                frame = None  # a full 8K frame is 100 MB: never hold two while the next decodes
             n += 1
         return frames, n, meta
     finally:
@@ -103,7 +162,7 @@ def _decode_selected(path: Path, wanted: np.ndarray) -> tuple[dict[int, np.ndarr
 
 
 def read_clip(path: Path | str, m: int | None, indices_for: Callable[[int], np.ndarray] | None = None,
-              times: np.ndarray | None = None) -> Clip:
+              times: np.ndarray | None = None, reduce: Callable[[np.ndarray], np.ndarray] | None = None) -> Clip:
     """Decode ``path`` once and return ``m`` frames sampled uniformly over what really decodes.
 
     ``m=None`` returns every frame. ``indices_for(n_frames)`` replaces the uniform choice (the
@@ -113,6 +172,8 @@ def read_clip(path: Path | str, m: int | None, indices_for: Callable[[int], np.n
     the packet count proves wrong (a frame that fails to decode), the clip is decoded a second time
     with the true count, so the sample is always uniform over real frames. ``times``: the clip's
     :func:`frame_times` when the caller already read them (their length is the packet count).
+    ``reduce`` is applied to each kept frame as soon as it is decoded (``Clip.frames`` holds its
+    output; ``width``/``height`` stay the decoded size).
     """
     path = Path(path)
     estimate = len(times) if times is not None else count_frames(path)
@@ -123,23 +184,34 @@ def read_clip(path: Path | str, m: int | None, indices_for: Callable[[int], np.n
     for _ in range(2):
         n_est = max(estimate, 1)
         indices = indices_for(n_est) if indices_for else sample_indices(n_est, m or n_est)
-        frames, n, (fps, width, height) = _decode_selected(path, indices)
+        frames, n, (fps, width, height) = _decode_selected(path, indices, reduce)
         if n == 0:
-            raise InputError(f"{path}: no decodable video frames (truncated, corrupt or not a video stream)")
+            raise InputError(f"{display(path)}: no decodable video frames (truncated, corrupt or not a video stream)")
         if n == estimate and all(int(i) in frames for i in indices):
             return Clip(path, [frames[int(i)] for i in indices], indices, n, fps, width, height)
         estimate = n
-    raise InputError(f"{path}: frames fail to decode consistently (corrupt video)")
+    raise InputError(f"{display(path)}: frames fail to decode consistently (corrupt video)")
 
 
-def find_videos(path: Path | str) -> list[Path]:
-    """A video file as given, or the video files under a directory (recursive, sorted)."""
+def find_videos(path: Path | str) -> tuple[list[Path], list[str]]:
+    """A video file as given, or the video files under a directory (recursive, sorted), and a
+    one-line problem for each subfolder that could not be read (reported, never silently skipped)."""
     path = Path(path)
-    if path.is_dir():
-        videos = sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
-        if not videos:
-            raise InputError(f"{path}: directory contains no video files ({', '.join(sorted(VIDEO_SUFFIXES))})")
-        return videos
-    if not path.exists():
-        raise InputError(f"{path}: no such file or directory")
-    return [path]
+    if not path.is_dir():
+        check_file(path)
+        return [path], []
+    videos: list[Path] = []
+    problems: list[str] = []
+
+    def unreadable(exc: OSError) -> None:
+        problems.append(f"{display(exc.filename or path)}: cannot list folder: {(exc.strerror or str(exc)).lower()}")
+
+    for folder, dirs, files in os.walk(path, onerror=unreadable, followlinks=False):
+        dirs.sort()
+        for name in files:
+            p = Path(folder) / name
+            if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file():
+                videos.append(p)
+    if not videos and not problems:
+        raise InputError(f"{display(path)}: directory contains no video files ({', '.join(sorted(VIDEO_SUFFIXES))})")
+    return sorted(videos), problems

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -52,21 +53,15 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 def load_classifier(args: argparse.Namespace):
     """Extractor + head from the CLI options, checked to fit."""
-    from .extractor import Extractor
-    from .head import Head
-    from .pipeline import ClipClassifier
-    from .store import default_head_dir, extractor_path
+    from . import pipeline
 
     if args.threads < 1:
         raise UsageError(f"--threads must be >= 1, got {args.threads}")
-    head = Head(args.head or default_head_dir(), num_threads=args.threads)
-    extractor_file = args.extractor or extractor_path(head.manifest.extractor.name, args.model_dir)
-    extractor = Extractor(extractor_file, num_threads=args.threads)
-    return ClipClassifier(extractor, head)
+    return pipeline.load_classifier(args.head, args.extractor, args.model_dir, args.threads)
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    from .capture import find_videos
+    from .capture import display, find_videos
 
     if args.top_k < 1:
         raise UsageError(f"--top-k must be >= 1, got {args.top_k}")
@@ -74,10 +69,15 @@ def cmd_classify(args: argparse.Namespace) -> int:
     failed = 0
     for raw in args.paths:
         try:
-            clips.extend(find_videos(raw))
+            found, problems = find_videos(raw)
         except InputError as exc:
             failed += 1
-            _report_failure(args, str(raw), str(exc))
+            _report_failure(args, display(raw), str(exc))
+            continue
+        clips.extend(found)
+        for problem in problems:  # an unreadable subfolder: its clips were not classified
+            failed += 1
+            _report_failure(args, display(raw), problem)
     if not clips:
         return 1 if failed else 0
     classifier = load_classifier(args)
@@ -87,12 +87,12 @@ def cmd_classify(args: argparse.Namespace) -> int:
         progress.clear()
         if not result.ok:
             failed += 1
-            _report_failure(args, str(clip), result.error or "failed")
+            _report_failure(args, result.path, result.error or "failed")
         elif args.json:
             print(result.model_dump_json(exclude_none=True, exclude={"error"} if result.ok else set()), flush=True)
         else:
             scores = ", ".join(f"{s.label} {s.score:.2f}" for s in result.top)
-            line = f"{clip}: {scores}"
+            line = f"{result.path}: {scores}"
             if args.timings and result.timings:
                 t = result.timings
                 line += (
@@ -140,17 +140,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .config import load_config
     from .daemon import run_daemon
 
-    return run_daemon(load_config(args.config))
+    return run_daemon(load_config(args.config), args.config)
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     from .config import load_config, source_timing
-    from .head import Head
-    from .store import default_head_dir
+    from .daemon import preflight
 
     cfg = load_config(args.config)
-    head = Head(cfg.models.head or default_head_dir())
+    # Everything `run` refuses is refused here too (models missing, corrupt or not fitting), and a
+    # source that cannot open is an error here, where `run` would keep retrying it.
+    classifier, problems = preflight(cfg)
+    head = classifier.head
     trained = head.manifest.timescale.window_s if head.manifest.timescale else None
+    for problem in problems:
+        print(f"edgevid: error: {args.config}: {problem}", file=sys.stderr)
     for source in cfg.sources:
         t = source_timing(source, head.frames, trained)
         print(f"source {source.id}: window {t.window:.4g} s ({t.m} frames, one every {t.dt:.4g} s), "
@@ -158,6 +162,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         warning = t.warning(source.id)
         if warning:
             print(f"edgevid: warning: {warning}", file=sys.stderr)
+    if problems:
+        return 1
     print(f"{args.config}: ok ({len(cfg.sources)} source(s), publishing on {cfg.publish.endpoint})")
     return 0
 
@@ -194,20 +200,50 @@ def describe_message(msg: dict, now: float | None = None) -> str:
     return head + ": " + "; ".join(parts)
 
 
+def _load_key(path: Path, option: str, *, secret: bool) -> tuple[bytes, bytes | None]:
+    """A zmq.auth certificate file as (public, secret), refused in one line if it is not one."""
+    import zmq.auth
+
+    if not path.is_file():
+        raise UsageError(f"{option} {path}: no such file")
+    try:
+        public, secret_key = zmq.auth.load_certificate(str(path))
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: cannot read: {(exc.strerror or str(exc)).lower()}") from None
+    except (ValueError, KeyError, UnicodeDecodeError):
+        raise UsageError(f"{option} {path}: not a ZeroMQ certificate file (made by zmq.auth.create_certificates)") from None
+    if secret and secret_key is None:
+        raise UsageError(f"{option} {path}: holds only a public key; give the client's secret key file (*.key_secret)")
+    return public, secret_key
+
+
 def cmd_subscribe(args: argparse.Namespace) -> int:
     import json
 
     import zmq
 
+    if args.timeout is not None and not 0 < args.timeout < 1e6:
+        raise UsageError(f"--timeout must be a number of seconds > 0, got {args.timeout:g} (leave it out to wait forever)")
+    if args.count is not None and args.count < 1:
+        raise UsageError(f"--count must be >= 1, got {args.count}")
+    if not re.match(r"^(tcp|ipc|ws|wss)://\S+$", args.endpoint):
+        raise UsageError(f"--endpoint {args.endpoint!r}: expected a ZeroMQ address such as tcp://127.0.0.1:5555 or ipc:///run/edgevid.sock")
+    if (args.curve_secret_key is None) != (args.curve_server_key is None):
+        raise UsageError("--curve-secret-key and --curve-server-key go together (the client's secret key file and the server's public key file)")
+    keys = None
+    if args.curve_secret_key:
+        public, secret = _load_key(args.curve_secret_key, "--curve-secret-key", secret=True)
+        server_public, _ = _load_key(args.curve_server_key, "--curve-server-key", secret=False)
+        keys = (public, secret, server_public)
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.SUB)
-    if args.curve_secret_key:
-        import zmq.auth
-
-        public, secret = zmq.auth.load_certificate(str(args.curve_secret_key))
-        server_public, _ = zmq.auth.load_certificate(str(args.curve_server_key))
-        sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = public, secret, server_public
-    sock.connect(args.endpoint)
+    if keys:
+        sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = keys
+    try:
+        sock.connect(args.endpoint)
+    except zmq.ZMQError as exc:
+        sock.close(linger=0)
+        raise UsageError(f"--endpoint {args.endpoint!r}: {exc}") from None
     for topic in args.topic or [""]:
         sock.setsockopt_string(zmq.SUBSCRIBE, topic)
     received = 0

@@ -1,18 +1,21 @@
 """Daemon configuration: one TOML file plus ``EDGEVID_*`` environment overrides, strictly checked.
 
 Unknown keys are errors naming their path (``sources.0.windw``), as are wrong types; environment
-variables use ``__`` for nesting, e.g. ``EDGEVID_PUBLISH__ENDPOINT=tcp://0.0.0.0:5555``.
+variables use ``__`` for nesting, e.g. ``EDGEVID_PUBLISH__ENDPOINT=tcp://0.0.0.0:5555``, and a
+whole table or list is given as JSON (``EDGEVID_SOURCES='[{"id": "cam", "uri": "0"}]'``). An error
+in a value that came from the environment names the variable, not the file.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
 
@@ -30,7 +33,7 @@ class SourceConfig(_Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=64, description="names the topic: pred/<id>")
     uri: str = Field(min_length=1, description="camera index ('0'), device path, video file, or rtsp:// / http(s):// URL")
     kind: Literal["auto", "camera", "file", "stream"] = "auto"
-    window: float | None = Field(None, gt=0, le=600, description="seconds classified per prediction (default: the head's trained window)")
+    window: float | None = Field(None, ge=0.1, le=600, description="seconds classified per prediction (default: the head's trained window)")
     hop: float = Field(0.5, gt=0, le=600, description="seconds between predictions, rounded to whole sampling intervals")
     realtime: bool = Field(True, description="files: pace at the file's own timestamps (False: as fast as inference allows)")
     loop: bool = Field(False, description="files: start again at the end")
@@ -106,10 +109,9 @@ class ModelsConfig(_Strict):
     threads: int = Field(2, ge=1, le=64)
 
 
-class DaemonConfig(BaseSettings):
+class DaemonConfig(_Strict):
     """The whole ``edgevid run`` configuration."""
 
-    model_config = SettingsConfigDict(env_prefix="EDGEVID_", env_nested_delimiter="__", extra="forbid")
     sources: list[SourceConfig] = Field(min_length=1)
     publish: PublishConfig = PublishConfig()
     models: ModelsConfig = ModelsConfig()
@@ -122,27 +124,71 @@ class DaemonConfig(BaseSettings):
             raise ValueError(f"source ids must be unique, got {ids}")
         return self
 
-    @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
-        # Environment overrides the file (passed as init kwargs).
-        return (env_settings, init_settings)
+
+ENV_PREFIX = "EDGEVID_"
 
 
-def load_config(path: Path | str) -> DaemonConfig:
-    """Read and validate a TOML config; any problem is one ConfigError naming file and key."""
+def env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+    """``EDGEVID_<KEY>[__<SUB>...]`` variables naming config keys, as a nested dict, and which
+    variable set each key path (so errors can name it). Other ``EDGEVID_*`` variables (such as
+    ``EDGEVID_MODEL_DIR``) are not config keys and are left alone."""
+    data: dict[str, Any] = {}
+    origin: dict[tuple[str, ...], str] = {}
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = tuple(part.lower() for part in name[len(ENV_PREFIX):].split("__"))
+        if path[0] not in DaemonConfig.model_fields or not all(path):
+            continue
+        raw = environ[name]
+        value: Any = raw
+        if len(path) == 1 and path[0] != "log_level":  # a whole table or list
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                raise ConfigError(f"{name}: expected JSON for the whole [{path[0]}] {'list' if path[0] == 'sources' else 'table'}, "
+                                  f"got {raw[:40]!r}; set one key with {name}__<KEY>=value") from None
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{name}: {'.'.join(path[:-1])} is not a table")
+            node = child
+        node[path[-1]] = value
+        origin[path] = name
+    return data, origin
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``; tables merge key by key, anything else is replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> DaemonConfig:
+    """Read and validate a TOML config with environment overrides; any problem is one ConfigError
+    naming the file and key, or the environment variable the bad value came from."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
+        raise ConfigError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    env, origin = env_overrides(os.environ if environ is None else environ)
     try:
-        return DaemonConfig(**data)
+        return DaemonConfig(**_merge(data, env))
     except ValidationError as exc:
-        raise ConfigError(f"{path}: {describe(exc)}") from None
+        loc = tuple(str(p) for p in exc.errors()[0]["loc"])
+        var = next((origin[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in origin), None)
+        raise ConfigError(f"{var if var else path}: {describe(exc)}") from None
 
 
 def describe(exc: ValidationError) -> str:

@@ -14,6 +14,7 @@ import math
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections import deque
@@ -22,16 +23,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import DaemonConfig, source_timing
-from .extractor import Extractor, preprocess
+from .config import DaemonConfig, load_config, source_timing
+from .errors import EdgevidError
+from .extractor import preprocess
 from .motion import MotionEstimator
 from .head import Head
 from .messages import ModelIds, Prediction, PredictionLatency, SourceStatus, Status
-from .pipeline import top_k
+from .pipeline import ClipClassifier, load_classifier, top_k
 from .publish import STATUS_TOPIC, Publisher, prediction_topic
 from .scheduler import Admission
-from .sources import Captured, FrameSource
-from .timing import Fill
+from .sources import Captured, FrameSource, source_problem
+from .timing import Fill, Liveness
 from .windows import Ready, WindowAssembler
 
 log = logging.getLogger("edgevid.daemon")
@@ -59,6 +61,8 @@ MAX_LAG_S = 1.0
 FILE_QUEUE = 16
 #: Frames per extractor invoke: enough to amortize the call, small enough to keep latency low.
 BATCH = 8
+#: The inference worker beats at least every 0.2 s (its idle wait); quiet longer than this, it hangs.
+WORKER_GRACE_S = 5.0
 #: Seconds between overload decisions, and between repeated overload log lines.
 TICK_S, OVERLOAD_LOG_S = 0.5, 60.0
 
@@ -87,15 +91,15 @@ class _Feed:
 class Daemon:
     """Everything ``edgevid run`` holds; ``run()`` serves until SIGTERM/SIGINT."""
 
-    def __init__(self, cfg: DaemonConfig) -> None:
-        from .store import default_head_dir, extractor_path
-
+    def __init__(self, cfg: DaemonConfig, config_path: Path | None = None) -> None:
         self.cfg = cfg
-        threads = cfg.models.threads
-        self.head = Head(cfg.models.head or default_head_dir(), num_threads=threads)
-        path = cfg.models.extractor or extractor_path(self.head.manifest.extractor.name, cfg.models.dir)
-        self.extractor = Extractor(Path(path), num_threads=threads)
-        self.head.check_extractor(self.extractor.feature_dim, self.extractor.sha256, str(path))
+        self.config_path = config_path
+        self.reload = False  # set by SIGHUP with a config that passed preflight: exec anew after stopping
+        classifier, problems = preflight(cfg)
+        for problem in problems:
+            log.warning("%s (retrying with backoff until it opens)", problem)
+        self.head, self.extractor = classifier.head, classifier.extractor
+        path = self.extractor.path
         self.models = ModelIds(extractor=self.extractor.id, head=self.head.id)
         log.info("models: head %s (%s, M = %d, trained window %s s), extractor %s (%s)", self.head.manifest.name, self.head.id,
                  self.head.frames, _window_of(self.head), Path(path).name, self.extractor.id)
@@ -128,7 +132,7 @@ class Daemon:
         self.started = time.monotonic()
         self.status_seq = 0
         self._rates: dict[str, tuple[float, int, int]] = {}
-        self.worker_beat = time.monotonic()
+        self.worker = Liveness(WORKER_GRACE_S, time.monotonic())
         self.cost_s: float | None = None  # extractor (+ head) seconds per frame, measured
         self._busy = [0.0, 0]  # seconds and frames since the last tick
         self._overload_logged = -math.inf
@@ -160,7 +164,7 @@ class Daemon:
     def _work(self) -> None:
         next_tick = time.monotonic() + TICK_S
         while not self.stop_event.is_set():
-            self.worker_beat = time.monotonic()
+            self.worker.beat(time.monotonic())
             try:
                 batch, touched = self._take()
                 if batch:
@@ -327,15 +331,32 @@ class Daemon:
         """Ping systemd's watchdog only while the inference worker is alive and looping: a hung
         worker (or event loop) gets the service restarted."""
         while True:
-            if time.monotonic() - self.worker_beat < max(2.0, 2 * interval):
+            if self.worker.alive(time.monotonic()):
                 sd_notify("WATCHDOG=1")
             await asyncio.sleep(interval)
+
+    def _hangup(self, stop: asyncio.Event) -> None:
+        """SIGHUP reloads: a config (and models) that pass preflight replace the running ones by a
+        clean stop and an exec in place (same PID for systemd); a bad one is refused and logged."""
+        if self.config_path is None:
+            log.warning("SIGHUP: no config file to reload; still serving")
+            return
+        try:
+            preflight(load_config(self.config_path))
+        except EdgevidError as exc:
+            log.error("SIGHUP: %s; not reloaded, still serving the running config", exc)
+            return
+        log.info("SIGHUP: reloading %s", self.config_path)
+        sd_notify("RELOADING=1")
+        self.reload = True
+        stop.set()
 
     async def serve(self) -> None:
         self.loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, stop.set)
+        self.loop.add_signal_handler(signal.SIGHUP, self._hangup, stop)
         self.publisher = Publisher(self.cfg.publish)
         worker = threading.Thread(target=self._work, name="inference", daemon=True)
         worker.start()
@@ -368,10 +389,19 @@ class Daemon:
         log.info("stopped")
 
 
-def run_daemon(cfg: DaemonConfig) -> int:
-    """Build the daemon (model errors surface here, before READY) and serve on uvloop if present."""
+def preflight(cfg: DaemonConfig) -> tuple[ClipClassifier, list[str]]:
+    """What ``run`` checks before serving, without serving: the models load and fit (else an
+    EdgevidError), and each source's problem that can be seen without opening it."""
+    classifier = load_classifier(cfg.models.head, cfg.models.extractor, cfg.models.dir, cfg.models.threads)
+    problems = [f"sources.{s.id}: {p}" for s in cfg.sources if (p := source_problem(s))]
+    return classifier, problems
+
+
+def run_daemon(cfg: DaemonConfig, config_path: Path | None = None) -> int:
+    """Build the daemon (model errors surface here, before READY) and serve on uvloop if present.
+    After a SIGHUP reload the process execs itself with the same arguments."""
     logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    daemon = Daemon(cfg)
+    daemon = Daemon(cfg, config_path)
     try:
         import uvloop
 
@@ -383,6 +413,12 @@ def run_daemon(cfg: DaemonConfig) -> int:
         # A thread still inside OpenCV would abort the interpreter's teardown (SIGABRT, counted as
         # a failure by systemd). Everything is published and closed: leave without the teardown.
         log.warning("leaving %s blocked in a read", ", ".join(stuck))
+        if not daemon.reload:
+            logging.shutdown()
+            os._exit(0)
+    if daemon.reload:
         logging.shutdown()
-        os._exit(0)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
     return 0

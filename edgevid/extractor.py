@@ -11,6 +11,11 @@ import numpy as np
 from .errors import ModelError
 from .featuremodel import cut_at_tensor
 from .runtime import make_interpreter, schema_module
+from .store import EXTRACTORS
+
+#: Frames per invoke at most. The interpreter's arena grows with the batch (about 3 MB of
+#: activations per MobileNetV2 frame): a 10 s clip's 100 frames in one invoke took 300 MB.
+MAX_BATCH = 16
 
 #: MobileNet V2 and V3 name their pre-logits tensor ``<Net>/Logits/AvgPool``.
 FEATURE_TENSOR_SUFFIX = "/Logits/AvgPool"
@@ -61,6 +66,18 @@ class Extractor:
         except OSError as exc:
             raise ModelError(f"extractor {self.path}: cannot read: {exc.strerror}") from None
         self.sha256 = hashlib.sha256(data).hexdigest()
+        known = next((e for e in EXTRACTORS.values() if e.filename == self.path.name), None)
+        if known is not None and self.sha256 not in known.sha256:
+            raise ModelError(f"extractor {self.path}: sha256 {self.sha256[:12]}… is not that of {known.name} (corrupt or altered "
+                             "file); fetch it again with `edgevid models fetch`")
+        try:
+            self._load(data, num_threads, feature_tensor, runtime)
+        except ModelError:
+            raise
+        except Exception as exc:  # a damaged flatbuffer fails anywhere in parsing: one line, not a traceback
+            raise ModelError(f"extractor {self.path}: not a valid TFLite model ({type(exc).__name__}: {str(exc)[:80]})") from None
+
+    def _load(self, data: bytes, num_threads: int | None, feature_tensor: str | None, runtime: str | None) -> None:
         # Safe feature read: a graph cut at the feature tensor when we can rewrite flatbuffers,
         # otherwise the full model with every tensor preserved (slower, one frame per invoke). The
         # full model is loaded once either way: for its metadata, and as the fallback interpreter.
@@ -104,12 +121,17 @@ class Extractor:
         out = np.empty((n, self.feature_dim), np.uint8)
         if n == 0:
             return out
-        step = n if self.batched else 1
+        step = min(n, MAX_BATCH) if self.batched else 1
         if step != self._batch:
             self._interpreter.resize_tensor_input(self._input_index, [step, self.input_size, self.input_size, 3])
             self._interpreter.allocate_tensors()
             self._batch = step
         for start in range(0, n, step):
+            if start + step > n:  # the last, shorter chunk: a smaller input, not padding
+                step = n - start
+                self._interpreter.resize_tensor_input(self._input_index, [step, self.input_size, self.input_size, 3])
+                self._interpreter.allocate_tensors()
+                self._batch = step
             self._interpreter.set_tensor(self._input_index, batch[start : start + step])
             self._interpreter.invoke()
             out[start : start + step] = self._interpreter.get_tensor(self._output_index).reshape(step, -1)

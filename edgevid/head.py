@@ -20,6 +20,9 @@ def read_labels(path: Path) -> list[str]:
     labels = [line.strip() for line in lines]
     if not labels or any(not label for label in labels):
         raise ModelError(f"{path}: labels file must have one non-empty label per line")
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ModelError(f"{path}: each label must appear once, repeated: {', '.join(repeated)}")
     return labels
 
 

@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ModelError
 from .motion import MotionSpec
@@ -18,8 +18,16 @@ class FileRef(BaseModel):
     """A file next to the manifest and the sha256 it must have."""
 
     model_config = ConfigDict(extra="forbid")
-    file: str
+    # A bare name: a manifest may only point next to itself, never at /etc/passwd or ../other.
+    file: str = Field(max_length=255, description="a file name in the manifest's folder")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    @field_validator("file")
+    @classmethod
+    def _bare_name(cls, name: str) -> str:
+        if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+            raise ValueError(f"must be a file name in the manifest's folder, got {name!r}")
+        return name
 
 
 class ExtractorRef(BaseModel):

@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from .capture import frame_times, read_clip
+from .capture import display, frame_times, open_video, read_clip
 from .errors import EdgevidError
 from .extractor import Extractor
 from .head import Head
@@ -71,17 +71,28 @@ class ClipClassifier:
             timings.head_ms = (time.perf_counter() - t) * 1e3
             timings.total_ms += timings.head_ms
         except EdgevidError as exc:
-            return ClipResult(path=str(path), ok=False, error=str(exc))
+            return ClipResult(path=display(path), ok=False, error=str(exc))
         except cv2.error as exc:  # a frame OpenCV decoded but cannot process: still bad input
             reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "error"
-            return ClipResult(path=str(path), ok=False, error=f"{path}: OpenCV could not process a frame: {reason}")
+            return ClipResult(path=display(path), ok=False, error=f"{display(path)}: OpenCV could not process a frame: {reason}")
         top = top_k(probs, self.head.labels, k)
-        return ClipResult(path=str(path), ok=True, top=top, frames=cf.n_frames, fps=round(cf.fps, 3), timings=timings)
+        return ClipResult(path=display(path), ok=True, top=top, frames=cf.n_frames, fps=round(cf.fps, 3), timings=timings)
+
+
+def load_classifier(head: Path | None = None, extractor: Path | None = None, model_dir: Path | None = None,
+                    threads: int = 1) -> ClipClassifier:
+    """The head (default: bundled) and its extractor (default: the fetched one it names), loaded
+    and checked to fit: what ``classify``, ``run`` and ``config check`` all start from."""
+    from .store import default_head_dir, extractor_path
+
+    h = Head(head or default_head_dir(), num_threads=threads)
+    path = extractor or extractor_path(h.manifest.extractor.name, model_dir)
+    return ClipClassifier(Extractor(Path(path), num_threads=threads), h)
 
 
 def _header_fps(path: Path | str) -> float:
     """The clip's frame rate as OpenCV reports it (what ``read_clip`` records), 0.0 if unknown."""
-    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    cap = open_video(path)
     try:
         return float(cap.get(cv2.CAP_PROP_FPS) or 0.0) if cap.isOpened() else 0.0
     finally:
@@ -130,7 +141,20 @@ def clip_features(
         # The motion stream also needs the frame before each sampled one.
         return np.union1d(idx, np.maximum(np.asarray(idx) - 1, 0)) if motion is not None else idx
 
-    clip = read_clip(path, m, wanted, times)
+    # Without views or the motion stream the frames are reduced to the extractor's input as they
+    # are decoded (the preprocess resize is then an exact copy): memory stays flat whatever the
+    # resolution. The time spent reducing is preprocessing, not decoding. (The motion stream
+    # shrinks full frames its own way, so a head that reads it keeps the decoded frames.)
+    spent = [0.0]
+
+    def reduce(frame: np.ndarray) -> np.ndarray:
+        t = time.perf_counter()
+        small = cv2.resize(frame, (extractor.input_size, extractor.input_size), interpolation=cv2.INTER_LINEAR)
+        spent[0] += time.perf_counter() - t
+        return small
+
+    keep_full = bool(views) or motion is not None or extractor is None
+    clip = read_clip(path, m, wanted, times, None if keep_full else reduce)
     indices = plan["idx"] if motion is not None else clip.indices
     decoded = dict(zip((int(i) for i in clip.indices), clip.frames))
     t1 = time.perf_counter()
@@ -146,6 +170,7 @@ def clip_features(
         feats = extractor.extract(batch)[inverse]
         t3 = time.perf_counter()
         extra = [extractor.extract(extractor.preprocess([view(f) for f in unique_frames]))[inverse] for view in views]
+    t1 -= spent[0]
     timings = StageTimings(
         decode_ms=(t1 - t0) * 1e3, preprocess_ms=(t2 - t1) * 1e3, extract_ms=(t3 - t2) * 1e3, total_ms=(t3 - t0) * 1e3
     )

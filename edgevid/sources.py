@@ -17,7 +17,9 @@ from typing import Callable, Protocol
 import cv2
 import numpy as np
 
+from .capture import check_file, open_video
 from .config import SourceConfig, SourceTiming
+from .errors import InputError
 from .timing import Backoff, FileClock, Fill, SlotFiller, StreamClock
 from .windows import FrameInfo
 
@@ -88,6 +90,12 @@ def open_capture(cfg: SourceConfig) -> Opened:
         cap = cv2.VideoCapture(target, cv2.CAP_ANY)
         if cap.isOpened():
             cap.set(cv2.CAP_PROP_READ_TIMEOUT_MSEC, cfg.read_timeout * 1000)
+    elif kind == "file":
+        try:
+            check_file(cfg.uri)  # a FIFO or a folder would block or fail inside OpenCV
+        except InputError as exc:
+            raise SourceError(str(exc)) from None
+        cap = open_video(cfg.uri, *params)
     else:
         cap = cv2.VideoCapture(cfg.uri, cv2.CAP_FFMPEG, params)
     if not cap.isOpened():
@@ -98,6 +106,16 @@ def open_capture(cfg: SourceConfig) -> Opened:
     except cv2.error:
         backend = "?"
     return Opened(cap, int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), cap.get(cv2.CAP_PROP_FPS) or 0.0, backend)
+
+
+def source_problem(cfg: SourceConfig) -> str | None:
+    """What would keep a source from opening, found without opening it (for ``config check``)."""
+    if cfg.resolved_kind() == "file":
+        try:
+            check_file(cfg.uri)
+        except InputError as exc:
+            return str(exc)
+    return None
 
 
 @dataclass

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import io
 import os
+import stat
 import tarfile
 import tempfile
 import urllib.error
@@ -84,8 +86,11 @@ def extractor_path(name: str = DEFAULT_EXTRACTOR, directory: Path | str | None =
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same directory, fsync, then rename: never a half-written file."""
+    """Write to a temp file in the same directory, fsync, then rename: never a half-written file.
+    A temp file left by a writer that was killed (SIGKILL, power loss) is removed by the next one."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         umask = os.umask(0)
@@ -123,6 +128,8 @@ def _read_local(source: Path, spec: KnownExtractor) -> tuple[bytes, str]:
         else:
             raise ModelError(f"{source}: has neither {spec.filename} nor {Path(spec.url).name}")
     try:
+        if not stat.S_ISREG(source.stat().st_mode):  # a FIFO would block forever, a device never end
+            raise ModelError(f"{source}: not a regular file, expected a .tflite, .tgz or folder")
         data = source.read_bytes()
     except OSError as exc:
         raise ModelError(f"{source}: cannot read: {exc.strerror}") from None
@@ -153,7 +160,13 @@ def fetch_extractor(
     digest = hashlib.sha256(data).hexdigest()
     if digest not in spec.sha256:
         raise ModelError(f"{origin}: sha256 {digest[:12]}… is not a known {name} file (corrupt download or wrong file)")
-    write_atomic(target, data)
+    try:
+        write_atomic(target, data)
+    except OSError as exc:  # read-only folder, full disk, a file where a folder should be
+        reason = "a file is in the way of the folder" if isinstance(exc, (FileExistsError, NotADirectoryError)) \
+            else (exc.strerror or str(exc)).lower()
+        raise ModelError(f"{target.parent}: cannot install {target.name}: {reason} "
+                         "(choose another --model-dir or EDGEVID_MODEL_DIR)") from None
     return target
 
 
@@ -169,7 +182,11 @@ def verify_all(directory: Path | str | None = None, head: Path | None = None) ->
             if spec.name == DEFAULT_EXTRACTOR:
                 results.append((path, "missing (run `edgevid models fetch`)"))
             continue
-        digest = sha256_file(path)
+        try:
+            digest = sha256_file(path)
+        except OSError as exc:
+            results.append((path, f"cannot read: {(exc.strerror or str(exc)).lower()}"))
+            continue
         results.append((path, None if digest in spec.sha256 else f"sha256 {digest[:12]}… is not a known {spec.name} file"))
     head_dir = Path(head) if head else default_head_dir()
     try:
@@ -182,4 +199,6 @@ def verify_all(directory: Path | str | None = None, head: Path | None = None) ->
             results.append((verify_file(ref, folder), None))
         except ModelError as exc:
             results.append((folder / ref.file, str(exc)))
+        except OSError as exc:
+            results.append((folder / ref.file, f"cannot read: {(exc.strerror or str(exc)).lower()}"))
     return results

@@ -169,3 +169,19 @@ class Backoff:
 
     def reset(self) -> None:
         self.current = self.minimum
+
+
+class Liveness:
+    """Whether a loop that should beat often still does: systemd's watchdog is pinged only while
+    the inference worker beats, so a hung worker (not just a dead process) gets the service
+    restarted. ``grace``: longest quiet time that still counts as alive."""
+
+    def __init__(self, grace: float, now: float) -> None:
+        self.grace = grace
+        self.last = now
+
+    def beat(self, now: float) -> None:
+        self.last = now
+
+    def alive(self, now: float) -> bool:
+        return now - self.last < self.grace

@@ -17,8 +17,41 @@ MNV2 = MODELS / "mobilenet_v2_1.0_224_quant.tflite"
 V3SMALL = MODELS / "v3-small_224_1.0_uint8.tflite"
 HEAD_DIR = ROOT / "models"
 
-if not MNV2.is_file():
-    pytest.skip(f"real models not found under {SHARED} (set EDGEVID_SHARED)", allow_module_level=True)
+MISSING = None if MNV2.is_file() else f"real models not found: no {MNV2} (set EDGEVID_SHARED to the folder with models/ and data/)"
+
+
+def pytest_report_header(config) -> str | None:
+    return f"edgevid: {MISSING}" if MISSING else f"edgevid: shared data {SHARED}"
+
+
+def pytest_ignore_collect(collection_path, config) -> bool | None:
+    """Without ../shared no test can run (they all use the real models and clips): collect none,
+    and say why in one line instead of a traceback per module."""
+    if MISSING and collection_path.name.startswith("test_") and collection_path.suffix == ".py":
+        return True
+    return None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """A test file named on the command line is collected anyway: its import failing for want of
+    ../shared is a skip with the reason, not a traceback."""
+    outcome = yield
+    report = outcome.get_result()
+    if MISSING and report.failed:
+        report.outcome = "skipped"
+        report.longrepr = (str(collector.path), 0, f"Skipped: {MISSING}")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    if MISSING:
+        for item in items:
+            item.add_marker(pytest.mark.skip(reason=MISSING))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if MISSING:
+        terminalreporter.write_line(f"SKIPPED all tests: {MISSING}", yellow=True)
 
 
 def jhmdb_clip(cls: str, index: int = 0) -> Path:

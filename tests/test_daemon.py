@@ -246,7 +246,7 @@ def test_config_check_shows_the_window_in_use_and_warns_off_scale(tmp_path, env)
 
     trained = Head(HEAD_DIR).manifest.timescale.window_s
     cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[[sources]]\nid = "a"\nuri = "x.avi"\n\n[[sources]]\nid = "b"\nuri = "y.avi"\nwindow = {2 * trained}\nhop = 0.33\n')
+    cfg.write_text(f'[[sources]]\nid = "a"\nuri = "{CLIP}"\n\n[[sources]]\nid = "b"\nuri = "{CLIP}"\nwindow = {2 * trained}\nhop = 0.33\n')
     proc = run_cli("config", "check", str(cfg), env=env)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
@@ -303,7 +303,7 @@ def test_systemd_notify_ready_watchdog_status_stopping(tmp_path, env):
     proc = start_daemon(cfg, {**env, "NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"})
     seen: list[str] = []
     try:
-        while not ({"READY=1", "WATCHDOG=1"} <= set(seen) and any(s.startswith("STATUS=") for s in seen)):
+        while not (seen.count("WATCHDOG=1") >= 3 and any(s.startswith("STATUS=") for s in seen)):
             seen += notify.recv(4096).decode().splitlines()
     finally:
         code, err = stop_daemon(proc)
@@ -314,7 +314,12 @@ def test_systemd_notify_ready_watchdog_status_stopping(tmp_path, env):
     except (TimeoutError, so.timeout):
         pass
     notify.close()
-    assert seen.index("READY=1") < len(seen) and "STOPPING=1" in seen
+    # READY once the models are loaded, then watchdog pings (every WATCHDOG_USEC/2 while the worker
+    # loops), STOPPING last, and a clean exit.
+    assert seen.count("READY=1") == 1 and seen.count("STOPPING=1") == 1
+    ready, stopping = seen.index("READY=1"), seen.index("STOPPING=1")
+    pings = [i for i, s in enumerate(seen) if s == "WATCHDOG=1"]
+    assert ready < pings[0] and pings[-1] < stopping and stopping == max(i for i, s in enumerate(seen) if s != "WATCHDOG=1")
     assert code == 0
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -26,7 +27,7 @@ from edgevid.store import EXTRACTORS, write_atomic
 from .convert import agreement, op_versions, run_tflite, runtime_used, to_tflite
 from .datasets import Dataset, DatasetError, read_folders, read_jhmdb, read_ucf101
 from .evaluate import evaluate, plot_confusion
-from .features import cache_path, extract_dataset, extract_motion, load_cached, load_motion, motion_cache_dir, with_motion
+from .features import CacheWriteError, cache_path, extract_dataset, extract_motion, load_cached, load_motion, motion_cache_dir, with_motion
 from .heads import SPECS
 from .timescale import duration_percentiles, durations, scores, seconds, window_set
 from .train import Quant, predict_members, save_history, train_members, window_sampler
@@ -299,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--fit windows needs --window SECONDS")
     if args.dataset != "folders" and not args.splits:
         p.error(f"--splits is required for --dataset {args.dataset}")
+    # SIGTERM (systemd, a scheduler) stops the run like Ctrl-C: workers ended, cache kept.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         results = run(args)
         if args.export:
@@ -314,6 +317,12 @@ def main(argv: list[str] | None = None) -> int:
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except CacheWriteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: the clips extracted so far are cached; run again to resume", file=sys.stderr)
+        return 130
     return 0
 
 

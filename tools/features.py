@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -115,7 +116,7 @@ def _compute_motion(clip: Path, out: Path, m: int, cap: int, spec_json: str) -> 
         return str(clip), str(exc)
     buf = io.BytesIO()
     np.savez(buf, version=MOTION_CACHE_VERSION, stamp=_stamp(clip), indices=cf.indices, motion=cf.motion, views=np.stack(cf.motion_views))
-    write_atomic(out, buf.getvalue())
+    _write_entry(out, buf)
     return str(clip), None
 
 
@@ -126,7 +127,8 @@ def extract_motion(clips: list[Path], root: Path, cache_dir: Path, spec: MotionS
     todo = [c for c in clips if load_motion(cache_path(cache_dir, root, c), c) is None]
     if not todo:
         return {}
-    return _pool_run(todo, f"motion {spec.id}", progress, workers or os.cpu_count() or 1, {},
+    return _pool_run(todo, f"motion {spec.id}", progress, workers or os.cpu_count() or 1,
+                     {"initializer": _init_motion_worker, "initargs": (os.getpid(),)},
                      lambda pool, c: pool.submit(_compute_motion, c, cache_path(cache_dir, root, c), m, cap, spec.model_dump_json()))
 
 
@@ -140,15 +142,21 @@ def _pool_run(todo: list[Path], desc: str, progress: bool, workers: int, pool_kw
         from tqdm import tqdm
 
         bar = tqdm(total=len(todo), desc=desc, unit="clip")
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), **pool_kw) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), **pool_kw)
+    try:
         for future in as_completed([submit(pool, c) for c in todo]):
             clip, error = future.result()
             if error:
                 failures[clip] = error
             if bar:
                 bar.update()
-    if bar:
-        bar.close()
+    except BaseException:  # Ctrl-C, SIGTERM, a full cache disk: stop now, not after the queued clips
+        _stop(pool)
+        raise
+    finally:
+        if bar:
+            bar.close()
+    pool.shutdown()
     return failures
 
 
@@ -226,7 +234,31 @@ def crop_views(clip: Path, root: Path, n: int):
 _worker: dict = {}
 
 
-def _init_worker(extractor_path: str, threads: int) -> None:
+class CacheWriteError(Exception):
+    """The feature cache cannot be written (full disk, read-only): every later clip would fail too."""
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: the kernel kills this worker when the process that started it dies, even by SIGKILL
+    (a killed experiment left its workers and the resource tracker computing for minutes)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _init_motion_worker(parent: int) -> None:
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _init_worker(extractor_path: str, threads: int, parent: int) -> None:
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops the workers
     _worker["extractor"] = Extractor(Path(extractor_path), num_threads=threads)
 
 
@@ -241,8 +273,16 @@ def _compute(clip: Path, root: Path, out: Path, m: int, cap: int, crops: int) ->
     extra = {"times": times} if times is not None and len(times) == cf.n_frames else {}
     np.savez(buf, version=CACHE_VERSION, stamp=_stamp(clip), indices=cf.indices, feats=cf.feats, views=np.stack(cf.views), n_frames=cf.n_frames,
              fps=cf.fps, **extra)
-    write_atomic(out, buf.getvalue())  # an interrupted run never leaves a half-written entry
+    _write_entry(out, buf)
     return str(clip), None
+
+
+def _write_entry(out: Path, buf: io.BytesIO) -> None:
+    try:
+        write_atomic(out, buf.getvalue())  # an interrupted run never leaves a half-written entry
+    except OSError as exc:
+        raise CacheWriteError(f"{out.parent}: cannot write the feature cache: {(exc.strerror or str(exc)).lower()}; "
+                              "free space and run again (finished clips are kept: the run resumes)") from None
 
 
 def extract_dataset(
@@ -263,5 +303,16 @@ def extract_dataset(
         return {}
     workers = workers or os.cpu_count() or 1
     threads = max(1, (os.cpu_count() or 1) // workers)
-    return _pool_run(todo, "features", progress, workers, {"initializer": _init_worker, "initargs": (str(extractor_path), threads)},
+    return _pool_run(todo, "features", progress, workers,
+                     {"initializer": _init_worker, "initargs": (str(extractor_path), threads, os.getpid())},
                      lambda pool, c: pool.submit(_compute, c, root, cache_path(cache_dir, root, c), m, cap, crops))
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel queued clips and end the workers; entries already written stay valid (atomic)."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in list((pool._processes or {}).values()):  # no public API ends running workers
+        proc.terminate()
+    for proc in list((pool._processes or {}).values()):
+        proc.join(5)
+

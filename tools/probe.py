@@ -70,10 +70,10 @@ class Subscriber:
         self.ctx.term()
 
 
-def start_daemon(config: Path, env: dict | None = None) -> subprocess.Popen:
+def start_daemon(config: Path, env: dict | None = None, cwd: Path = ROOT) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "edgevid", "run", "--config", str(config)],
-        cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=cwd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
 
