@@ -45,13 +45,18 @@ def make_clip(source: str, extra: list[str], out: Path) -> None:
                     "-pix_fmt", "yuv420p", str(out)], check=True)
 
 
+#: Runs the command from a small, fresh process and prints its peak RSS. Measuring straight from a
+#: big parent (a pytest session of 700 MB) is wrong: the kernel carries the parent's high-water mark
+#: into a child created by fork/vfork across its exec.
+_LAUNCH = ("import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL); "
+           "_, st, ru = os.wait4(p.pid, 0); print(ru.ru_maxrss, os.waitstatus_to_exitcode(st))")
+
+
 def peak_rss_mb(cmd: list[str], env: dict) -> tuple[float, int, float]:
     """Run ``cmd``; its own peak RSS (MB), exit code and wall seconds."""
     t = time.monotonic()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return usage.ru_maxrss / 1024, proc.returncode, time.monotonic() - t
+    out = subprocess.run([sys.executable, "-c", _LAUNCH, *cmd], env=env, capture_output=True, text=True, check=True).stdout.split()
+    return int(out[0]) / 1024, int(out[1]), time.monotonic() - t
 
 
 def main(argv: list[str] | None = None) -> int:
