@@ -114,17 +114,17 @@ class MotionEstimator:
         return np.concatenate([(per_cell / self._cell_px[:, None]).ravel(), whole])
 
 
-def clip_motion(estimator: MotionEstimator, frames: dict[int, np.ndarray], indices: np.ndarray) -> np.ndarray:
+def clip_motion(estimator: MotionEstimator, frames: dict[int, np.ndarray], indices: np.ndarray, *, greys: bool = False) -> np.ndarray:
     """float32 ``[len(indices), DIM]``: the motion into each of these decoded frames of a clip
     (``frames``: decoded frames by index, holding each wanted one and the one before it; frame 0
-    has none before it)."""
+    has none before it). ``greys``: ``frames`` already holds :meth:`MotionEstimator.grey` images."""
     out = np.empty((len(indices), estimator.spec.dim), np.float32)
-    greys: dict[int, np.ndarray] = {}
+    cache: dict[int, np.ndarray] = {}
 
     def grey(i: int) -> np.ndarray:
-        if i not in greys:
-            greys[i] = estimator.grey(frames[i])
-        return greys[i]
+        if i not in cache:
+            cache[i] = frames[i] if greys else estimator.grey(frames[i])
+        return cache[i]
 
     for k, i in enumerate(indices):
         i = int(i)

@@ -141,22 +141,32 @@ def clip_features(
         # The motion stream also needs the frame before each sampled one.
         return np.union1d(idx, np.maximum(np.asarray(idx) - 1, 0)) if motion is not None else idx
 
-    # Without views or the motion stream the frames are reduced to the extractor's input as they
-    # are decoded (the preprocess resize is then an exact copy): memory stays flat whatever the
-    # resolution. The time spent reducing is preprocessing, not decoding. (The motion stream
-    # shrinks full frames its own way, so a head that reads it keeps the decoded frames.)
-    spent = [0.0]
+    # Without views the frames are reduced as they are decoded: to the extractor's input (the
+    # preprocess resize is then an exact copy) and, for the motion stream, to its small grey image:
+    # memory stays flat whatever the resolution. The time spent reducing is preprocessing, not
+    # decoding. (Views need whole frames: training only.)
+    spent = [0.0, 0.0]  # reducing for the extractor (preprocessing), for the motion stream
 
-    def reduce(frame: np.ndarray) -> np.ndarray:
+    def reduce(frame: np.ndarray):
         t = time.perf_counter()
         small = cv2.resize(frame, (extractor.input_size, extractor.input_size), interpolation=cv2.INTER_LINEAR)
-        spent[0] += time.perf_counter() - t
-        return small
+        t_small = time.perf_counter()
+        spent[0] += t_small - t
+        if motion is None:
+            return small
+        grey = motion.grey(frame)
+        spent[1] += time.perf_counter() - t_small
+        return small, grey
 
-    keep_full = bool(views) or motion is not None or extractor is None
-    clip = read_clip(path, m, wanted, times, None if keep_full else reduce)
+    reduced = not views and extractor is not None
+    clip = read_clip(path, m, wanted, times, reduce if reduced else None)
     indices = plan["idx"] if motion is not None else clip.indices
-    decoded = dict(zip((int(i) for i in clip.indices), clip.frames))
+    if reduced and motion is not None:
+        decoded = {int(i): f[0] for i, f in zip(clip.indices, clip.frames)}
+        motion_frames, are_greys = {int(i): f[1] for i, f in zip(clip.indices, clip.frames)}, True
+    else:
+        decoded = dict(zip((int(i) for i in clip.indices), clip.frames))
+        motion_frames, are_greys = decoded, False
     t1 = time.perf_counter()
     # Repeated indices (clips shorter than m) are preprocessed and extracted once.
     unique, inverse = np.unique(indices, return_inverse=True)
@@ -170,15 +180,15 @@ def clip_features(
         feats = extractor.extract(batch)[inverse]
         t3 = time.perf_counter()
         extra = [extractor.extract(extractor.preprocess([view(f) for f in unique_frames]))[inverse] for view in views]
-    t1 -= spent[0]
     timings = StageTimings(
-        decode_ms=(t1 - t0) * 1e3, preprocess_ms=(t2 - t1) * 1e3, extract_ms=(t3 - t2) * 1e3, total_ms=(t3 - t0) * 1e3
+        decode_ms=(t1 - t0 - spent[0] - spent[1]) * 1e3, preprocess_ms=(t2 - t1 + spent[0]) * 1e3, extract_ms=(t3 - t2) * 1e3,
+        total_ms=(t3 - t0 - spent[1]) * 1e3,
     )
     flow, flow_views = None, []
     if motion is not None:
         t4 = time.perf_counter()
-        flow = clip_motion(motion, decoded, unique)[inverse]
-        timings.motion_ms = (time.perf_counter() - t4) * 1e3
+        flow = clip_motion(motion, motion_frames, unique, greys=are_greys)[inverse]
+        timings.motion_ms = (time.perf_counter() - t4 + spent[1]) * 1e3
         timings.total_ms += timings.motion_ms
         needed = sorted(decoded)
         flow_views = [clip_motion(motion, {i: view(decoded[i]) for i in needed}, unique)[inverse] for view in views]
