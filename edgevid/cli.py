@@ -180,7 +180,13 @@ def describe_message(msg: dict, now: float | None = None) -> str:
             loop = f", pass {msg['loop'] + 1}" if msg.get("loop") else ""
             where = f" [{msg['media_start']:.2f}-{msg['media_end']:.2f} s{loop}]"
         cost = f"{msg.get('frames', '?')} frames, {msg.get('gaps', 0)} gaps, {msg['new_frames']} new, {msg['latency']['capture_to_publish_ms']:.0f} ms"
+        if msg.get("label") == "unknown":
+            top = f"unknown (below min_score: {top})"
         return f"{stamp} {msg['source']} #{msg['seq']}{where}: {top} ({cost})"
+    if msg.get("type") == "event":
+        score = "" if msg.get("score") is None else f", score {msg['score']:.2f}"
+        return (f"{stamp} {msg['source']} event {msg['phase']} {msg['label']} ({msg['id']}): {msg['duration_s']:.1f} s, "
+                f"best {msg['best_score']:.2f}{score}")
     parts = []
     for s in msg.get("sources", []):
         skipped = ", ".join(f"{k} {v}" for k, v in sorted((s.get("skipped") or {}).items()))

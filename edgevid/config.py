@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from .errors import ConfigError
+from .pipe import EVEN_HEIGHT, EVEN_WIDTH, PIXEL_FORMATS, split_command
 
 
 class _Strict(BaseModel):
@@ -28,21 +30,57 @@ _DAY = 86400.0
 
 
 class SourceConfig(_Strict):
-    """One camera, file or stream, classified over a sliding window."""
+    """One camera, file, stream or frame-writing command, classified over a sliding window."""
 
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=64, description="names the topic: pred/<id>")
-    uri: str = Field(min_length=1, description="camera index ('0'), device path, video file, or rtsp:// / http(s):// URL")
-    kind: Literal["auto", "camera", "file", "stream"] = "auto"
+    uri: str = Field(min_length=1, description="camera index ('0'), device path, video file, rtsp:// / http(s):// URL, "
+                                                "or for kind = 'pipe' a command line writing frames to stdout")
+    kind: Literal["auto", "camera", "file", "stream", "pipe"] = "auto"
     window: float | None = Field(None, ge=0.1, le=600, description="seconds classified per prediction (default: the head's trained window)")
     hop: float = Field(0.5, gt=0, le=600, description="seconds between predictions, rounded to whole sampling intervals")
     realtime: bool = Field(True, description="files: pace at the file's own timestamps (False: as fast as inference allows)")
     loop: bool = Field(False, description="files: start again at the end")
     top_k: int = Field(3, ge=1, le=1000)
+    min_score: float = Field(0.0, ge=0, le=1, description="below this (calibrated) score the top-1 is published as 'unknown'; "
+                             "also the score an event's label must reach (0: always name a label)")
+    events: "EventsConfig" = Field(default_factory=lambda: EventsConfig(), description="event/<id> start/update/end from the predictions")
     open_timeout: float = Field(10.0, gt=0, le=3600)
     read_timeout: float = Field(5.0, gt=0, le=3600)
     stall_timeout: float = Field(5.0, gt=0, le=3600, description="no frame for this long -> reopen")
     reconnect_min: float = Field(0.5, gt=0, le=3600)
     reconnect_max: float = Field(30.0, gt=0, le=_DAY)
+    # kind = "pipe" only: what the command writes (checked below, in this order).
+    pixel_format: Literal[PIXEL_FORMATS] | None = Field(None, validate_default=True, description="pipe: frame layout on stdout")
+    width: int | None = Field(None, ge=16, le=8192, validate_default=True, description="pipe: frame width (pixels)")
+    height: int | None = Field(None, ge=16, le=8192, validate_default=True, description="pipe: frame height (pixels)")
+    fps: float | None = Field(None, ge=1, le=240, validate_default=True, description="pipe: the command's frame rate")
+
+    @field_validator("pixel_format", "width", "height", "fps")
+    @classmethod
+    def _pipe_only(cls, value, info: ValidationInfo):
+        """The frame fields are required for a pipe (width and height unless MJPEG) and refused
+        elsewhere; 4:2:0 and 4:2:2 layouts need even sizes."""
+        name, kind, fmt = info.field_name, info.data.get("kind"), info.data.get("pixel_format")
+        if kind != "pipe":
+            if value is not None:
+                raise PydanticCustomError("pipe_only", 'only for kind = "pipe"')
+            return value
+        if value is None:
+            if name in ("width", "height") and fmt == "mjpeg":
+                return value
+            raise PydanticCustomError("pipe_field", 'required for kind = "pipe"')
+        if (name == "width" and fmt in EVEN_WIDTH or name == "height" and fmt in EVEN_HEIGHT) and value % 2:
+            raise PydanticCustomError("pipe_even", "must be even for pixel_format {fmt}", {"fmt": fmt})
+        return value
+
+    @model_validator(mode="after")
+    def _pipe_command(self) -> "SourceConfig":
+        if self.kind == "pipe":
+            try:
+                split_command(self.uri)
+            except ValueError as exc:
+                raise PydanticCustomError("pipe_uri", "uri: not a command line ({why})", {"why": str(exc)}) from None
+        return self
 
     def resolved_kind(self) -> str:
         if self.kind != "auto":
@@ -52,6 +90,18 @@ class SourceConfig(_Strict):
         if "://" in self.uri:
             return "stream"
         return "file"
+
+
+class EventsConfig(_Strict):
+    """Debounce of a source's action events (see edgevid.events)."""
+
+    enabled: bool = True
+    min_duration: float = Field(1.0, ge=0, le=3600, description="seconds a label stays top-1 above min_score before it starts")
+    end_after: float = Field(1.5, gt=0, le=3600, description="seconds its label is not top-1 with min_score before an event ends")
+    update_interval: float = Field(5.0, gt=0, le=3600, description="seconds between update messages while it lasts")
+
+
+SourceConfig.model_rebuild()
 
 
 @dataclass(frozen=True)
@@ -102,6 +152,39 @@ class PublishConfig(_Strict):
         return self
 
 
+class MetricsConfig(_Strict):
+    """Opt-in Prometheus endpoint (needs the ``metrics`` extra: prometheus_client)."""
+
+    listen: str | None = Field(None, description="host:port to serve /metrics on, e.g. 127.0.0.1:9108 (default: off)")
+
+    @field_validator("listen")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is not None:
+            from .metrics import parse_listen
+
+            parse_listen(v)
+        return v
+
+
+class MqttConfig(_Strict):
+    """Optional MQTT output beside ZeroMQ (needs the ``mqtt`` extra: paho-mqtt); see edgevid.mqtt."""
+
+    host: str = Field(min_length=1, description="broker host name or address")
+    port: int = Field(1883, ge=1, le=65535)
+    topic_prefix: str = Field("edgevid", pattern=r"^[^#+]+$", description="topics are <topic_prefix>/<source>/...")
+    discovery_prefix: str | None = Field("homeassistant", description="Home Assistant discovery prefix ('' or null: no discovery)")
+    binary_sensors: list[str] = Field(default_factory=list, description="labels that get a Home Assistant binary sensor per source")
+    username: str | None = None
+    password: str | None = None
+    tls_ca: Path | None = Field(None, description="CA certificate file: connect with TLS")
+    client_id: str | None = None
+    keepalive: int = Field(30, ge=5, le=3600, description="seconds; the broker sends the last will after 1.5x this without us")
+    queue: int = Field(1000, ge=1, le=1_000_000, description="messages held while the broker is slow or away; more are dropped and counted")
+    reconnect_min: float = Field(1.0, gt=0, le=3600)
+    reconnect_max: float = Field(30.0, gt=0, le=86400)
+
+
 class ModelsConfig(_Strict):
     dir: Path | None = Field(None, description="model directory (default: $EDGEVID_MODEL_DIR or XDG data dir)")
     extractor: Path | None = None
@@ -115,6 +198,8 @@ class DaemonConfig(_Strict):
     sources: list[SourceConfig] = Field(min_length=1)
     publish: PublishConfig = PublishConfig()
     models: ModelsConfig = ModelsConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    mqtt: MqttConfig | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @model_validator(mode="after")

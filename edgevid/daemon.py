@@ -25,12 +25,13 @@ import numpy as np
 
 from .config import DaemonConfig, load_config, source_timing
 from .errors import EdgevidError
+from .events import SourceEvents
 from .extractor import preprocess
 from .motion import MotionEstimator
 from .head import Head
-from .messages import ModelIds, Prediction, PredictionLatency, SourceStatus, Status
+from .messages import UNKNOWN, Event, ModelIds, Prediction, PredictionLatency, SourceStatus, Status
 from .pipeline import ClipClassifier, load_classifier, top_k
-from .publish import STATUS_TOPIC, Publisher, prediction_topic
+from .publish import STATUS_TOPIC, Publisher, event_topic, prediction_topic
 from .scheduler import Admission
 from .sources import Captured, FrameSource, source_problem
 from .timing import Fill, Liveness
@@ -127,6 +128,10 @@ class Daemon:
         self.sources = {s.id: FrameSource(s, self.timing[s.id], self, self.stop_event, lambda f: preprocess(f, size), motion_grey=grey)
                         for s in cfg.sources}
         self.seq = {s.id: 0 for s in cfg.sources}
+        self.events = SourceEvents(cfg.sources, self.head.labels)  # fed on the event loop, in prediction order
+        self._ended: set[str] = set()  # ended file sources whose last window was handed to the loop
+        self.metrics = None  # opt-in Prometheus endpoint, started in serve()
+        self.outputs: list = []  # optional outputs (MQTT) beside ZeroMQ, started in serve()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.publisher: Publisher | None = None
         self.started = time.monotonic()
@@ -192,6 +197,8 @@ class Daemon:
                 for event in feed.events:
                     if event[0] == "segment":
                         win.reset()
+                        if self.loop is not None:  # a new stretch: open events end (in order with the predictions)
+                            self.loop.call_soon_threadsafe(self._stream_break, sid)
                         continue
                     _, fills, paused = event
                     for f in fills:
@@ -234,6 +241,8 @@ class Daemon:
         seconds = time.perf_counter() - t
         self._busy[0] += seconds
         self._busy[1] += len(batch)
+        if self.metrics is not None:
+            self.metrics.stage.labels("extract").observe(seconds / len(batch))
         for job, feature in zip(batch, feats, strict=True):
             job.frame.image = job.frame.motion_pair = None  # the feature is all that is kept
             self.sources[job.source].stats.extracted += 1
@@ -249,11 +258,16 @@ class Daemon:
         probs = self.head.predict(w.features)
         head_s = time.perf_counter() - t
         self._busy[0] += head_s
+        if self.metrics is not None:
+            self.metrics.stage.labels("head").observe(head_s)
         self.seq[sid] += 1
         self.sources[sid].stats.predictions += 1
         first, last = w.frames[0], w.frames[-1]
+        best = int(np.argmax(probs))
+        known = float(probs[best]) >= self.source_cfg[sid].min_score
         message = Prediction(
-            source=sid, seq=self.seq[sid], window_start=first.wall, window_end=last.wall,
+            source=sid, seq=self.seq[sid], label=self.head.labels[best] if known else UNKNOWN, score=round(float(probs[best]), 6),
+            window_start=first.wall, window_end=last.wall,
             media_start=first.media, media_end=last.media, loop=last.loop,
             top=top_k(probs, self.head.labels, self.source_cfg[sid].top_k), models=self.models,
             frames=len({f.fid for f in w.frames}), gaps=w.gaps, new_frames=w.new_frames,
@@ -261,7 +275,7 @@ class Daemon:
         )
         newest = max(f.mono for f in w.frames)
         if self.loop is not None:
-            self.loop.call_soon_threadsafe(self._publish_prediction, message, newest)
+            self.loop.call_soon_threadsafe(self._publish_prediction, message, newest, probs)
 
     def _tick(self) -> None:
         """Measure cost and demand, and decide which live sources the extractor serves."""
@@ -290,13 +304,44 @@ class Daemon:
         elif was.overloaded and not self.admitted.overloaded:
             log.info("overload over: serving every source")
             self._overload_logged = -math.inf
+        self._check_ended()
+
+    def _check_ended(self) -> None:
+        """A file source that ended with nothing left to extract has published its last window:
+        its open event ends."""
+        with self.cv:
+            done = [sid for sid, src in self.sources.items() if sid not in self._ended and src.stats.state == "ended"
+                    and not self.feeds[sid].events and not self.feeds[sid].pending]
+        for sid in done:
+            self._ended.add(sid)
+            if self.loop is not None:
+                self.loop.call_soon_threadsafe(self._stream_break, sid)
 
     # -- event loop side --------------------------------------------------------------------
-    def _publish_prediction(self, message: Prediction, captured_mono: float) -> None:
+    def _publish_prediction(self, message: Prediction, captured_mono: float, probs: np.ndarray) -> None:
         message.latency.capture_to_publish_ms = round((time.monotonic() - captured_mono) * 1e3, 3)
-        self.publisher.send(prediction_topic(message.source), message)
+        if self.metrics is not None:
+            self.metrics.latency.labels(message.source).observe(message.latency.capture_to_publish_ms / 1e3)
+        self._emit(prediction_topic(message.source), message)
+        for event in self.events.prediction(message, probs):
+            self._emit(event_topic(event.source), event)
 
-    def status(self) -> Status:
+    def _stream_break(self, sid: str | None) -> None:
+        for event in self.events.reset(sid):
+            self._emit(event_topic(event.source), event)
+
+    def _emit(self, topic: str, message) -> None:
+        """Every message goes to the ZeroMQ publisher (the primary bus), then to the optional
+        outputs, which queue without blocking."""
+        self.publisher.send(topic, message)
+        for out in self.outputs:
+            out.send(topic, message)
+        if self.metrics is not None and isinstance(message, Event):
+            self.metrics.events.labels(message.source, message.phase).inc()
+
+    def status(self, peek: bool = False) -> Status:
+        """The heartbeat's status; ``peek`` (a metrics scrape): the same counters without starting
+        a new rate interval or taking a sequence number."""
         now = time.monotonic()
         sources = []
         for sid, src in self.sources.items():
@@ -313,16 +358,18 @@ class Daemon:
                 predictions=s.predictions, skipped_windows=sum(skipped.values()), skipped=skipped,
                 loop=s.loop if src.kind == "file" else None, last_error=s.last_error,
             ))
-            self._rates[sid] = (now, s.frames_in, s.extracted)
-        self.status_seq += 1
+            if not peek:
+                self._rates[sid] = (now, s.frames_in, s.extracted)
+        self.status_seq += 0 if peek else 1
         cost = None if self.cost_s is None else round(self.cost_s * 1e3, 3)
         return Status(seq=self.status_seq, uptime_s=round(now - self.started, 3), overloaded=self.admitted.overloaded,
-                      overload=self.admitted.reason, extract_ms_per_frame=cost, sources=sources)
+                      overload=self.admitted.reason, extract_ms_per_frame=cost, sources=sources,
+                      outputs={o.name: o.status() for o in self.outputs})
 
     async def _heartbeat(self) -> None:
         while True:
             status = self.status()
-            self.publisher.send(STATUS_TOPIC, status)
+            self._emit(STATUS_TOPIC, status)
             running = sum(s.state == "running" for s in status.sources)
             sd_notify(f"STATUS={running}/{len(status.sources)} sources running, {sum(s.predictions for s in status.sources)} predictions")
             await asyncio.sleep(self.cfg.publish.status_interval)
@@ -358,6 +405,14 @@ class Daemon:
             self.loop.add_signal_handler(sig, stop.set)
         self.loop.add_signal_handler(signal.SIGHUP, self._hangup, stop)
         self.publisher = Publisher(self.cfg.publish)
+        if self.cfg.metrics.listen:
+            from .metrics import Metrics
+
+            self.metrics = Metrics(self.cfg.metrics.listen, lambda: self.status(peek=True))
+        if self.cfg.mqtt is not None:
+            from .mqtt import MqttOutput
+
+            self.outputs.append(MqttOutput(self.cfg.mqtt, list(self.sources), self.head.labels, self.head.manifest.name))
         worker = threading.Thread(target=self._work, name="inference", daemon=True)
         worker.start()
         for src in self.sources.values():
@@ -384,7 +439,12 @@ class Daemon:
         for src in self.sources.values():
             src.join(timeout=max(0.0, deadline - time.monotonic()))
         await asyncio.sleep(0)  # deliver predictions the worker handed over while draining
-        self.publisher.send(STATUS_TOPIC, self.status())
+        self._stream_break(None)  # open events end with the daemon
+        self._emit(STATUS_TOPIC, self.status())
+        for out in self.outputs:
+            out.close()
+        if self.metrics is not None:
+            self.metrics.close()
         self.publisher.close()
         log.info("stopped")
 
@@ -393,6 +453,14 @@ def preflight(cfg: DaemonConfig) -> tuple[ClipClassifier, list[str]]:
     """What ``run`` checks before serving, without serving: the models load and fit (else an
     EdgevidError), and each source's problem that can be seen without opening it."""
     classifier = load_classifier(cfg.models.head, cfg.models.extractor, cfg.models.dir, cfg.models.threads)
+    if cfg.metrics.listen:
+        from .metrics import require_client
+
+        require_client()
+    if cfg.mqtt is not None:
+        from .mqtt import check
+
+        check(cfg.mqtt, classifier.head.labels)
     problems = [f"sources.{s.id}: {p}" for s in cfg.sources if (p := source_problem(s))]
     return classifier, problems
 

@@ -53,6 +53,17 @@ class TimeScale(BaseModel):
     clip_duration_s: dict[str, float] = Field(default_factory=dict, description="training clips' duration percentiles (p10, p50, p90)")
 
 
+class Calibration(BaseModel):
+    """Temperature scaling fitted on validation windows: published scores are
+    ``softmax(log(p) / temperature)`` of the head's probabilities ``p`` (same ranking, honest confidence)."""
+
+    model_config = ConfigDict(extra="forbid")
+    temperature: float = Field(gt=0, le=100)
+    fit_on: str = Field("", description="what it was fitted on (validation windows)")
+    ece_before: float | None = Field(None, description="expected calibration error on those windows, uncalibrated")
+    ece_after: float | None = None
+
+
 class Manifest(BaseModel):
     """``manifest.json``: the head, its labels, the features it expects, and where it came from."""
 
@@ -69,6 +80,7 @@ class Manifest(BaseModel):
         default_factory=lambda: ["appearance"],
         description="what the head reads per frame, concatenated in this order: the extractor's features, then the motion descriptor")
     motion: MotionSpec | None = Field(None, description="how the motion stream is computed (heads that read it)")
+    calibration: Calibration | None = Field(None, description="temperature for calibrated scores (absent: raw probabilities)")
     runtimes: list[str] = Field(description="TFLite runtimes (and versions) the head was checked on")
     trained_on: str = ""
     report: str | None = None

@@ -38,7 +38,9 @@ class ClipResult(BaseModel):
     error: str | None = None
 
 
-SCHEMA_VERSION = 2  # 2: window contract (frames, gaps, loop), overload and skip reasons in status
+SCHEMA_VERSION = 3  # 2: window contract (frames, gaps, loop), overload and skip reasons in status; 3: label (unknown below min_score), MQTT drops in status
+EVENT_SCHEMA_VERSION = 1
+UNKNOWN = "unknown"
 
 
 class ModelIds(BaseModel):
@@ -66,9 +68,11 @@ class Prediction(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     type: Literal["prediction"] = "prediction"
-    schema_version: Literal[2] = SCHEMA_VERSION
+    schema_version: Literal[3] = SCHEMA_VERSION
     source: str
     seq: int
+    label: str  # top-1, or "unknown" when its (calibrated) score is below the source's min_score
+    score: float  # top-1's score (whatever the label says)
     window_start: float  # capture time (unix s, a label: the device clock may step) of the first slot's frame
     window_end: float  # capture time of the last slot's frame
     media_start: float | None = None  # file sources: position in the file (s) of the first slot's frame
@@ -107,13 +111,57 @@ class Status(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     type: Literal["status"] = "status"
-    schema_version: Literal[2] = SCHEMA_VERSION
+    schema_version: Literal[3] = SCHEMA_VERSION
     seq: int
     uptime_s: float
     overloaded: bool = False  # live sources need more extractor time than there is: served in turns
     overload: str | None = None  # why, in numbers
     extract_ms_per_frame: float | None = None  # the extractor's measured cost here
     sources: list[SourceStatus]
+    outputs: dict[str, "OutputStatus"] = {}  # optional outputs (mqtt): connected, sent, dropped
+
+
+class OutputStatus(BaseModel):
+    """An optional output's health: it never blocks the daemon, so what it could not send is counted."""
+
+    model_config = ConfigDict(extra="forbid")
+    connected: bool
+    sent: int
+    dropped: int  # messages dropped: queue full while the broker was slow or away
+    queued: int
+    reconnects: int
+    last_error: str | None = None
+
+
+class Event(BaseModel):
+    """Published on topic ``event/<source>``: an action that started, goes on, or ended.
+
+    ``id`` pairs a ``start`` with its updates and its ``end``; ``window_*`` are the times of the
+    prediction that caused this message, ``started_at`` the start of the first window that showed
+    the action; ``duration_s`` runs from the first to the last window where it was present (on the
+    source's own time: media time for files)."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["event"] = "event"
+    schema_version: Literal[1] = EVENT_SCHEMA_VERSION
+    source: str
+    seq: int  # event messages of this source, from 1
+    id: str
+    phase: Literal["start", "update", "end"]
+    label: str
+    score: float | None  # the label's score in this window (None: ended because the stream of windows broke)
+    best_score: float
+    started_at: float  # capture time (unix s) of the first window's first frame
+    started_media: float | None = None  # files: its position in the file (s)
+    duration_s: float
+    window_start: float
+    window_end: float
+    media_start: float | None = None
+    media_end: float | None = None
+    prediction_seq: int  # the prediction (pred/<source> seq) that caused it
+
+
+Status.model_rebuild()
 
 
 def json_schemas() -> dict[str, dict]:
@@ -121,6 +169,7 @@ def json_schemas() -> dict[str, dict]:
     return {
         "prediction.schema.json": Prediction.model_json_schema(),
         "status.schema.json": Status.model_json_schema(),
+        "event.schema.json": Event.model_json_schema(),
         "clip_result.schema.json": ClipResult.model_json_schema(),
     }
 

@@ -40,6 +40,34 @@ class ClipClassifier:
         ts = self.head.manifest.timescale
         return ts.window_s if ts is not None and ts.fit == "windows" else None
 
+    def window_probs(self, path: Path | str) -> tuple[np.ndarray, bool, "ClipFeatures"]:
+        """The head's probabilities ``[K, C]`` for each window ``classify`` averages, whether they are
+        real windows (False: one window over a clip shorter than the head's window), and the features
+        (their timings; ``head_ms`` holds the head's time). Raises EdgevidError on bad input."""
+        m, window_s = self.head.frames, self.window_s
+        real = True
+        if window_s is None:
+            cf = clip_features(self.extractor, path, m, motion=self.motion)
+            windows = np.arange(m)[None]  # positions in cf.feats
+        else:
+            fps, times = _header_fps(path), frame_times(Path(path))
+            plan: dict[str, np.ndarray] = {}
+
+            def indices_for(n: int) -> np.ndarray:
+                # The clip's own frame times, as a file source goes by (JHMDB: 40 frames = 1.6 s).
+                own = times if times is not None and len(times) == n else None
+                plan["w"], plan["real"] = clip_windows(n, fps, window_s, m, times=own) if fps > 0 else (sample_indices(n, m)[None], False)
+                return np.unique(plan["w"])
+
+            cf = clip_features(self.extractor, path, None, indices_for=indices_for, times=times, motion=self.motion)
+            windows = np.searchsorted(cf.indices, plan["w"])
+            real = bool(plan["real"])
+        t = time.perf_counter()
+        feats = self.head.inputs(self.extractor.dequantize(cf.feats), cf.motion)
+        probs = np.stack([self.head.predict(feats[w]) for w in windows])
+        cf.timings.head_ms = (time.perf_counter() - t) * 1e3
+        return probs, real, cf
+
     def classify(self, path: Path | str, k: int = 5) -> ClipResult:
         """Classify one clip; user-facing failures come back as ``ok=False`` with a one-line error.
 
@@ -48,27 +76,11 @@ class ClipClassifier:
         publish across the clip (:func:`edgevid.sampling.clip_windows`; one window over the whole
         clip when the clip is shorter than a window)."""
         try:
-            m, window_s = self.head.frames, self.window_s
-            if window_s is None:
-                cf = clip_features(self.extractor, path, m, motion=self.motion)
-                windows = np.arange(m)[None]  # positions in cf.feats
-            else:
-                fps, times = _header_fps(path), frame_times(Path(path))
-                plan: dict[str, np.ndarray] = {}
-
-                def indices_for(n: int) -> np.ndarray:
-                    # The clip's own frame times, as a file source goes by (JHMDB: 40 frames = 1.6 s).
-                    own = times if times is not None and len(times) == n else None
-                    plan["w"] = clip_windows(n, fps, window_s, m, times=own)[0] if fps > 0 else sample_indices(n, m)[None]
-                    return np.unique(plan["w"])
-
-                cf = clip_features(self.extractor, path, None, indices_for=indices_for, times=times, motion=self.motion)
-                windows = np.searchsorted(cf.indices, plan["w"])
+            probs, _, cf = self.window_probs(path)
             timings = cf.timings
             t = time.perf_counter()
-            feats = self.head.inputs(self.extractor.dequantize(cf.feats), cf.motion)
-            probs = np.mean([self.head.predict(feats[w]) for w in windows], axis=0)
-            timings.head_ms = (time.perf_counter() - t) * 1e3
+            probs = np.mean(probs, axis=0)
+            timings.head_ms += (time.perf_counter() - t) * 1e3
             timings.total_ms += timings.head_ms
         except EdgevidError as exc:
             return ClipResult(path=display(path), ok=False, error=str(exc))

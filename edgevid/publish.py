@@ -18,6 +18,10 @@ def prediction_topic(source: str) -> str:
     return f"pred/{source}"
 
 
+def event_topic(source: str) -> str:
+    return f"event/{source}"
+
+
 STATUS_TOPIC = "status"
 
 

@@ -1,4 +1,4 @@
-"""Live frame sources for the daemon: camera, file or stream, with timeouts, reconnects and pacing.
+"""Live frame sources for the daemon: camera, file, stream or pipe, with timeouts, reconnects and pacing.
 
 Each source runs in its own thread (OpenCV reads block). It times every frame (the file's or the
 stream's own timestamps while sane, arrival otherwise), fills its window slots with the nearest
@@ -20,7 +20,8 @@ import numpy as np
 from .capture import check_file, open_video
 from .config import SourceConfig, SourceTiming
 from .errors import InputError
-from .timing import Backoff, FileClock, Fill, SlotFiller, StreamClock
+from .pipe import PipeCapture, PipeSpec, command_problem
+from .timing import Backoff, FileClock, Fill, Liveness, SlotFiller, StreamClock
 from .windows import FrameInfo
 
 log = logging.getLogger("edgevid.sources")
@@ -72,7 +73,7 @@ class SourceError(Exception):
 
 @dataclass
 class Opened:
-    cap: cv2.VideoCapture
+    cap: cv2.VideoCapture | PipeCapture
     width: int
     height: int
     fps: float
@@ -81,6 +82,12 @@ class Opened:
 
 def open_capture(cfg: SourceConfig) -> Opened:
     kind = cfg.resolved_kind()
+    if kind == "pipe":
+        try:
+            pipe = PipeCapture(PipeSpec(cfg.uri, cfg.pixel_format, cfg.width, cfg.height, cfg.fps))
+        except (OSError, ValueError) as exc:
+            raise SourceError(f"cannot start command: {exc}") from None
+        return Opened(pipe, cfg.width or 0, cfg.height or 0, cfg.fps, f"pipe {cfg.pixel_format}")
     params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(cfg.open_timeout * 1000), cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(cfg.read_timeout * 1000)]
     if kind == "camera":
         # Camera backends (V4L2) may not support the timeout properties, and OpenCV fails the whole
@@ -115,6 +122,8 @@ def source_problem(cfg: SourceConfig) -> str | None:
             check_file(cfg.uri)
         except InputError as exc:
             return str(exc)
+    if cfg.resolved_kind() == "pipe":
+        return command_problem(cfg.uri)
     return None
 
 
@@ -288,15 +297,18 @@ class FrameSource(threading.Thread):
         self._prev_grey = None
         self.sink.segment(self.cfg.id)
         self._state("running")
-        n, last_ok = 0, self.clock()
+        n, live = 0, Liveness(self.cfg.stall_timeout, self.clock())
         while not self.stop_event.is_set():
             if not cap.grab():
-                if self.clock() - last_ok > self.cfg.stall_timeout:
-                    return _Outcome(n, error=f"no frame for {self.cfg.stall_timeout:g} s (stalled)")
+                if isinstance(cap, PipeCapture) and cap.ended:  # the command exited: restart it
+                    return _Outcome(n, ended=True, error=cap.ended)
+                if not live.alive(self.clock()):  # stalled
+                    said = cap.stderr.text() if isinstance(cap, PipeCapture) else ""  # e.g. a camera timeout
+                    return _Outcome(n, error=f"no frame for {self.cfg.stall_timeout:g} s (stalled){': ' + said if said else ''}")
                 self.stop_event.wait(0.01)
                 continue
             mono, wall = self.clock(), time.time()
-            last_ok = mono
+            live.beat(mono)
             n += 1
             self.stats.frames_in += 1
             t = clock.time(mono, cap.get(cv2.CAP_PROP_POS_MSEC))

@@ -174,7 +174,9 @@ class Backoff:
 class Liveness:
     """Whether a loop that should beat often still does: systemd's watchdog is pinged only while
     the inference worker beats, so a hung worker (not just a dead process) gets the service
-    restarted. ``grace``: longest quiet time that still counts as alive."""
+    restarted; a live source whose frames stop for its ``stall_timeout`` (counted from opening, so
+    one that never sends a frame too) is reopened. ``grace``: longest quiet time that still counts
+    as alive."""
 
     def __init__(self, grace: float, now: float) -> None:
         self.grace = grace

@@ -35,6 +35,9 @@ def test_streameval_smoke(tmp_path):
     assert s["detected"] + s["never_detected"] == s["changes"]
     assert s["detected"] >= 1 and math.isfinite(s["latency_p50_s"]) and math.isfinite(s["latency_p90_s"])
     assert all(c["windows_after"] >= 1 for c in s["per_change"])
+    ev = s["events"]  # every event that starts also ends, and each segment is accounted for
+    assert ev["segments"] == s["changes"] + s["sequences"] and ev["unpaired_starts"] == 0 and ev["starts"] == ev["ends"]
+    assert ev["found_once"] + ev["missed"] == ev["segments"]
 
     o = r["overload"]
     assert o["published"] >= 1 and o["extractor_frames_per_s"] > 0

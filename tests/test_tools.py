@@ -181,6 +181,8 @@ def test_experiment_trains_converts_exports_and_checks_on_a_small_dataset(tmp_pa
     assert manifest["streams"] == ["appearance", "motion"] and manifest["motion"]["method"] == "dis_ultrafast"
     assert manifest["extractor"]["sha256"] == [sha256_file(MNV2)]  # only the extractor file it was checked on
     assert len(manifest["runtimes"]) == 1 and manifest["runtimes"][0].startswith("ai-edge-litert ")  # name and version, as run
+    # Every trained head gets a temperature fitted on validation, and the exported one carries it.
+    assert manifest["calibration"]["temperature"] > 0 and "validation" in manifest["calibration"]["fit_on"]
     # A reordered label file no longer matches the manifest and is refused.
     labels = head / "labels.txt"
     labels.write_text("pour\ngolf\nwave\n")

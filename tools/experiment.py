@@ -20,10 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from edgevid.extractor import Extractor
-from edgevid.manifest import ExtractorRef, FileRef, Manifest, TimeScale, sha256_file
+from edgevid.head import apply_temperature
+from edgevid.manifest import Calibration, ExtractorRef, FileRef, Manifest, TimeScale, sha256_file
 from edgevid.motion import MotionSpec, parse_spec
 from edgevid.store import EXTRACTORS, write_atomic
 
+from .calibrate import fit_calibration
 from .convert import agreement, op_versions, run_tflite, runtime_used, to_tflite
 from .datasets import Dataset, DatasetError, read_folders, read_jhmdb, read_ucf101
 from .evaluate import evaluate, plot_confusion
@@ -140,9 +142,16 @@ def run(args: argparse.Namespace) -> dict:
             rows_te, latency = run_tflite(blob, x_te)
             probs_va, _ = run_tflite(blob, x_va[:n_agree])
             rows_daemon = rows_te if ws_daemon is ws_te else run_tflite(blob, x_daemon)[0]
+            # Calibrated scores: a temperature fitted on the validation windows (the daemon's) of this
+            # variant; it travels in the manifest and the runtime head applies it, so test is scored with it.
+            rows_va = run_tflite(blob, x_va)[0]
+            real = ws_va.real if ws_va.real.any() else np.ones(len(rows_va), bool)
+            cal = fit_calibration(rows_va[real], ws_va.y_rows[real], fit_on=f"{ds.name} validation windows ({int(real.sum())})")
+            rows_te = apply_temperature(rows_te, cal.temperature)
+            rows_daemon = apply_temperature(rows_daemon, cal.temperature)
             write_atomic(out / f"{name}_{variant}.tflite", blob)
             row["variants"][variant] = {
-                "bytes": len(blob), "latency_ms": latency, "ops": op_versions(blob),
+                "bytes": len(blob), "latency_ms": latency, "calibration": cal.model_dump(), "ops": op_versions(blob),
                 "agreement_val": agreement(keras_va, probs_va), "test": evaluate(ws_te.clip_probs(rows_te), y_te, ds.classes),
                 "daemon_test": scores(rows_daemon, ws_daemon),
             }
@@ -223,6 +232,7 @@ def export_head(results: dict, run_dir: Path, name: str, target: Path, extractor
     extractor = Extractor(extractor_path, num_threads=1)
     known = next((e for e in EXTRACTORS.values() if extractor.sha256 in e.sha256), None)
     test = results["heads"][name]["variants"]["dynamic_int8"]["test"]
+    calibration = results["heads"][name]["variants"]["dynamic_int8"].get("calibration")
     manifest = Manifest(
         name=f"{results['dataset']}-{name}",
         head=FileRef(file="head.tflite", sha256=sha256_file(target / "head.tflite")),
@@ -234,6 +244,7 @@ def export_head(results: dict, run_dir: Path, name: str, target: Path, extractor
         # of the same name (e.g. a different conversion) is accepted only once it is measured.
         extractor=ExtractorRef(name=known.name if known else extractor_path.stem, sha256=[extractor.sha256],
                                feature_tensor=extractor.feature_tensor, feature_dim=extractor.feature_dim),
+        calibration=Calibration(**calibration) if calibration else None,
         # The runtime the conversion check and the classify check ran on (name and version), not a hope.
         runtimes=[results.get("runtime") or runtime_used()],
         streams=results["heads"][name].get("streams", ["appearance"]),

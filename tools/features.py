@@ -27,6 +27,7 @@ from edgevid.capture import frame_times
 from edgevid.errors import EdgevidError
 from edgevid.extractor import Extractor
 from edgevid.motion import MotionEstimator, MotionSpec
+from edgevid.pipe import die_with_parent
 from edgevid.pipeline import clip_features
 from edgevid.sampling import clip_duration, sample_indices
 from edgevid.store import write_atomic
@@ -238,26 +239,13 @@ class CacheWriteError(Exception):
     """The feature cache cannot be written (full disk, read-only): every later clip would fail too."""
 
 
-def _die_with_parent(parent: int) -> None:
-    """Linux: the kernel kills this worker when the process that started it dies, even by SIGKILL
-    (a killed experiment left its workers and the resource tracker computing for minutes)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-
-
 def _init_motion_worker(parent: int) -> None:
-    _die_with_parent(parent)
+    die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _init_worker(extractor_path: str, threads: int, parent: int) -> None:
-    _die_with_parent(parent)
+    die_with_parent(parent)  # a killed experiment left its workers computing for minutes
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops the workers
     _worker["extractor"] = Extractor(Path(extractor_path), num_threads=threads)
 

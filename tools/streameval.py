@@ -75,8 +75,10 @@ def ratio(a: float, b: float) -> float | None:
 class Setup:
     """Head, window, hop and model locations shared by every part."""
 
-    def __init__(self, head_dir: Path, model_dir: Path, hop: float, threads: int, window: float | None = None) -> None:
+    def __init__(self, head_dir: Path, model_dir: Path, hop: float, threads: int, window: float | None = None,
+                 min_score: float = 0.0) -> None:
         self.head_dir = head_dir
+        self.min_score = min_score
         self.model_dir = model_dir
         self.threads = threads
         self.head = Head(head_dir, num_threads=threads)
@@ -100,6 +102,8 @@ class Setup:
         if not self.omit_window:
             src["window"] = self.window
         src.update({"hop": self.hop, "realtime": realtime, "loop": loop, "top_k": top_k or len(self.labels)})
+        if self.min_score:
+            src["min_score"] = self.min_score
         return src
 
     def describe(self) -> dict:
@@ -111,7 +115,7 @@ class Setup:
             "extractor": str(self.extractor_file),
             "window_s": self.window, "window_from": "--window" if self.window != self.head_window else "head manifest",
             "window_passed_in_config": not self.omit_window,
-            "slot_s": self.slot, "hop_steps": self.hop_steps, "hop_s": self.hop, "threads": self.threads,
+            "slot_s": self.slot, "hop_steps": self.hop_steps, "hop_s": self.hop, "threads": self.threads, "min_score": self.min_score,
         }
 
 
@@ -122,6 +126,7 @@ def run_daemon(setup: Setup, tmp: Path, sources: list[dict], *, finite: bool, se
     tmp.mkdir(parents=True, exist_ok=True)
     env = {"EDGEVID_MODEL_DIR": str(setup.model_dir)}
     preds: list[dict] = []
+    events: list[dict] = []
     statuses: list[dict] = []
     arrivals: list[float] = []
     problems: list[str] = []
@@ -152,6 +157,8 @@ def run_daemon(setup: Setup, tmp: Path, sources: list[dict], *, finite: bool, se
                 if body.get("type") == "prediction":
                     preds.append(body)
                     arrivals.append(time.monotonic())
+                elif body.get("type") == "event":
+                    events.append(body)
                 elif body.get("type") == "status":
                     body["_t"] = time.monotonic()
                     statuses.append(body)
@@ -172,6 +179,8 @@ def run_daemon(setup: Setup, tmp: Path, sources: list[dict], *, finite: bool, se
                 if msg[1].get("type") == "prediction":
                     preds.append(msg[1])
                     arrivals.append(time.monotonic())
+                elif msg[1].get("type") == "event":
+                    events.append(msg[1])
                 else:
                     msg[1]["_t"] = time.monotonic()
                     statuses.append(msg[1])
@@ -203,7 +212,7 @@ def run_daemon(setup: Setup, tmp: Path, sources: list[dict], *, finite: bool, se
     for w, h in timing:
         if abs(w - setup.window) > 1e-6 or abs(h - setup.hop) > 1e-6:
             problems.append(f"daemon reports window {w} s / hop {h} s, expected {setup.window} / {setup.hop}")
-    return {"predictions": preds, "arrivals": arrivals, "statuses": statuses, "problems": problems, "notes": notes,
+    return {"predictions": preds, "events": events, "arrivals": arrivals, "statuses": statuses, "problems": problems, "notes": notes,
             "daemon_timing": [list(t) for t in timing],
             "stderr_tail": bad_lines[-20:], "published_by_daemon": published, "exit_code": probe.exit_code,
             "wall_s": time.monotonic() - t_start, "measure": (measure_from, measure_to)}
@@ -497,7 +506,11 @@ def switch_latency(setup: Setup, items: list[tuple[Path, str]], tmp: Path, n_seq
             else:
                 latencies.append(lat)
     n_changes = len(changes)
+    by_file: dict[int, list[dict]] = defaultdict(list)
+    for e in run["events"]:
+        by_file[int(e["source"][1:])].append(e)
     return {
+        "events": event_scores(files, by_file, setup.window),
         "sequences": len(files), "segments_per_sequence": n_seg, "clips_per_segment": per_seg,
         "lossless_verified": all(f["lossless"] for f in files), "fps_read_back": sorted({f["fps_read_back"] for f in files}),
         "changes": n_changes, "detected": len(latencies), "never_detected": undetected,
@@ -517,6 +530,35 @@ def switch_latency(setup: Setup, items: list[tuple[Path, str]], tmp: Path, n_seq
                    "problems": run["problems"], "notes": run["notes"], "daemon_timing": run["daemon_timing"], "stderr_tail": run["stderr_tail"]},
         "files": files, "per_change": changes,
     }
+
+
+def event_scores(files: list[dict], events: dict[int, list[dict]], window: float) -> dict:
+    """How the daemon's events follow the true segments of each sequence: a segment is *found* when
+    exactly one event of its label starts on a window that saw it (``started_media`` within
+    [segment start - window, segment end)); other starts are extra (its label again) or wrong (a
+    label not being shown); every start must be paired with an end by id."""
+    segments = found = missed = extra = wrong = unpaired = starts_n = ends_n = 0
+    per_file = []
+    for i, f in enumerate(files):
+        evs = sorted(events.get(i, []), key=lambda e: e["seq"])
+        starts = [e for e in evs if e["phase"] == "start"]
+        ends = {e["id"] for e in evs if e["phase"] == "end"}
+        starts_n += len(starts)
+        ends_n += len(ends)
+        unpaired += sum(e["id"] not in ends for e in starts)
+        used = set()
+        for seg in f["segments"]:
+            segments += 1
+            mine = [e for e in starts if e["label"] == seg["label"] and seg["start_s"] - window - 1e-6 <= e["started_media"] < seg["end_s"]]
+            used.update(e["id"] for e in mine)
+            found += len(mine) == 1
+            missed += not mine
+            extra += max(0, len(mine) - 1)
+        wrong += sum(e["id"] not in used for e in starts)
+        per_file.append({"file": f["file"], "segments": [s["label"] for s in f["segments"]],
+                         "starts": [(e["label"], round(e["started_media"], 3)) for e in starts]})
+    return {"segments": segments, "found_once": found, "missed": missed, "extra_starts_same_label": extra, "wrong_label_starts": wrong,
+            "starts": starts_n, "ends": ends_n, "unpaired_starts": unpaired, "per_file": per_file}
 
 
 # -- 3. overload ------------------------------------------------------------------------------------
@@ -633,6 +675,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds (e.g. 4/3), passed in the config; default: the head's trained window (manifest timescale)")
     p.add_argument("--hop", type=float, default=0.25, help="seconds between windows, rounded to whole slots (window / M)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--min-score", type=float, default=0.0, help="sources' min_score (events and 'unknown'); 0: the daemon's default")
     p.add_argument("--clips", type=int, default=0, help="test clips to use (0: all)")
     p.add_argument("--sources-per-daemon", type=int, default=32)
     p.add_argument("--sequences", type=int, default=10)
@@ -654,7 +697,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overload_seconds, args.overload_warmup, args.throughput_seconds = 5, 4, 1
     out = args.out or ROOT / "benchmarks" / f"streameval-{dt.date.today().isoformat()}{'-smoke' if args.smoke else ''}.json"
 
-    setup = Setup(args.head or default_head_dir(), args.model_dir, args.hop, args.threads, args.window)
+    setup = Setup(args.head or default_head_dir(), args.model_dir, args.hop, args.threads, args.window, args.min_score)
     ds = read_jhmdb(args.data, args.splits, 1)
     items = [(it.path, ds.classes[it.label]) for it in ds.test]
     if args.clips:
@@ -738,6 +781,10 @@ def summary(r: dict, setup: Setup) -> str:
     if s := r.get("switch"):
         lines.append(f"switch: {s['changes']} changes, latency p50 {f(s['latency_p50_s'])} s, p90 {f(s['latency_p90_s'])} s, "
                      f"never detected {s['never_detected']}; old label lingers in {s['lingering_old_label']}/{s['windows_fully_inside_new_segment']} windows fully inside")
+        ev = s["events"]
+        lines.append(f"events (min_score {setup.min_score:g}): {ev['segments']} segments, found once {ev['found_once']}, missed {ev['missed']}, "
+                     f"extra starts {ev['extra_starts_same_label']}, wrong-label starts {ev['wrong_label_starts']}, "
+                     f"{ev['starts']} starts / {ev['ends']} ends, unpaired {ev['unpaired_starts']}")
     if o := r.get("overload"):
         c = o.get("capacity_in_process") or {}
         lines.append(f"overload: {o['published']} published in {f(o['seconds'], 1)} s; extractor {f(o['extractor_frames_per_s'], 1)} frames/s; "

@@ -1,0 +1,106 @@
+"""Opt-in Prometheus endpoint (``[metrics] listen = "127.0.0.1:9108"``): the status counters and
+stage-latency histograms, named by Prometheus conventions.
+
+``prometheus_client`` is an optional extra (``pip install 'edgevid[metrics]'``), imported only when
+the endpoint is configured. Counters are read from the sources' own statistics at scrape time (one
+truth: the same numbers as the ``status`` message); histograms are observed by the daemon.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Callable
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .messages import Status
+
+log = logging.getLogger("edgevid.metrics")
+
+#: Seconds: a frame's extractor share is ~5-150 ms, the head ~1-40 ms, capture to publish up to ~2 s.
+STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+
+#: SourceStatus counters exported as ``edgevid_<name>_total{source=...}``: (status field, metric name, help).
+COUNTERS = (
+    ("frames_in", "frames", "frames read from the source"),
+    ("sampled", "frames_sampled", "distinct frames that filled a window slot"),
+    ("extracted", "frames_extracted", "frames that went through the extractor"),
+    ("dropped", "frames_dropped", "sampled frames never extracted (the worker fell behind)"),
+    ("predictions", "predictions", "predictions published"),
+    ("reconnects", "reconnects", "times the source was reopened"),
+)
+STATES = ("starting", "running", "paused", "reconnecting", "ended", "failed")
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``host:port`` -> (host, port); ValueError with what was expected."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected host:port such as 127.0.0.1:9108, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def require_client():
+    """prometheus_client, or a one-line ConfigError saying how to install it."""
+    try:
+        import prometheus_client
+    except ImportError:
+        raise ConfigError("metrics.listen is set but prometheus_client is not installed: pip install 'edgevid[metrics]'") from None
+    return prometheus_client
+
+
+class Metrics:
+    """The registry, its collector over ``status()`` and the HTTP server thread."""
+
+    def __init__(self, listen: str, status: Callable[[], "Status"]) -> None:
+        prom = require_client()
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        self.registry = prom.CollectorRegistry()
+        self._status = status
+
+        class _StatusCollector:
+            def collect(_self):
+                st = self._status()
+                for field, name, help_text in COUNTERS:
+                    c = CounterMetricFamily(f"edgevid_{name}", help_text, labels=["source"])
+                    for s in st.sources:
+                        c.add_metric([s.id], getattr(s, field))
+                    yield c
+                skipped = CounterMetricFamily("edgevid_windows_skipped", "windows not published, by reason", labels=["source", "reason"])
+                up = GaugeMetricFamily("edgevid_source_up", "1 while the source is running", labels=["source"])
+                state = GaugeMetricFamily("edgevid_source_state", "the source's state (1 for the current one)", labels=["source", "state"])
+                for s in st.sources:
+                    for reason, n in sorted(s.skipped.items()):
+                        skipped.add_metric([s.id, reason], n)
+                    up.add_metric([s.id], float(s.state == "running"))
+                    for name in STATES:
+                        state.add_metric([s.id, name], float(s.state == name))
+                yield skipped
+                yield up
+                yield state
+                yield GaugeMetricFamily("edgevid_overloaded", "1 while live sources are served in turns", value=float(st.overloaded))
+                yield GaugeMetricFamily("edgevid_uptime_seconds", "seconds since the daemon started", value=st.uptime_s)
+                for out, o in sorted(st.outputs.items()):
+                    yield CounterMetricFamily(f"edgevid_{out}_sent", f"messages handed to the {out} broker", value=o.sent)
+                    yield CounterMetricFamily(f"edgevid_{out}_dropped", f"messages dropped for {out} (queue full)", value=o.dropped)
+                    yield GaugeMetricFamily(f"edgevid_{out}_connected", f"1 while connected to the {out} broker", value=float(o.connected))
+
+        self.registry.register(_StatusCollector())
+        self.stage = prom.Histogram("edgevid_inference_seconds", "seconds per frame (extract) or per window (head)",
+                                    ["stage"], buckets=STAGE_BUCKETS, registry=self.registry)
+        self.latency = prom.Histogram("edgevid_capture_to_publish_seconds", "newest frame's capture to its prediction's publication",
+                                      ["source"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.events = prom.Counter("edgevid_events", "event messages published", ["source", "phase"], registry=self.registry)
+        host, port = parse_listen(listen)
+        try:
+            self.server, self.thread = prom.start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            raise ConfigError(f"metrics.listen: cannot listen on {listen}: {exc}") from None
+        log.info("metrics on http://%s/metrics", listen)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,204 @@
+"""Optional MQTT output (``[mqtt]``, needs the ``mqtt`` extra: paho-mqtt): the daemon's messages on
+``<prefix>/<source>/...``, availability with a last will, and Home Assistant discovery.
+
+ZeroMQ stays the primary bus. Nothing here blocks the daemon: :meth:`MqttOutput.send` puts the
+message in a bounded queue (full: dropped and counted in status); one sender thread hands queued
+messages to paho while connected; paho's network thread reconnects with backoff (``reconnect_min``
+to ``reconnect_max`` seconds).
+
+Topics (QoS, retain):
+
+- ``<prefix>/availability``: ``online`` / ``offline`` (1, retained; ``offline`` is the last will);
+- ``<prefix>/<source>/prediction``: every prediction (0, not retained: a firehose);
+- ``<prefix>/<source>/event``: start / update / end (1, not retained);
+- ``<prefix>/<source>/state``: the current event as JSON, ``{"action": label|"none", ...}`` (1, retained);
+- ``<prefix>/<source>/status`` and ``<prefix>/status``: the heartbeat (0, retained);
+- ``<discovery_prefix>/sensor|binary_sensor/...config``: Home Assistant discovery (1, retained).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import socket
+import threading
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel
+
+from .errors import ConfigError
+from .messages import Event, OutputStatus, Prediction, Status
+
+if TYPE_CHECKING:
+    from .config import MqttConfig
+
+log = logging.getLogger("edgevid.mqtt")
+
+
+def discovery(cfg: "MqttConfig", sources: list[str], labels: list[str], model: str, version: str) -> list[tuple[str, dict]]:
+    """Home Assistant discovery messages: per source a sensor (current action) and a binary sensor
+    per label of interest, grouped into one device per source; all go unavailable with the daemon."""
+    p = cfg.topic_prefix
+    out = []
+    for sid in sources:
+        node = f"edgevid_{sid}".replace(".", "_").replace("-", "_")
+        device = {"identifiers": [node], "name": f"edgevid {sid}", "manufacturer": "edgevid", "model": model, "sw_version": version}
+        common = {"availability_topic": f"{p}/availability", "payload_available": "online", "payload_not_available": "offline",
+                  "device": device, "state_topic": f"{p}/{sid}/state", "json_attributes_topic": f"{p}/{sid}/state"}
+        out.append((f"{cfg.discovery_prefix}/sensor/{node}/action/config",
+                    {**common, "name": "action", "unique_id": f"{node}_action", "object_id": f"{node}_action",
+                     "value_template": "{{ value_json.action }}", "icon": "mdi:run"}))
+        for label in cfg.binary_sensors:
+            out.append((f"{cfg.discovery_prefix}/binary_sensor/{node}/{label}/config",
+                        {**common, "name": label.replace("_", " "), "unique_id": f"{node}_{label}", "object_id": f"{node}_{label}",
+                         "value_template": "{{ 'ON' if value_json.action == '%s' else 'OFF' }}" % label,
+                         "payload_on": "ON", "payload_off": "OFF"}))
+    return out
+
+
+def check(cfg: "MqttConfig", labels: list[str]):
+    """The paho client module, after checking what can be checked before connecting (one-line
+    ConfigErrors): paho-mqtt installed, binary sensors for labels the head has."""
+    try:
+        import paho.mqtt.client as mqtt
+    except ImportError:
+        raise ConfigError("mqtt is configured but paho-mqtt is not installed: pip install 'edgevid[mqtt]'") from None
+    unknown = [lab for lab in cfg.binary_sensors if lab not in labels]
+    if unknown:
+        raise ConfigError(f"mqtt.binary_sensors: {unknown} are not labels of the head (it knows {', '.join(labels)})")
+    return mqtt
+
+
+class MqttOutput:
+    """The MQTT side of the daemon: ``send(topic, message)`` with the daemon's own topic names."""
+
+    name = "mqtt"
+
+    def __init__(self, cfg: "MqttConfig", sources: list[str], labels: list[str], model: str) -> None:
+        mqtt = check(cfg, labels)
+        from . import __version__
+
+        self.cfg = cfg
+        self._mqtt = mqtt
+        self.prefix = cfg.topic_prefix
+        self.availability = f"{self.prefix}/availability"
+        self.queue: queue.Queue = queue.Queue(cfg.queue)
+        self.sent = self.dropped = self.reconnects = 0
+        self.connected = False
+        self.last_error: str | None = None
+        self._ever_connected = False
+        self._stop = threading.Event()
+        self._wake = threading.Condition()
+        self._state = {sid: {"action": "none"} for sid in sources}  # retained per source, sent again on reconnect
+        self._discovery = discovery(cfg, sources, labels, model, __version__) if cfg.discovery_prefix else []
+        client_id = cfg.client_id or f"edgevid-{socket.gethostname()}-{self.prefix}".replace("/", "_")
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        c.will_set(self.availability, "offline", qos=1, retain=True)
+        if cfg.username is not None:
+            c.username_pw_set(cfg.username, cfg.password)
+        if cfg.tls_ca is not None:
+            try:
+                c.tls_set(ca_certs=str(cfg.tls_ca))
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"mqtt.tls_ca: cannot use {cfg.tls_ca}: {exc}") from None
+        c.reconnect_delay_set(min_delay=max(1, round(cfg.reconnect_min)), max_delay=max(1, round(cfg.reconnect_max)))
+        c.max_queued_messages_set(cfg.queue)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        self.client = c
+        c.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive)
+        c.loop_start()  # paho's network thread: connects, reconnects with backoff
+        self._sender = threading.Thread(target=self._send_loop, name="mqtt", daemon=True)
+        self._sender.start()
+        log.info("mqtt: connecting to %s:%d (topics %s/...)", cfg.host, cfg.port, self.prefix)
+
+    # -- paho callbacks (its network thread) ---------------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self.last_error = f"broker refused the connection: {reason_code}"
+            log.warning("mqtt: %s", self.last_error)
+            return
+        client.publish(self.availability, "online", qos=1, retain=True)
+        for topic, payload in self._discovery:
+            client.publish(topic, json.dumps(payload), qos=1, retain=True)
+        for sid, state in list(self._state.items()):
+            client.publish(f"{self.prefix}/{sid}/state", json.dumps(state), qos=1, retain=True)
+        if self._ever_connected:
+            self.reconnects += 1
+        self._ever_connected = True
+        self.connected = True
+        self.last_error = None
+        log.info("mqtt: connected to %s:%d", self.cfg.host, self.cfg.port)
+        with self._wake:
+            self._wake.notify_all()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        was = self.connected
+        self.connected = False
+        if was:
+            log.warning("mqtt: disconnected (%s); reconnecting with backoff", reason_code)
+        if not self._stop.is_set() and (was or self.last_error is None):  # keep a refusal's reason
+            self.last_error = f"disconnected: {reason_code}"
+
+    # -- the daemon's side ----------------------------------------------------------------------
+    def send(self, topic: str, message: BaseModel) -> None:
+        """Queue the message's MQTT form; never blocks (a full queue drops and counts)."""
+        for item in self._translate(topic, message):
+            try:
+                self.queue.put_nowait(item)
+            except queue.Full:
+                self.dropped += 1
+
+    def _translate(self, topic: str, message: BaseModel) -> list[tuple[str, str, int, bool]]:
+        p = self.prefix
+        if isinstance(message, Prediction):
+            return [(f"{p}/{message.source}/prediction", message.model_dump_json(), 0, False)]
+        if isinstance(message, Event):
+            state = {"action": message.label if message.phase != "end" else "none", "event_id": message.id, "phase": message.phase,
+                     "score": message.score, "best_score": message.best_score, "started_at": message.started_at,
+                     "duration_s": message.duration_s}
+            self._state[message.source] = state
+            return [(f"{p}/{message.source}/event", message.model_dump_json(), 1, False),
+                    (f"{p}/{message.source}/state", json.dumps(state), 1, True)]
+        if isinstance(message, Status):
+            return [(f"{p}/status", message.model_dump_json(), 0, True)] + [
+                (f"{p}/{s.id}/status", s.model_dump_json(), 0, True) for s in message.sources]
+        return [(f"{p}/{topic}", message.model_dump_json(), 0, False)]
+
+    def _send_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                topic, payload, qos, retain = self.queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            with self._wake:
+                while not self.connected and not self._stop.is_set():
+                    self._wake.wait(0.2)
+            if self._stop.is_set():
+                return
+            info = self.client.publish(topic, payload, qos=qos, retain=retain)
+            if info.rc == self._mqtt.MQTT_ERR_SUCCESS:
+                self.sent += 1
+            else:  # paho's own bounded queue is full, or the connection dropped just now
+                self.dropped += 1
+
+    def status(self) -> OutputStatus:
+        return OutputStatus(connected=self.connected, sent=self.sent, dropped=self.dropped, queued=self.queue.qsize(),
+                            reconnects=self.reconnects, last_error=self.last_error)
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Send what is queued (briefly, if connected), say ``offline``, disconnect."""
+        import time
+
+        end = time.monotonic() + timeout
+        while self.connected and not self.queue.empty() and time.monotonic() < end:
+            time.sleep(0.02)
+        self._stop.set()
+        with self._wake:
+            self._wake.notify_all()
+        self._sender.join(timeout=1.0)
+        if self.connected:
+            self.client.publish(self.availability, "offline", qos=1, retain=True).wait_for_publish(timeout=1.0)
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -1,0 +1,241 @@
+"""MQTT output end to end against a real Mosquitto broker on loopback: messages, Home Assistant
+discovery, last will on kill -9, a broker restart survived."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+import shutil
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import DATA
+from daemon_util import free_port, start_daemon, stop_daemon, write_config
+
+mqtt = pytest.importorskip("paho.mqtt.client", reason="paho-mqtt not installed (pip install -e '.[test]')")
+MOSQUITTO = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
+if MOSQUITTO is None:
+    pytest.skip("mosquitto not installed (apt-get install mosquitto)", allow_module_level=True)
+
+CLIP = sorted((DATA / "ucf101_sample").rglob("*.avi"))[0]
+
+
+@pytest.fixture(scope="module")
+def env(model_dir):
+    return {"EDGEVID_MODEL_DIR": str(model_dir)}
+
+
+def broker(port: int) -> subprocess.Popen:
+    proc = subprocess.Popen([MOSQUITTO, "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    end = time.monotonic() + 10
+    import socket
+
+    while time.monotonic() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"mosquitto did not listen on {port}: {proc.stderr.read()}")
+
+
+class Listener:
+    """A real paho subscriber on '#': every message with its arrival order, reconnecting by itself."""
+
+    def __init__(self, port: int) -> None:
+        self.msgs: list[tuple[str, bytes, bool]] = []
+        self.lock = threading.Lock()
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"listener-{port}")
+        self.c.on_connect = lambda c, u, f, rc, p: c.subscribe("#", qos=1)
+        self.c.on_message = self._on
+        self.c.reconnect_delay_set(0.2, 1)
+        self.c.connect(host="127.0.0.1", port=port)
+        self.c.loop_start()
+
+    def _on(self, c, u, m) -> None:
+        with self.lock:
+            self.msgs.append((m.topic, m.payload, m.retain))
+
+    def wait(self, pred, timeout: float) -> list:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self.lock:
+                got = list(self.msgs)
+            if pred(got):
+                return got
+            time.sleep(0.05)
+        raise AssertionError(f"timed out; last topics: {[t for t, _, _ in got[-15:]]}")
+
+    def close(self) -> None:
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+def render(template: str, value_json: dict) -> str:
+    """Home Assistant's two templates here, evaluated the way Jinja would (no Jinja on the device)."""
+    if template == "{{ value_json.action }}":
+        return str(value_json["action"])
+    prefix = "{{ 'ON' if value_json.action == '"
+    assert template.startswith(prefix) and template.endswith("' else 'OFF' }}"), template
+    return "ON" if value_json["action"] == template[len(prefix):-len("' else 'OFF' }}")] else "OFF"
+
+
+@pytest.mark.slow
+def test_mqtt_messages_discovery_broker_restart_and_last_will(tmp_path, env):
+    port = free_port()
+    b = broker(port)
+    listener = Listener(port)
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    mqtt_cfg = (f'\n[mqtt]\nhost = "127.0.0.1"\nport = {port}\ntopic_prefix = "ev"\nbinary_sensors = ["golf", "wave"]\n'
+                'keepalive = 5\nreconnect_min = 0.5\nreconnect_max = 2\n')
+    cfg = write_config(tmp_path / "q.toml", endpoint, [{"id": "cam0", "uri": str(CLIP), "loop": True}], extra=mqtt_cfg)
+    proc = start_daemon(cfg, env)
+    try:
+        got = listener.wait(lambda g: sum(t == "ev/cam0/prediction" for t, _, _ in g) >= 3 and any(t == "ev/cam0/status" for t, _, _ in g)
+                            and any(t == "ev/status" for t, _, _ in g), 60)
+        topics = [t for t, _, _ in got]
+        assert ("ev/availability", b"online") in [(t, p) for t, p, _ in got]
+        pred = json.loads(next(p for t, p, _ in got if t == "ev/cam0/prediction"))
+        assert pred["type"] == "prediction" and pred["source"] == "cam0" and pred["label"] and pred["top"]
+        # Discovery: a sensor and the two binary sensors, retained, pointing at topics that carry data
+        configs = {t: json.loads(p) for t, p, r in got if t.startswith("homeassistant/")}
+        assert set(configs) == {"homeassistant/sensor/edgevid_cam0/action/config", "homeassistant/binary_sensor/edgevid_cam0/golf/config",
+                                "homeassistant/binary_sensor/edgevid_cam0/wave/config"}
+        assert len({c["unique_id"] for c in configs.values()}) == 3
+        state = json.loads([p for t, p, _ in got if t == "ev/cam0/state"][-1])
+        for c in configs.values():
+            assert {"name", "unique_id", "state_topic", "availability_topic", "device", "value_template"} <= set(c)
+            assert c["availability_topic"] == "ev/availability" and c["state_topic"] in topics
+            assert c["device"]["identifiers"] == ["edgevid_cam0"]
+            out = render(c["value_template"], state)
+            assert out in ("ON", "OFF") if "payload_on" in c else out == state["action"]
+        assert render(configs["homeassistant/sensor/edgevid_cam0/action/config"]["value_template"], state) == state["action"]
+
+        # Broker restart: the daemon reconnects and messages flow again (status reports it)
+        b.terminate()
+        b.wait(10)
+        time.sleep(1.0)
+        b = broker(port)
+        n = len(listener.msgs)
+        got = listener.wait(lambda g: sum(t == "ev/cam0/prediction" for t, _, _ in g[n:]) >= 3 and
+                            any(t == "ev/status" and json.loads(p)["outputs"]["mqtt"]["reconnects"] >= 1 for t, p, _ in g[n:]), 60)
+        assert b"online" in [p for t, p, _ in got[n:] if t == "ev/availability"]
+        assert any(t.startswith("homeassistant/") for t, _, _ in got[n:])  # discovery sent again to the fresh broker
+        assert proc.poll() is None
+
+        # kill -9: no goodbye from the daemon, the broker publishes its last will
+        n = len(listener.msgs)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        listener.wait(lambda g: ("ev/availability", b"offline") in [(t, p) for t, p, _ in g[n:]], 20)
+    finally:
+        if proc.poll() is None:
+            stop_daemon(proc)
+        listener.close()
+        b.terminate()
+        b.wait(10)
+
+
+def test_mqtt_status_counts_drops_while_the_broker_is_away(tmp_path, env):
+    """No broker: the daemon serves ZeroMQ as usual, the MQTT queue stays bounded, drops are counted."""
+    from daemon_util import Subscriber
+
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    cfg = write_config(tmp_path / "q.toml", endpoint, [{"id": "cam0", "uri": str(CLIP), "loop": True}],
+                       extra=f'\n[mqtt]\nhost = "127.0.0.1"\nport = {free_port()}\nqueue = 5\n')
+    sub = Subscriber(endpoint)
+    proc = start_daemon(cfg, env)
+    try:
+        msgs = sub.until(lambda g: any(m["type"] == "status" and m["outputs"]["mqtt"]["dropped"] > 0 for _, m in g), 60)
+    finally:
+        code, err = stop_daemon(proc)
+        sub.close()
+    assert code == 0, err
+    st = [m for _, m in msgs if m["type"] == "status"][-1]["outputs"]["mqtt"]
+    assert st["connected"] is False and st["queued"] <= 5 and st["dropped"] > 0 and st["sent"] == 0
+    assert any(m["type"] == "prediction" for _, m in msgs)  # ZeroMQ never waits for the broker
+
+
+def test_mqtt_binary_sensor_for_a_label_the_head_lacks_is_a_config_error(tmp_path, env):
+    from conftest import run_cli
+
+    cfg = write_config(tmp_path / "q.toml", f"tcp://127.0.0.1:{free_port()}", [{"id": "cam0", "uri": str(CLIP)}],
+                       extra=f'\n[mqtt]\nhost = "127.0.0.1"\nport = {free_port()}\nbinary_sensors = ["dance"]\n')
+    proc = run_cli("run", "--config", str(cfg), env=env, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "mqtt.binary_sensors: ['dance'] are not labels of the head" in proc.stderr
+
+
+def _tls_broker(tmp_path, port: int) -> tuple[subprocess.Popen, Path]:
+    """Mosquitto with TLS (a CA made here, server certificate for 127.0.0.1) and a password file."""
+    d = tmp_path / "tls"
+    d.mkdir()
+
+    def ssl(*args):
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=edgevid test CA")
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "2",
+        "-extfile", "san.ext")
+    passwd = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+    subprocess.run([passwd, "-c", "-b", str(d / "passwd"), "edgevid", "s3cret"], check=True, capture_output=True)
+    (d / "mosquitto.conf").write_text(
+        f"user root\nlistener {port} 127.0.0.1\nallow_anonymous false\npassword_file {d / 'passwd'}\n"
+        f"cafile {d / 'ca.crt'}\ncertfile {d / 'server.crt'}\nkeyfile {d / 'server.key'}\n")
+    proc = subprocess.Popen([MOSQUITTO, "-c", str(d / "mosquitto.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    import socket
+
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, d / "ca.crt"
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"mosquitto (TLS) did not listen: {proc.stderr.read()}")
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
+def test_mqtt_over_tls_with_username_and_password(tmp_path, env):
+    """The daemon connects with TLS (the CA from tls_ca) and a password; a wrong password is
+    refused by the broker and reported in status while ZeroMQ goes on."""
+    from daemon_util import Subscriber
+
+    port = free_port()
+    b, ca = _tls_broker(tmp_path, port)
+    try:
+        for password, ok in (("s3cret", True), ("wrong", False)):
+            endpoint = f"tcp://127.0.0.1:{free_port()}"
+            cfg = write_config(tmp_path / f"t{ok}.toml", endpoint, [{"id": "cam0", "uri": str(CLIP), "loop": True}],
+                               extra=f'\n[mqtt]\nhost = "127.0.0.1"\nport = {port}\nusername = "edgevid"\npassword = "{password}"\n'
+                                     f'tls_ca = "{ca}"\n')
+            sub = Subscriber(endpoint)
+            proc = start_daemon(cfg, env)
+            try:
+                def seen(g):
+                    st = [m["outputs"]["mqtt"] for _, m in g if m["type"] == "status"]
+                    preds = any(m["type"] == "prediction" for _, m in g)
+                    return bool(st) and preds and (st[-1]["sent"] > 0 if ok else st[-1]["last_error"] is not None)
+
+                msgs = sub.until(seen, 60)
+            finally:
+                code, err = stop_daemon(proc)
+                sub.close()
+            assert code == 0, err
+            st = [m["outputs"]["mqtt"] for _, m in msgs if m["type"] == "status"][-1]
+            if ok:
+                assert st["connected"] and st["sent"] > 0 and st["last_error"] is None
+            else:
+                assert not st["connected"] and st["sent"] == 0 and "refused" in st["last_error"]
+                assert any(m["type"] == "prediction" for _, m in msgs)
+    finally:
+        b.terminate()
+        b.wait(10)
