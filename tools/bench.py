@@ -30,7 +30,8 @@ import numpy as np
 from edgevid.capture import read_clip
 from edgevid.extractor import Extractor
 from edgevid.head import Head
-from edgevid.pipeline import ClipClassifier
+from edgevid.motion import MotionEstimator
+from edgevid.pipeline import ClipClassifier, clip_features
 from edgevid.runtime import backend, make_interpreter
 from edgevid.sampling import sample_indices
 from edgevid.store import default_head_dir
@@ -117,7 +118,8 @@ def stage_costs(clips: list[Path], head_dir: Path) -> dict:
     for clip in clips:
         c = read_clip(clip, 25)
         batch = ex2.preprocess(c.frames)
-        x = ex2.dequantize(ex2.extract(batch))
+        cf = clip_features(ex2, clip, head.frames, motion=MotionEstimator(head.motion) if head.motion else None)
+        window = head.inputs(ex2.dequantize(cf.feats), cf.motion)
         single = lambda e: [e.extract(batch[i : i + 1]) for i in range(25)]  # noqa: E731
         for e in (ex1, ex2):  # warm both batch sizes
             e.extract(batch), single(e)
@@ -143,7 +145,7 @@ def stage_costs(clips: list[Path], head_dir: Path) -> dict:
             "extract_1t_batched_ms": _ms(lambda: ex1.extract(batch), 2),
             "extract_2t_single_ms": _ms(lambda: single(ex2), 2),
             "extract_2t_batched_ms": _ms(lambda: ex2.extract(batch), 3),
-            "head_ms": _ms(lambda: head.predict(x[: head.frames]), 5),  # one window of the head's M
+            "head_ms": _ms(lambda: head.predict(window), 5),  # one window of the head's M (every stream it reads)
             "classify_ms": _ms(lambda: clf.classify(clip), 3),
         }
         row["floor_ms"] = row["bare_decode_ms"] + row["extract_2t_single_ms"] + row["head_ms"]
@@ -174,8 +176,6 @@ def reference_comparison(clips: list[Path], head_dir: Path, head_float: Path) ->
         t_ours = _ms(lambda: ours.classify(clip), 3)
         ratios.append(t_ref / t_ours)
         # Same head on our features: do both paths see the same thing?
-        from edgevid.pipeline import clip_features
-
         x = ex.dequantize(clip_features(ex, clip, 25).feats)[None]
         ours_same_head.set_tensor(ours_same_head.get_input_details()[0]["index"], x)
         ours_same_head.invoke()
@@ -262,8 +262,7 @@ def motion_costs(clips: list[Path], specs: list[str], head_dir: Path) -> dict:
     worker describes each sampled pair; per sampled frame that is one descriptor plus the grey
     images of the decoded frames per slot (fps x slot period), against the extractor run in the
     daemon's batches (2 threads, batch of 4)."""
-    from edgevid.motion import MotionEstimator, parse_spec
-    from edgevid.pipeline import clip_features
+    from edgevid.motion import parse_spec
 
     head = Head(head_dir)
     ex2 = Extractor(MNV2, num_threads=2)
