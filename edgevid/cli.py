@@ -65,6 +65,9 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise UsageError(f"--top-k must be >= 1, got {args.top_k}")
+    live = [raw for raw in args.paths if _is_live(raw)]
+    if live:
+        return _classify_live(args, live)
     clips: list[Path] = []
     failed = 0
     for raw in args.paths:
@@ -89,6 +92,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
             failed += 1
             _report_failure(args, result.path, result.error or "failed")
         elif args.json:
+            if result.timings:  # 0.1 ms is finer than one run repeats to
+                result.timings = result.timings.model_copy(update={k: round(v, 1) for k, v in result.timings.model_dump().items()})
             print(result.model_dump_json(exclude_none=True, exclude={"error"} if result.ok else set()), flush=True)
         else:
             scores = ", ".join(f"{s.label} {s.score:.2f}" for s in result.top)
@@ -105,6 +110,35 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _is_live(raw: str) -> bool:
+    """A camera index, /dev/videoN or URL, by the daemon's own rule, unless a file of that name exists."""
+    from .config import SourceConfig
+
+    if Path(raw).is_file():
+        return False
+    return SourceConfig.model_construct(uri=raw).resolved_kind() in ("camera", "stream")
+
+
+def _classify_live(args: argparse.Namespace, live: list[str]) -> int:
+    """A quick live check: the daemon's source and window machinery for --windows predictions."""
+    if len(args.paths) > 1:
+        raise UsageError(f"a camera or stream ({live[0]}) is classified alone; give files and folders in another call")
+    if args.windows < 1 or not args.timeout > 0:
+        raise UsageError(f"--windows must be >= 1 and --timeout > 0, got {args.windows} and {args.timeout:g}")
+    if args.threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {args.threads}")
+    from .livecheck import live_check
+
+    def emit(message) -> None:
+        if args.json:
+            print(message.model_dump_json(exclude_none=True), flush=True)
+        else:
+            print(describe_message(message.model_dump(mode="json")), flush=True)  # as `edgevid subscribe` shows it
+
+    return live_check(live[0], windows=args.windows, timeout=args.timeout, top_k=args.top_k, head=args.head,
+                      extractor=args.extractor, model_dir=args.model_dir, threads=args.threads, emit=emit)
+
+
 def _report_failure(args: argparse.Namespace, path: str, message: str) -> None:
     if args.json:
         from .messages import ClipResult
@@ -114,9 +148,11 @@ def _report_failure(args: argparse.Namespace, path: str, message: str) -> None:
 
 
 def cmd_models_fetch(args: argparse.Namespace) -> int:
-    from .store import EXTRACTORS, fetch_extractor
+    from .store import DEFAULT_EXTRACTOR, EXTRACTORS, fetch_extractor
 
-    names = list(EXTRACTORS) if args.all else [args.name]
+    if args.name is not None and args.name not in EXTRACTORS:
+        raise UsageError(f"unknown extractor {args.name!r}; known: {', '.join(sorted(EXTRACTORS))}")
+    names = list(EXTRACTORS) if args.all else [args.name or DEFAULT_EXTRACTOR]
     for name in names:
         path = fetch_extractor(name, source=args.source, directory=args.model_dir)
         print(f"{name}: installed {path}")
@@ -134,6 +170,83 @@ def cmd_models_verify(args: argparse.Namespace) -> int:
             bad += 1
             print(f"FAILED  {path}: {problem}")
     return 1 if bad else 0
+
+
+def _head_and_extractor(args: argparse.Namespace):
+    """The head's manifest and folder, and where its extractor is (or would be) installed."""
+    from .manifest import load_manifest
+    from .store import EXTRACTORS, default_head_dir, model_dir
+
+    manifest, folder = load_manifest(args.head or default_head_dir())
+    known = EXTRACTORS.get(manifest.extractor.name)
+    path = model_dir(args.model_dir) / (known.filename if known else f"{manifest.extractor.name}.tflite")
+    return manifest, folder, path
+
+
+def cmd_models_info(args: argparse.Namespace) -> int:
+    import json
+
+    from .manifest import verify_file
+
+    manifest, folder, extractor = _head_and_extractor(args)
+    labels = verify_file(manifest.labels, folder).read_text(encoding="utf-8").split()  # missing or altered: one line
+    if args.json:
+        print(json.dumps({"head": str(folder), "manifest": manifest.model_dump(mode="json"), "labels": labels,
+                          "extractor_path": str(extractor), "extractor_installed": extractor.is_file()}, indent=1))
+        return 0
+    ts = manifest.timescale
+    window = (f"{ts.window_s:.4g} s ({'fixed windows' if ts.fit == 'windows' else 'whole clips, median duration'}), "
+              f"{manifest.frames} frames, one every {ts.window_s / manifest.frames:.4g} s") if ts else f"{manifest.frames} frames per clip"
+    metrics = ", ".join(f"{k} {v:.3f}" if v < 1.5 else f"{k} {v:g}" for k, v in manifest.metrics.items()) or "none recorded"
+    state = "installed" if extractor.is_file() else "not installed: run `edgevid models fetch`"
+    lines = [
+        f"head:       {manifest.name} ({folder})",
+        f"labels:     {len(labels)}: {', '.join(labels)}",
+        f"window:     {window}",
+        f"trained on: {manifest.trained_on or 'not recorded'}",
+        f"metrics:    {metrics}" + (f" (report: {folder / manifest.report})" if manifest.report else ""),
+        f"extractor:  {manifest.extractor.name}, sha256 {', '.join(h[:12] + '…' for h in manifest.extractor.sha256)}, "
+        f"{manifest.extractor.feature_dim}-d {manifest.extractor.feature_tensor}",
+        f"            {extractor} ({state})",
+    ]
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from .store import EXTRACTORS, model_dir
+
+    manifest, folder, _ = _head_and_extractor(args)
+    where = model_dir(args.model_dir)
+    print(f"extractors in {where}:")
+    for name, known in sorted(EXTRACTORS.items()):
+        path = where / known.filename
+        used = " (the head's)" if name == manifest.extractor.name else ""
+        print(f"  {name:<28} {'installed' if path.is_file() else 'not installed'}{used}")
+    print(f"head: {manifest.name} ({folder}), needs {manifest.extractor.name}")
+    return 0
+
+
+def cmd_config_init(args: argparse.Namespace) -> int:
+    import json
+
+    from .store import write_atomic
+
+    if args.config.exists() and not args.force:
+        raise UsageError(f"{args.config}: exists; add --force to replace it")
+    text = EXAMPLE_CONFIG.read_text(encoding="utf-8")
+    if args.source is not None:
+        # TOML basic strings are JSON strings for anything a uri holds.
+        text = text.replace('uri = "0"', f"uri = {json.dumps(args.source)}", 1)
+    try:
+        write_atomic(args.config, text.encode())
+    except OSError as exc:
+        raise EdgevidError(f"{args.config}: cannot write: {exc.strerror or exc}") from None
+    print(f"{args.config}: written; check it with `edgevid config check {args.config}`")
+    return 0
+
+
+EXAMPLE_CONFIG = Path(__file__).with_name("edgevid.example.toml")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -268,52 +381,84 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command(sub, name: str, summary: str, example: str, func=None) -> argparse.ArgumentParser:
+    """A subcommand whose --help starts with its one-line summary and ends with an example."""
+    p = sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".",
+                       epilog="example:\n" + "\n".join(f"  {line}" for line in example.splitlines()),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    if func is not None:
+        p.set_defaults(func=func)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgevid", description="Real-time human-action classification on small devices.")
+    parser = argparse.ArgumentParser(prog="edgevid", description="Real-time human-action classification on small devices.",
+                                     epilog="examples:\n  edgevid models fetch\n  edgevid classify clip.mp4\n"
+                                            "  edgevid config init edgevid.toml && edgevid run --config edgevid.toml\n\n"
+                                            "`edgevid COMMAND --help` describes each command.",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"edgevid {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("classify", help="label video clips (files or directories)")
-    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    p.add_argument("--top-k", type=int, default=3, help="labels to print per clip (default 3)")
-    p.add_argument("--json", action="store_true", help="one JSON object per clip on stdout")
+    p = _command(sub, "classify", "label video clips, or a camera or stream for a few windows",
+                 "edgevid classify clip.mp4 clips/ --top-k 5\nedgevid classify rtsp://cam.local/stream --windows 5", cmd_classify)
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="video file or folder (searched recursively); or one camera index (0), /dev/videoN or rtsp:// http(s):// URL")
+    p.add_argument("--top-k", type=int, default=3, help="labels to print per clip or window (default 3)")
+    p.add_argument("--json", action="store_true", help="one JSON object per clip (per window for a live source) on stdout")
     p.add_argument("--timings", action="store_true", help="print per-stage cost (decode, preprocess, extract, head)")
+    p.add_argument("--windows", type=int, default=3, help="live source: predictions to print before exiting (default 3)")
+    p.add_argument("--timeout", type=float, default=30.0, help="live source: fail if they take longer than this many seconds (default 30)")
     _add_model_options(p)
-    p.set_defaults(func=cmd_classify)
 
-    models = sub.add_parser("models", help="install and check model files").add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    from .store import DEFAULT_EXTRACTOR, EXTRACTORS
-
-    p = models.add_parser("fetch", help="install an extractor (official download, sha256-checked)")
-    p.add_argument("name", nargs="?", default=DEFAULT_EXTRACTOR, choices=sorted(EXTRACTORS))
+    models = _command(sub, "models", "install, list and check model files", "edgevid models fetch && edgevid models info")
+    models = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    p = _command(models, "fetch", "install an extractor (official download, sha256-checked)",
+                 "edgevid models fetch\nedgevid models fetch --from ~/Downloads/mobilenet_v2_1.0_224_quant.tgz", cmd_models_fetch)
+    p.add_argument("name", nargs="?", default=None, metavar="NAME",
+                   help="extractor to install (default: the one the bundled head uses; `edgevid models list` shows all)")
     p.add_argument("--all", action="store_true", help="fetch every known extractor")
     p.add_argument("--from", dest="source", type=Path, help="a local .tflite, .tgz or folder instead of downloading")
-    p.add_argument("--model-dir", type=Path)
-    p.set_defaults(func=cmd_models_fetch)
+    p.add_argument("--model-dir", type=Path, help="install here (default: $EDGEVID_MODEL_DIR or XDG data dir)")
 
-    p = models.add_parser("verify", help="check the sha256 of every model file")
-    p.add_argument("--model-dir", type=Path)
-    p.add_argument("--head", type=Path)
-    p.set_defaults(func=cmd_models_verify)
+    p = _command(models, "verify", "check the sha256 of every model file", "edgevid models verify --head my-head", cmd_models_verify)
+    p.add_argument("--model-dir", type=Path, help="where fetched extractors live (default: $EDGEVID_MODEL_DIR or XDG data dir)")
+    p.add_argument("--head", type=Path, help="head directory (default: the bundled one)")
 
-    p = sub.add_parser("run", help="the daemon: classify sources continuously and publish over ZeroMQ")
-    p.add_argument("--config", type=Path, required=True, help="TOML config (see README)")
-    p.set_defaults(func=cmd_run)
+    p = _command(models, "info", "what a head knows: labels, window, test metrics, the extractor it needs",
+                 "edgevid models info\nedgevid models info --head my-head --json", cmd_models_info)
+    p.add_argument("--head", type=Path, help="head directory or manifest.json (default: the bundled one)")
+    p.add_argument("--model-dir", type=Path, help="where fetched extractors live (default: $EDGEVID_MODEL_DIR or XDG data dir)")
+    p.add_argument("--json", action="store_true", help="print the manifest and the extractor's state as JSON")
 
-    p = sub.add_parser("subscribe", help="print messages from a running daemon")
-    p.add_argument("--endpoint", default="tcp://127.0.0.1:5555")
-    p.add_argument("--topic", action="append", help="prefix filter, e.g. pred/cam0 or status (repeatable)")
+    p = _command(models, "list", "known extractors (installed or not) and the head in use", "edgevid models list", cmd_models_list)
+    p.add_argument("--head", type=Path, help="head directory (default: the bundled one)")
+    p.add_argument("--model-dir", type=Path, help="where fetched extractors live (default: $EDGEVID_MODEL_DIR or XDG data dir)")
+
+    p = _command(sub, "run", "the daemon: classify sources continuously and publish over ZeroMQ",
+                 "edgevid config init edgevid.toml\nedgevid run --config edgevid.toml", cmd_run)
+    p.add_argument("--config", type=Path, required=True, help="TOML config (`edgevid config init FILE` writes a commented one)")
+
+    p = _command(sub, "subscribe", "print messages from a running daemon",
+                 "edgevid subscribe --topic pred/cam0 --count 10\nedgevid subscribe --endpoint tcp://pi.local:5555 --json", cmd_subscribe)
+    p.add_argument("--endpoint", default="tcp://127.0.0.1:5555", help="the daemon's publish.endpoint (default tcp://127.0.0.1:5555)")
+    p.add_argument("--topic", action="append", help="prefix filter, e.g. pred/cam0 or status (repeatable; default: everything)")
     p.add_argument("--json", action="store_true", help="print the raw JSON lines")
     p.add_argument("--count", type=int, help="exit after this many messages")
     p.add_argument("--timeout", type=float, help="fail if no message arrives for this many seconds")
     p.add_argument("--curve-secret-key", type=Path, help="client secret key file (CURVE)")
     p.add_argument("--curve-server-key", type=Path, help="server public key file (CURVE)")
-    p.set_defaults(func=cmd_subscribe)
 
-    config = sub.add_parser("config", help="configuration helpers").add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    p = config.add_parser("check", help="validate a daemon config file")
-    p.add_argument("config", type=Path)
-    p.set_defaults(func=cmd_config_check)
+    config = _command(sub, "config", "write and check daemon config files", "edgevid config init edgevid.toml && edgevid config check edgevid.toml")
+    config = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    p = _command(config, "check", "validate a daemon config file and the models it names",
+                 "edgevid config check /etc/edgevid/edgevid.toml", cmd_config_check)
+    p.add_argument("config", type=Path, help="TOML config file")
+    p = _command(config, "init", "write a commented config to start from (one camera, every key explained)",
+                 "edgevid config init edgevid.toml --source rtsp://cam.local/stream", cmd_config_init)
+    p.add_argument("config", type=Path, help="file to write")
+    p.add_argument("--source", help="the camera's uri (default \"0\": the first camera)")
+    p.add_argument("--force", action="store_true", help="replace the file if it exists")
     return parser
 
 

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from .errors import ModelError
-from .featuremodel import cut_at_tensor
+from .featuremodel import cut_at_tensor, load_cut, save_cut
 from .runtime import make_interpreter, schema_module
 from .store import EXTRACTORS
 
@@ -83,22 +83,33 @@ class Extractor:
         # full model is loaded once either way: for its metadata, and as the fallback interpreter.
         self.batched = schema_module() is not None
         what = f"extractor {self.path}"
+        cached = load_cut(self.sha256, feature_tensor) if self.batched else None
+        if cached is not None:  # the cut made before: one interpreter, no flatbuffer rewrite (start-up)
+            self._interpreter = make_interpreter(cached, num_threads=num_threads, runtime=runtime, what=what)
+            self._use(self._interpreter.get_output_details()[0])
+            return
         full = make_interpreter(data, num_threads=num_threads, preserve_all_tensors=not self.batched, runtime=runtime, what=what)
         detail = _find_feature_tensor(full, feature_tensor, self.path)
+        if self.batched:
+            cut = cut_at_tensor(data, detail["name"])
+            save_cut(self.sha256, feature_tensor, cut)
+            self._interpreter = make_interpreter(cut, num_threads=num_threads, runtime=runtime, what=what)
+            self._use(self._interpreter.get_output_details()[0])
+        else:
+            self._interpreter = full
+            self._use(detail)
+
+    def _use(self, detail: dict) -> None:
+        """Take the feature tensor's name, size and quantization, and the input's, from the interpreter that runs."""
         self.feature_tensor: str = detail["name"]
         self.feature_dim = int(np.prod(detail["shape"][1:]))
         self.scale, self.zero_point = (float(detail["quantization"][0]), int(detail["quantization"][1]))
-        input_detail = full.get_input_details()[0]
+        self._output_index = detail["index"]
+        input_detail = self._interpreter.get_input_details()[0]
         if input_detail["dtype"] != np.uint8:
             raise ModelError(f"extractor {self.path}: expected a uint8 input, got {input_detail['dtype'].__name__}")
         self.input_size = int(input_detail["shape"][1])
-        if self.batched:
-            self._interpreter = make_interpreter(cut_at_tensor(data, self.feature_tensor), num_threads=num_threads, runtime=runtime, what=what)
-            self._output_index = self._interpreter.get_output_details()[0]["index"]
-        else:
-            self._interpreter = full
-            self._output_index = detail["index"]
-        self._input_index = self._interpreter.get_input_details()[0]["index"]
+        self._input_index = input_detail["index"]
         self._batch = 1
 
     @property

@@ -8,10 +8,48 @@ the batch dimension (the original ends in a RESHAPE fixed to batch 1).
 
 from __future__ import annotations
 
+import hashlib
+import os
+from pathlib import Path
 from typing import Any
 
 from .errors import ModelError
 from .runtime import schema_module
+
+
+def cut_cache_dir() -> Path:
+    """``$EDGEVID_CACHE_DIR``, else ``$XDG_CACHE_HOME/edgevid``: derived files, safe to delete."""
+    if os.environ.get("EDGEVID_CACHE_DIR"):
+        return Path(os.environ["EDGEVID_CACHE_DIR"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgevid"
+
+
+def _cut_file(source_sha256: str, tensor: str | None) -> Path:
+    key = hashlib.sha256(f"{source_sha256}:{tensor or ''}".encode()).hexdigest()[:24]
+    return cut_cache_dir() / f"cut-{key}.tflite"
+
+
+def load_cut(source_sha256: str, tensor: str | None) -> bytes | None:
+    """The cut made earlier from the model with this sha256 (rewriting costs ~0.2-0.5 s a start),
+    if it is there and matches the sha256 recorded beside it; else None (cut again)."""
+    path = _cut_file(source_sha256, tensor)
+    try:
+        data, recorded = path.read_bytes(), path.with_suffix(".sha256").read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return data if hashlib.sha256(data).hexdigest() == recorded else None
+
+
+def save_cut(source_sha256: str, tensor: str | None, data: bytes) -> None:
+    """Keep a cut for the next start; a cache that cannot be written (read-only home) is skipped."""
+    from .store import write_atomic
+
+    path = _cut_file(source_sha256, tensor)
+    try:
+        write_atomic(path, data)
+        write_atomic(path.with_suffix(".sha256"), hashlib.sha256(data).hexdigest().encode())
+    except OSError:
+        pass
 
 
 def cut_at_tensor(model_bytes: bytes, tensor_name: str, *, dynamic_batch: bool = True) -> bytes:

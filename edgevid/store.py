@@ -7,10 +7,7 @@ import hashlib
 import io
 import os
 import stat
-import tarfile
 import tempfile
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,6 +104,8 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def _from_tgz(data: bytes, spec: KnownExtractor, origin: str) -> bytes:
+    import tarfile  # here, not at start-up: only fetching needs it
+
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
             for member in tar.getmembers():
@@ -139,6 +138,9 @@ def _read_local(source: Path, spec: KnownExtractor) -> tuple[bytes, str]:
 
 
 def _download(spec: KnownExtractor, timeout: float) -> tuple[bytes, str]:
+    import urllib.error  # here, not at start-up (http.client costs ~20 ms): only fetching needs it
+    import urllib.request
+
     try:
         with urllib.request.urlopen(spec.url, timeout=timeout) as response:
             data = response.read()

@@ -58,6 +58,16 @@ def jhmdb_clip(cls: str, index: int = 0) -> Path:
     return sorted((DATA / "jhmdb" / cls).glob("*.avi"))[index]
 
 
+def jhmdb_subset(root: Path, classes=("wave", "pour", "golf"), per_class: int = 12, name=None) -> Path:
+    """A folder-per-class dataset of real JHMDB clips (symlinks, nothing copied): the first
+    ``per_class`` clips of each class, linked as ``name(cls, index, clip)`` (default: their own name)."""
+    for cls in classes:
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i, clip in enumerate(sorted((DATA / "jhmdb" / cls).glob("*.avi"))[:per_class]):
+            (root / cls / (name(cls, i, clip) if name else clip.name)).symlink_to(clip)
+    return root
+
+
 @pytest.fixture(scope="session")
 def extractor():
     from edgevid.extractor import Extractor

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from conftest import DATA, HEAD_DIR, MNV2, V3SMALL, jhmdb_clip, run_cli
+from conftest import DATA, HEAD_DIR, MNV2, ROOT, V3SMALL, jhmdb_clip, run_cli
 from edgevid.manifest import sha256_file
 
 
@@ -173,3 +173,133 @@ def test_models_fetch_offline_is_a_clear_error(tmp_path):
     proc = run_cli("models", "fetch", env=env, timeout=120)
     assert proc.returncode == 1
     _one_line_error(proc, "cannot download", "--from")
+
+
+def _subcommands(parser, prefix=()):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*prefix, name), sub
+                yield from _subcommands(sub, (*prefix, name))
+
+
+def test_every_command_has_a_summary_an_example_and_help_for_every_option():
+    from edgevid.cli import build_parser
+
+    commands = dict(_subcommands(build_parser()))
+    assert {" ".join(c) for c in commands} >= {"classify", "models", "models fetch", "models verify", "models info", "models list",
+                                               "run", "subscribe", "config", "config check", "config init"}
+    for path, sub in commands.items():
+        assert sub.description and "\n" not in sub.description.strip(), path
+        assert sub.epilog.startswith("example:\n  edgevid "), path
+        for action in sub._actions:
+            if action.dest != "help" and action.dest not in ("models_command", "config_command"):
+                assert action.help, (path, action.dest)
+    # What a user sees: `--help` prints the summary and the example.
+    proc = run_cli("config", "init", "--help")
+    assert proc.returncode == 0 and "write a commented config" in proc.stdout.lower() and "example:\n  edgevid config init" in proc.stdout
+
+
+def test_models_info_and_list_show_the_heads_labels_window_metrics_and_extractor(env):
+    proc = run_cli("models", "info", env=env)
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((HEAD_DIR / "manifest.json").read_text())
+    labels = (HEAD_DIR / "labels.txt").read_text().split()
+    out = proc.stdout
+    assert f"labels:     {len(labels)}: {', '.join(labels)}" in out
+    assert f"window:     {manifest['timescale']['window_s']:.4g} s" in out and f"{manifest['frames']} frames" in out
+    assert f"top1 {manifest['metrics']['top1']:.3f}" in out
+    assert manifest["extractor"]["name"] in out and manifest["extractor"]["sha256"][0][:12] in out and "(installed)" in out
+    info = json.loads(run_cli("models", "info", "--json", env=env).stdout)
+    assert info["labels"] == labels and info["manifest"]["metrics"] == manifest["metrics"] and info["extractor_installed"]
+    listed = run_cli("models", "list", env={"EDGEVID_MODEL_DIR": "/nonexistent/edgevid-models"})
+    assert listed.returncode == 0
+    assert "mobilenet_v2_1.0_224_quant   not installed (the head's)" in listed.stdout and "v3-small_224_1.0_uint8" in listed.stdout
+
+
+def test_config_init_writes_a_config_that_passes_check_and_never_overwrites(tmp_path, env):
+    path = tmp_path / "edgevid.toml"
+    proc = run_cli("config", "init", str(path), "--source", str(jhmdb_clip("wave")), env=env)
+    assert proc.returncode == 0, proc.stderr
+    text = path.read_text()
+    assert text.count("#") >= 10 and f'uri = "{jhmdb_clip("wave")}"' in text  # commented, the source filled in
+    check = run_cli("config", "check", str(path), env=env)
+    assert check.returncode == 0 and "ok (1 source(s)" in check.stdout, check.stderr
+    path.write_text("# mine\n")
+    again = run_cli("config", "init", str(path), env=env)
+    assert again.returncode == 2 and path.read_text() == "# mine\n"
+    _one_line_error(again, "exists; add --force")
+    assert run_cli("config", "init", str(path), "--force", env=env).returncode == 0 and path.read_text() == text.replace(
+        f'"{jhmdb_clip("wave")}"', '"0"')
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_packaged_example_config_is_the_documented_one():
+    from edgevid.cli import EXAMPLE_CONFIG
+
+    # `config init` writes the packaged copy; the documented example must not drift from it.
+    assert EXAMPLE_CONFIG.read_text() == (ROOT / "systemd" / "edgevid.toml").read_text(), \
+        "copy systemd/edgevid.toml to edgevid/edgevid.example.toml"
+
+
+def test_json_timings_are_rounded_to_a_tenth_of_a_millisecond(env):
+    obj = json.loads(run_cli("classify", str(jhmdb_clip("clap")), "--json", env=env).stdout)
+    for value in obj["timings"].values():
+        assert value == round(value, 1) and len(json.dumps(value).split(".")[-1]) <= 1
+
+
+@pytest.mark.slow
+def test_classify_a_stream_url_prints_n_windows_then_exits(env):
+    """A live http:// stream (a real clip sent at its own pace) goes through the daemon's source and
+    windows: N predictions, then exit 0; a stream that never opens is one error line after --timeout."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    data = sorted((DATA / "ucf101_sample").rglob("*.avi"))[0].read_bytes()  # 7 s at 25 fps
+
+    class Paced(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            if self.path != "/cam.avi":
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "video/x-msvideo")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            try:
+                for k in range(50):
+                    self.wfile.write(data[k * len(data) // 50 : (k + 1) * len(data) // 50])
+                    self.wfile.flush()
+                    time.sleep(7 / 50)
+            except OSError:  # the client left after its windows
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Paced)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        proc = run_cli("classify", f"{base}/cam.avi", "--windows", "2", "--json", "--top-k", "2", env=env, timeout=120)
+        human = run_cli("classify", f"{base}/cam.avi", "--windows", "1", env=env, timeout=120)
+        bad = run_cli("classify", f"{base}/missing.avi", "--timeout", "4", env=env, timeout=120)
+    finally:
+        server.shutdown()
+    assert proc.returncode == 0, proc.stderr
+    preds = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [p["seq"] for p in preds] == [1, 2] and all(p["type"] == "prediction" and len(p["top"]) == 2 for p in preds)
+    assert preds[0]["frames"] == 12 and preds[1]["new_frames"] < 12  # the daemon's windows: overlapping, each frame once
+    assert human.returncode == 0 and len(human.stdout.splitlines()) == 1 and " live #1: " in human.stdout
+    assert bad.returncode == 1
+    _one_line_error(bad, "missing.avi: 0 of 3 windows within 4 s")
+
+
+def test_classify_does_not_mangle_a_url_into_a_path(env):
+    proc = run_cli("classify", "rtsp://127.0.0.1:1/none", str(jhmdb_clip("wave")), env=env)
+    assert proc.returncode == 2
+    _one_line_error(proc, "rtsp://127.0.0.1:1/none", "classified alone")

@@ -88,3 +88,23 @@ def test_fast_preprocess_equals_resize_then_channel_flip(extractor):
     frames = read_clip(jhmdb_clip("golf"), 25).frames
     expected = np.stack([cv2.resize(f, (224, 224), interpolation=cv2.INTER_LINEAR)[..., ::-1] for f in frames])
     np.testing.assert_array_equal(extractor.preprocess(frames), expected)
+
+
+def test_cut_model_is_cached_for_start_up_and_a_tampered_cache_is_ignored(tmp_path, monkeypatch):
+    """The second load reuses the cut (no flatbuffer rewrite, one interpreter) and gives the same features."""
+    import hashlib
+
+    from edgevid.featuremodel import _cut_file
+
+    monkeypatch.setenv("EDGEVID_CACHE_DIR", str(tmp_path))
+    frames = np.random.default_rng(0).integers(0, 256, (3, 224, 224, 3), dtype=np.uint8)
+    first = Extractor(MNV2, num_threads=1)
+    cut = _cut_file(first.sha256, None)
+    assert cut.is_file() and cut.with_suffix(".sha256").is_file()
+    again = Extractor(MNV2, num_threads=1)
+    assert (again.feature_tensor, again.feature_dim, again.scale, again.zero_point, again.input_size) == (
+        first.feature_tensor, first.feature_dim, first.scale, first.zero_point, first.input_size)
+    np.testing.assert_array_equal(again.extract(frames), first.extract(frames))
+    cut.write_bytes(cut.read_bytes()[:-100] + bytes(100))  # damaged: its recorded sha256 no longer matches
+    np.testing.assert_array_equal(Extractor(MNV2, num_threads=1).extract(frames), first.extract(frames))
+    assert cut.with_suffix(".sha256").read_text() == hashlib.sha256(cut.read_bytes()).hexdigest()  # cut again

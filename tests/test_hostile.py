@@ -6,6 +6,7 @@ line naming the file, key or variable, with the right exit code. Crash cases run
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -261,16 +262,22 @@ def test_models_fetch_into_a_read_only_folder_leaves_nothing(tmp_path):
     assert list(folder.iterdir()) == []
 
 
-def test_models_fetch_onto_a_full_disk_leaves_nothing(tmp_path):
-    folder = tmp_path / "small"
+@contextlib.contextmanager
+def small_disk(folder: Path, size: str):
+    """``folder`` as a tmpfs of ``size`` (a disk that fills up), unmounted afterwards."""
     folder.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True).returncode:
-        pytest.skip("needs root to mount a 1 MB tmpfs")
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True).returncode:
+        pytest.skip("needs root to mount a small tmpfs")
     try:
-        proc = run_cli("models", "fetch", "--from", str(MNV2.parent), "--model-dir", str(folder))
-        left = list(folder.iterdir())
+        yield folder
     finally:
         subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_models_fetch_onto_a_full_disk_leaves_nothing(tmp_path):
+    with small_disk(tmp_path / "small", "1m") as folder:
+        proc = run_cli("models", "fetch", "--from", str(MNV2.parent), "--model-dir", str(folder))
+        left = list(folder.iterdir())
     assert proc.returncode == 1
     one_line_error(proc, "no space left on device")
     assert left == []  # no partial model, no temp file
@@ -510,14 +517,8 @@ def test_ctrl_c_stops_the_extraction_and_keeps_the_cache_valid(tmp_path):
 
 @pytest.mark.slow
 def test_full_cache_disk_is_one_line_and_stops(tmp_path):
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(cache)], capture_output=True).returncode:
-        pytest.skip("needs root to mount a small tmpfs")
-    try:
+    with small_disk(tmp_path / "cache", "64k") as cache:
         proc = subprocess.run(_experiment(tmp_path, cache), cwd=ROOT, capture_output=True, text=True, timeout=600,
                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    finally:
-        subprocess.run(["umount", str(cache)], check=True)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "cannot write the feature cache: no space left on device" in proc.stderr

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import DATA, HEAD_DIR, MNV2, ROOT, jhmdb_clip
+from conftest import DATA, HEAD_DIR, MNV2, ROOT, jhmdb_clip, jhmdb_subset
 
 pytest.importorskip("sklearn", reason="tools dependencies not installed (pip install -e ./tools)")
 
@@ -153,11 +153,7 @@ def test_bundled_head_has_a_timescale_and_classify_sees_clips_at_it():
 @pytest.mark.slow
 def test_window_fitted_head_exports_its_timescale_and_classify_uses_it(tmp_path):
     """tools.experiment --fit windows on 3 real JHMDB classes -> manifest timescale -> classify over windows."""
-    root = tmp_path / "data"
-    for cls in ("wave", "pour", "golf"):
-        (root / cls).mkdir(parents=True)
-        for clip in sorted((JHMDB / cls).glob("*.avi"))[:10]:
-            (root / cls / clip.name).symlink_to(clip)
+    root = jhmdb_subset(tmp_path / "data", per_class=10)
     out, head_dir = tmp_path / "run", tmp_path / "head"
     proc = subprocess.run(
         [sys.executable, "-m", "tools.experiment", "--dataset", "folders", "--data", str(root), "--extractor", str(MNV2),

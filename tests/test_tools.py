@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import DATA, MNV2, ROOT
+from conftest import DATA, MNV2, ROOT, jhmdb_subset
 
 pytest.importorskip("sklearn", reason="tools dependencies not installed (pip install -e ./tools)")
 
@@ -62,7 +62,9 @@ def test_ucf101_official_lists_crlf_and_handstand_spelling(tmp_path):
     listed = next(l.split()[0] for l in (USPLITS / "trainlist01.txt").read_text().splitlines() if l.startswith("HandstandPushups/"))
     (root / "HandstandPushups" / listed.split("/")[1]).symlink_to(sorted((DATA / "ucf101_sample").rglob("*.avi"))[0])
     ds = read_ucf101(root, USPLITS, 1)
-    assert len(ds.classes) == 101 and ds.classes[0] == "ApplyEyeMakeup"
+    # Classes come from the clips present: a subset never gives a 101-class head; the rest are noted.
+    assert ds.classes == ["HandstandPushups"] and ds.name == "ucf-split1"
+    assert ds.problems[0].startswith("100 listed classes have no clips here") and "ApplyEyeMakeup" in ds.problems[0]
     found = ds.train + ds.val
     assert "HandStandPushups" in listed  # the file name's spelling differs from the class folder's
     assert len(found) == 1 and ds.classes[found[0].label] == "HandstandPushups"
@@ -150,11 +152,7 @@ def test_stale_cache_entry_is_recomputed(tmp_path, small_clips):
 @pytest.mark.slow
 def test_experiment_trains_converts_exports_and_checks_on_a_small_dataset(tmp_path):
     """features -> train -> evaluate -> convert -> export -> edgevid classify, on 3 real JHMDB classes."""
-    root = tmp_path / "data"
-    for cls in ("wave", "pour", "golf"):
-        (root / cls).mkdir(parents=True)
-        for clip in sorted((JHMDB / cls).glob("*.avi"))[:12]:
-            (root / cls / clip.name).symlink_to(clip)
+    root = jhmdb_subset(tmp_path / "data", per_class=12)
     out, head = tmp_path / "run", tmp_path / "head"
     proc = subprocess.run(
         [sys.executable, "-m", "tools.experiment", "--dataset", "folders", "--data", str(root), "--extractor", str(MNV2),
@@ -191,3 +189,44 @@ def test_experiment_trains_converts_exports_and_checks_on_a_small_dataset(tmp_pa
 
     with pytest.raises(ModelError, match="labels.txt: sha256"):
         Head(head)
+
+
+def test_test_clips_get_no_mirrored_view_and_most_failing_stops(tmp_path, small_clips):
+    """Evaluation-only clips skip the augmentation views (half the work); their features are the same."""
+    from tools.features import most_failed
+
+    cache = tmp_path / "c"
+    assert extract_dataset(small_clips[:1], JHMDB, cache, MNV2, crops=-1, workers=1, progress=False) == {}
+    bare = load_cached(cache_path(cache, JHMDB, small_clips[0]), small_clips[0], crops=-1)
+    assert bare.views.shape[0] == 0
+    assert load_cached(cache_path(cache, JHMDB, small_clips[0]), small_clips[0]) is None  # training needs the mirror: recomputed
+    extract_dataset(small_clips[:1], JHMDB, cache, MNV2, workers=1, progress=False)
+    full = load_cached(cache_path(cache, JHMDB, small_clips[0]), small_clips[0], crops=-1)
+    np.testing.assert_array_equal(full.feats, bare.feats)
+    # The stop rule: more than half failed, once 8 were tried.
+    assert not most_failed(4, 7) and not most_failed(4, 8) and most_failed(5, 8) and most_failed(200, 357)
+
+
+def test_group_pattern_and_split_files_for_a_folder_dataset(tmp_path):
+    """Actors named in the file (`anna_01.avi`) stay on one side of train/val/test; split files fix the test clips."""
+    root = tmp_path / "clips"
+    for cls in ("wave", "pour"):
+        for actor in ("anna", "bob", "carl", "dora"):
+            for k in (1, 2):
+                (root / cls).mkdir(parents=True, exist_ok=True)
+                (root / cls / f"{actor}_{k:02d}.avi").symlink_to(sorted((JHMDB / cls).glob("*.avi"))[k])
+    ds = read_folders(root, group_pattern="^[^_]+", seed=1)
+    sides = [{(i.label, i.group) for i in part} for part in (ds.train, ds.val, ds.test)]
+    assert all(sides) and not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
+    assert {i.group for i in ds.train + ds.val + ds.test} == {"anna", "bob", "carl", "dora"}
+    (tmp_path / "split").mkdir()
+    (tmp_path / "split" / "test.txt").write_text("wave/dora_01.avi\nwave/dora_02.avi\npour/dora_01.avi\n")
+    (tmp_path / "split" / "train.txt").write_text("\n".join(f"{c}/{a}_{k:02d}.avi" for c in ("wave", "pour") for a in ("anna", "bob", "carl") for k in (1, 2)))
+    fixed = read_folders(root, group_pattern="^[^_]+", splits_dir=tmp_path / "split")
+    assert sorted(i.path.name for i in fixed.test) == ["dora_01.avi", "dora_01.avi", "dora_02.avi"]
+    assert fixed.problems == ["pour/dora_02.avi: in neither train.txt nor test.txt; left out"]
+    assert fixed.val and not {(i.label, i.group) for i in fixed.val} & {(i.label, i.group) for i in fixed.train}
+    with pytest.raises(DatasetError, match="needs"):
+        from tools.datasets import check_split
+
+        check_split(read_folders(root, group_pattern="^"), "each class needs at least 3 groups")  # one group per class

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import time
 
 import numpy as np
@@ -25,7 +27,9 @@ def to_tflite(models: list, spec: HeadSpec, frames: int, dim: int, classes: int,
     if quantize:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter._experimental_disable_per_channel_quantization_for_dense_layers = True
-    return converter.convert()
+    # Keras prints the temporary SavedModel's signatures ("Saved artifact at ...") on stdout: not for users.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return converter.convert()
 
 
 def op_versions(model_bytes: bytes) -> dict[str, int]:

@@ -50,14 +50,22 @@ _HMDB_TAIL = re.compile(r"_[fhlu]_(?:cm|nm)_np\d+_(?:fr|ba|le|ri)_(?:goo|med|bad
 _UCF_GROUP = re.compile(r"^v_(.+?)_(g\d+)_c\d+$", re.IGNORECASE)
 
 
-def group_of(path: Path) -> str:
+def group_of(path: Path, pattern: re.Pattern | str | None = None) -> str:
     """Source-video group of a clip: UCF101 ``gNN`` (with class), HMDB/JHMDB source name, else the stem.
 
+    ``pattern`` (a regex searched in the file name) overrides that for a user's own naming, e.g.
+    ``^[a-z]+`` for ``daria_bend.avi`` (the actor) or ``_s\\d+`` for ``a1_s1_t1_color.avi`` (the
+    subject): its first group, else the whole match, is the group; a name it does not match is its own group.
     HMDB names are ``<source>_<action>_<tail>``: the action word (the clip's class folder) is
     dropped, so clips of one source video under different actions (``Faith_Rewarded_catch_*`` and
     ``Faith_Rewarded_throw_*``) share a group and never straddle train and validation.
     """
     stem = path.stem
+    if pattern is not None:
+        found = re.search(pattern, path.name)
+        if found:
+            return found.group(1) if found.re.groups else found.group(0)
+        return stem
     m = _UCF_GROUP.match(stem)
     if m:
         return f"{m.group(1).lower()}_{m.group(2)}"
@@ -106,6 +114,7 @@ def split_validation(train: list[Item], fraction: float, seed: int) -> tuple[lis
         candidates = sorted(by_class[label])
         rng.shuffle(candidates)
         goal = fraction * total[label]
+        chosen_here = False
         for g in candidates:
             if g in decided:
                 continue
@@ -117,6 +126,14 @@ def split_validation(train: list[Item], fraction: float, seed: int) -> tuple[lis
             if taken[label] < goal and fits and len(candidates) > 1 and leaves_training:
                 held.add(g)
                 taken.update(counts)
+                chosen_here = True
+        if not chosen_here and not taken[label] and len(candidates) > 1 and fraction > 0:
+            # Small data (a few large groups): hold out the smallest group rather than nothing.
+            free = [g for g in candidates if g not in held and all(taken[c] + k < total[c] for c, k in Counter(i.label for i in groups[g]).items())]
+            if free:
+                g = min(free, key=lambda g: len(groups[g]))
+                held.add(g)
+                taken.update(Counter(i.label for i in groups[g]))
     keep = [i for i in train if i.group not in held]
     val = [i for i in train if i.group in held]
     return keep, val
@@ -127,7 +144,8 @@ def _hmdb_key(name: str) -> str:
     return name.replace("#", "@").replace("&", "@")
 
 
-def read_jhmdb(root: Path, splits_dir: Path, split: int = 1, val_fraction: float = 0.14, seed: int = 0) -> Dataset:
+def read_jhmdb(root: Path, splits_dir: Path, split: int = 1, val_fraction: float = 0.14, seed: int = 0,
+               group_pattern: str | None = None) -> Dataset:
     """JHMDB/HMDB51 layout: ``root/<class>/*.avi`` with ``<class>_test_split<k>.txt`` (1 train, 2 test, 0 unused)."""
     root, splits_dir = Path(root), Path(splits_dir)
     folders = _class_folders(root)
@@ -149,7 +167,7 @@ def read_jhmdb(root: Path, splits_dir: Path, split: int = 1, val_fraction: float
                 raise DatasetError(f"{file}:{n}: expected '<file> 0|1|2', got {line.strip()!r}")
             listed[_hmdb_key(parts[0])] = (cls, int(parts[1]))
             by_source[_hmdb_key(parts[0]).replace(f"_{cls}_", "_", 1)] = (cls, int(parts[1]), parts[0])
-    ds = Dataset(f"jhmdb-split{split}", root, classes, [], [], [])
+    ds = Dataset(f"{root.name}-split{split}", root, classes, [], [], [])
     unused = 0
     for label, folder in enumerate(folders):
         for path in _videos(folder):
@@ -166,15 +184,16 @@ def read_jhmdb(root: Path, splits_dir: Path, split: int = 1, val_fraction: float
             if flag == 0:
                 unused += 1
                 continue
-            item = Item(path, label, group_of(path))
+            item = Item(path, label, group_of(path, group_pattern))
             (ds.train if flag == 1 else ds.test).append(item)
     if unused:
         ds.problems.append(f"{unused} clips marked 0 (unused) by split {split}; left out")
     ds.train, ds.val = split_validation(ds.train, val_fraction, seed)
-    return ds
+    return keep_present_classes(ds)
 
 
-def read_ucf101(root: Path, splits_dir: Path, split: int = 1, val_fraction: float = 0.14, seed: int = 0) -> Dataset:
+def read_ucf101(root: Path, splits_dir: Path, split: int = 1, val_fraction: float = 0.14, seed: int = 0,
+                group_pattern: str | None = None) -> Dataset:
     """UCF101 layout with the official ``classInd.txt`` / ``trainlist0N.txt`` / ``testlist0N.txt``.
 
     Class names are matched case-insensitively (the lists spell ``HandStandPushups``, the folder is
@@ -198,7 +217,7 @@ def read_ucf101(root: Path, splits_dir: Path, split: int = 1, val_fraction: floa
         classes.append(parts[1])
     index = {c.lower(): i for i, c in enumerate(classes)}
     on_disk = {p.relative_to(root).as_posix().lower(): p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES}
-    ds = Dataset(f"ucf101-split{split}", root, classes, [], [], [])
+    ds = Dataset(f"{root.name}-split{split}", root, classes, [], [], [])
     for kind in ("train", "test"):
         list_file = splits_dir / f"{kind}list0{split}.txt"
         if not list_file.is_file():
@@ -218,7 +237,7 @@ def read_ucf101(root: Path, splits_dir: Path, split: int = 1, val_fraction: floa
             if path is None:
                 absent += 1
                 continue
-            (ds.train if kind == "train" else ds.test).append(Item(path, index[cls], group_of(path)))
+            (ds.train if kind == "train" else ds.test).append(Item(path, index[cls], group_of(path, group_pattern)))
         if absent:
             ds.problems.append(f"{absent} clips listed in {list_file.name} are absent under {root}; left out")
     listed = {i.path for i in ds.train + ds.test}
@@ -227,15 +246,69 @@ def read_ucf101(root: Path, splits_dir: Path, split: int = 1, val_fraction: floa
         ds.problems.append(f"{p.relative_to(root)}: on disk but in no {split} list; left out")
     ds.classes = classes
     ds.train, ds.val = split_validation(ds.train, val_fraction, seed)
-    return ds
+    return keep_present_classes(ds)
 
 
-def read_folders(root: Path, test_fraction: float = 0.28, val_fraction: float = 0.14, seed: int = 0) -> Dataset:
-    """Any ``root/<class>/*`` dataset: a seeded split that keeps each group on one side."""
+def read_folders(root: Path, test_fraction: float = 0.28, val_fraction: float = 0.14, seed: int = 0,
+                 group_pattern: str | None = None, splits_dir: Path | None = None) -> Dataset:
+    """Any ``root/<class>/*`` dataset: a seeded split that keeps each group on one side.
+
+    With ``splits_dir``, its ``train.txt`` and ``test.txt`` (one ``<class>/<file>`` per line) fix
+    the test clips instead; validation is still held out of train by whole groups.
+    """
     root = Path(root)
     folders = _class_folders(root)
     ds = Dataset(f"{root.name}-seed{seed}", root, [f.name for f in folders], [], [], [])
-    items = [Item(p, label, group_of(p)) for label, f in enumerate(folders) for p in _videos(f)]
-    rest, ds.test = split_validation(items, test_fraction, seed)
-    ds.train, ds.val = split_validation(rest, val_fraction / (1 - test_fraction), seed + 1)
+    items = [Item(p, label, group_of(p, group_pattern)) for label, f in enumerate(folders) for p in _videos(f)]
+    if splits_dir is None:
+        rest, ds.test = split_validation(items, test_fraction, seed)
+        ds.train, ds.val = split_validation(rest, val_fraction / (1 - test_fraction), seed + 1)
+        return ds
+    ds.name = f"{root.name}-{Path(splits_dir).name}"
+    side = {}
+    for kind in ("train", "test"):
+        list_file = Path(splits_dir) / f"{kind}.txt"
+        if not list_file.is_file():
+            raise DatasetError(f"{list_file}: not found (a folder split lists '<class>/<file>' per line in train.txt and test.txt)")
+        for line in list_file.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                side[line.strip().replace("\\", "/")] = kind
+    train = []
+    for item in items:
+        kind = side.get(item.path.relative_to(root).as_posix())
+        if kind is None:
+            ds.problems.append(f"{item.path.relative_to(root)}: in neither train.txt nor test.txt; left out")
+        else:
+            (train if kind == "train" else ds.test).append(item)
+    ds.train, ds.val = split_validation(train, val_fraction, seed)
     return ds
+
+
+def keep_present_classes(ds: Dataset) -> Dataset:
+    """Drop classes with no clip on disk (a subset of a listed dataset), renumbering the rest, so a
+    head never carries labels it was not trained on; the dropped names go to ``problems``."""
+    present = sorted({i.label for i in ds.train + ds.val + ds.test})
+    if len(present) == len(ds.classes):
+        return ds
+    dropped = [c for i, c in enumerate(ds.classes) if i not in set(present)]
+    new = {old: new for new, old in enumerate(present)}
+    ds.train, ds.val, ds.test = ([Item(i.path, new[i.label], i.group) for i in part] for part in (ds.train, ds.val, ds.test))
+    ds.classes = [ds.classes[i] for i in present]
+    shown = ", ".join(dropped[:10]) + (f" and {len(dropped) - 10} more" if len(dropped) > 10 else "")
+    ds.problems.insert(0, f"{len(dropped)} listed classes have no clips here and are left out of the head: {shown}")
+    return ds
+
+
+def check_split(ds: Dataset, needed: str) -> None:
+    """Refuse, before any feature is extracted, a split that leaves a class without training clips
+    or leaves validation or test empty; ``needed`` says how many groups each class needs."""
+    sides = {"train": ds.train, "validation": ds.val, "test": ds.test}
+    groups: dict[int, set[str]] = defaultdict(set)
+    for item in ds.train + ds.val + ds.test:
+        groups[item.label].add(item.group)
+    few = ", ".join(f"{ds.classes[c]} {len(groups[c])}" for c in sorted(groups) if not any(i.label == c for i in ds.train) or len(groups[c]) < 3)
+    for side, items in sides.items():
+        lacking = not items if side != "train" else any(not any(i.label == c for i in ds.train) for c in range(len(ds.classes)))
+        if lacking:
+            raise DatasetError(f"{ds.root}: the split leaves {side} {'empty' if side != 'train' else 'without some class'}: "
+                               f"{needed} (groups per class here: {few or 'enough'})")

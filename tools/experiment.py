@@ -4,7 +4,8 @@
         --splits ../shared/data/jhmdb_splits --split 1 --out runs/jhmdb-s1
 
 ``--export DIR`` also installs the chosen head (TFLite, labels, manifest, report, confusion matrix)
-where ``edgevid classify`` finds it, and checks it there on the test clips end to end.
+where ``edgevid classify`` finds it, and checks it there on the test clips end to end;
+``--from-run`` does that for a finished run without training again.
 """
 
 from __future__ import annotations
@@ -17,17 +18,23 @@ import sys
 import time
 from pathlib import Path
 
+# TensorFlow's C++ start-up chatter (oneDNN, CUDA, cpu_feature_guard) is not for users; set
+# TF_CPP_MIN_LOG_LEVEL=0 to see it again. Set before anything imports TensorFlow.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
 import numpy as np
 
+from edgevid.errors import EdgevidError
 from edgevid.extractor import Extractor
 from edgevid.head import apply_temperature
 from edgevid.manifest import Calibration, ExtractorRef, FileRef, Manifest, TimeScale, sha256_file
 from edgevid.motion import MotionSpec, parse_spec
-from edgevid.store import EXTRACTORS, write_atomic
+from edgevid.store import DEFAULT_EXTRACTOR, EXTRACTORS, default_head_dir, extractor_path, write_atomic
 
 from .calibrate import fit_calibration
 from .convert import agreement, op_versions, run_tflite, runtime_used, to_tflite
-from .datasets import Dataset, DatasetError, read_folders, read_jhmdb, read_ucf101
+from .datasets import Dataset, DatasetError, check_split, read_folders, read_jhmdb, read_ucf101
 from .evaluate import evaluate, plot_confusion
 from .features import CacheWriteError, cache_path, extract_dataset, extract_motion, load_cached, load_motion, motion_cache_dir, with_motion
 from .heads import SPECS
@@ -35,12 +42,25 @@ from .timescale import duration_percentiles, durations, scores, seconds, window_
 from .train import Quant, predict_members, save_history, train_members, window_sampler
 
 
+DATASET_ARGS = ("dataset", "data", "splits", "split", "val_seed", "group_pattern", "val_fraction", "test_fraction")
+
+
 def load_dataset(args: argparse.Namespace) -> Dataset:
+    common = {"val_fraction": args.val_fraction, "seed": args.val_seed, "group_pattern": args.group_pattern}
     if args.dataset == "jhmdb":
-        return read_jhmdb(args.data, args.splits, args.split, seed=args.val_seed)
+        return read_jhmdb(args.data, args.splits, args.split, **common)
     if args.dataset == "ucf101":
-        return read_ucf101(args.data, args.splits, args.split, seed=args.val_seed)
-    return read_folders(args.data, seed=args.val_seed)
+        return read_ucf101(args.data, args.splits, args.split, **common)
+    return read_folders(args.data, test_fraction=args.test_fraction, splits_dir=args.splits, **common)
+
+
+def groups_needed(args: argparse.Namespace) -> str:
+    """What a class needs for this split, in the user's terms."""
+    groups = "groups (files matching --group-pattern alike)" if args.group_pattern else "groups (clips of one source video or actor)"
+    if args.dataset == "folders" and not args.splits:
+        return (f"each class needs at least 3 {groups}: one each for train, validation (--val-fraction {args.val_fraction:g}) "
+                f"and test (--test-fraction {args.test_fraction:g})")
+    return f"each class needs at least 2 {groups} in its train list: one for train, one for validation (--val-fraction {args.val_fraction:g})"
 
 
 def _fmt(x: float) -> str:
@@ -54,6 +74,7 @@ def run(args: argparse.Namespace) -> dict:
     print(ds.summary())
     for p in ds.problems:
         print(f"  problem: {p}")
+    check_split(ds, groups_needed(args))
     extractor = Extractor(args.extractor, num_threads=1)
     ext_name = next((e.name for e in EXTRACTORS.values() if extractor.sha256 in e.sha256), Path(args.extractor).stem)
     cache = Path(args.cache or f"cache/features/{extractor.id}")
@@ -64,10 +85,12 @@ def run(args: argparse.Namespace) -> dict:
     crops = max(SPECS[h].crops for h in args.heads)
     # Augmentation views are only needed for the clips heads train on.
     failures = extract_dataset([i.path for i in ds.train + ds.val], ds.root, cache, Path(args.extractor), m=m, crops=crops, workers=args.workers)
-    failures |= extract_dataset([i.path for i in ds.test], ds.root, cache, Path(args.extractor), m=m, workers=args.workers)
+    # Test clips are only evaluated: no mirrored view (half the extractor work of a training clip).
+    failures |= extract_dataset([i.path for i in ds.test], ds.root, cache, Path(args.extractor), m=m, crops=-1, workers=args.workers)
     feature_seconds = time.perf_counter() - t0
-    for _clip, err in sorted(failures.items()):
-        print(f"  failed clip: {err}")
+    feature_seconds_total = _add_extraction_time(out, feature_seconds)
+    if failures:
+        print(f"  {len(failures)} clips failed (each reported above; listed in the report)")
 
     motion = parse_spec(args.motion) if any(SPECS[h].motion for h in args.heads) else None
     if motion is not None:
@@ -85,7 +108,7 @@ def run(args: argparse.Namespace) -> dict:
         items = [i for i in split if str(i.path) not in failures]
         return [with_motion(c, load_motion(cache_path(mdir, ds.root, i.path), i.path), quant) for c, i in zip(clips, items, strict=True)]
 
-    (tr, y_tr), (va, y_va), (te, y_te) = load(ds.train, crops), load(ds.val, crops), load(ds.test, 0)
+    (tr, y_tr), (va, y_va), (te, y_te) = load(ds.train, crops), load(ds.val, crops), load(ds.test, -1)
     # The time scale: whole clips (window = their median duration) or fixed windows of --window s.
     fit = args.fit
     window_s = args.window if fit == "windows" else float(np.median(durations(tr)))
@@ -114,7 +137,9 @@ def run(args: argparse.Namespace) -> dict:
         "frames": m, "timescale": timescale, "daemon_hop_s": ws_daemon.hop_s,
         "motion": motion.model_dump() if motion is not None else None,
         "counts": {"train": len(tr), "val": len(va), "test": len(te)}, "problems": ds.problems,
-        "failed_clips": failures, "feature_seconds": feature_seconds, "seed": args.seed, "heads": {},
+        "failed_clips": failures, "feature_seconds": feature_seconds, "feature_seconds_total": feature_seconds_total,
+        "seed": args.seed, "dataset_args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k in DATASET_ARGS},
+        "heads": {},
         "runtime": runtime_used(),  # what the conversion check (and --export's classify check) ran on
         "command": " ".join([Path(sys.executable).name, "-m", "tools.experiment", *sys.argv[1:]]),
     }
@@ -127,7 +152,8 @@ def run(args: argparse.Namespace) -> dict:
         dim = x_va.shape[-1]
         print(f"training {name} on {len(tr)} clips ({len(va)} val)")
         models, histories, norm = train_members(spec, train_clips, y_tr, x_va, ws_va.y_rows, n_cls, m, quant, seed=args.seed,
-                                                max_epochs=args.max_epochs, augment=not args.no_augment, sampler=sampler)
+                                                max_epochs=args.max_epochs, patience=args.patience, min_epochs=args.min_epochs,
+                                                augment=not args.no_augment, sampler=sampler)
         save_history(out / f"history_{name}.json", {"members": histories})
         keras_te = ws_te.clip_probs(predict_members(models, x_te))
         keras_va = predict_members(models, x_va)
@@ -165,11 +191,24 @@ def run(args: argparse.Namespace) -> dict:
     return results
 
 
+def _add_extraction_time(out: Path, seconds: float) -> float:
+    """Feature extraction seconds over every run into ``out`` (a resumed run adds to them)."""
+    ledger = out / "extraction_seconds.json"
+    try:
+        runs = json.loads(ledger.read_text())["runs"]
+    except (OSError, ValueError, KeyError):
+        runs = []
+    runs.append(round(seconds, 3))
+    write_atomic(ledger, json.dumps({"runs": runs}).encode())
+    return float(sum(runs))
+
+
 def render_markdown(r: dict) -> str:
     lines = [f"# {r['dataset']}: heads on {r['extractor']['name']} features", "",
              f"Command: `{r['command']}`", "",
              f"Clips: {r['counts']['train']} train / {r['counts']['val']} val / {r['counts']['test']} test; "
              f"M = {r['frames']} frames; {len(r['failed_clips'])} failed clips; {len(r['problems'])} dataset problems (listed below).", "",
+             *_extraction_lines(r),
              *_timescale_lines(r),
              "| head | params | variant | top-1 % (95 % CI) | top-5 % | macro-F1 | size MB | latency ms/clip | top-1 agree vs Keras | max abs diff |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -195,6 +234,13 @@ def render_markdown(r: dict) -> str:
     if r["problems"] or r["failed_clips"]:
         lines += ["## Left out or remapped", ""] + [f"- {p}" for p in r["problems"]] + [f"- failed: {e}" for e in r["failed_clips"].values()]
     return "\n".join(lines) + "\n"
+
+
+def _extraction_lines(r: dict) -> list[str]:
+    total = r.get("feature_seconds_total")
+    if total is None:
+        return []
+    return [f"Feature extraction: {total:.0f} s over every run into this folder ({r['feature_seconds']:.0f} s this run).", ""]
 
 
 def _timescale_lines(r: dict) -> list[str]:
@@ -279,14 +325,31 @@ def check_exported(target: Path, extractor_path: Path, ds: Dataset, expected_top
     return top1
 
 
+EPILOG = """examples:
+  # your own clips, one folder per class (clips of one actor/scene share a name prefix)
+  python -m tools.experiment --dataset folders --data my_clips --group-pattern '^[^_]+' \\
+      --out runs/my-clips --export my-head
+  edgevid classify --head my-head some_clip.mp4
+  # install a finished run's head without training again
+  python -m tools.experiment --from-run runs/my-clips --export my-head --force
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tools.experiment", description=__doc__.split("\n")[0])
-    p.add_argument("--dataset", choices=["jhmdb", "ucf101", "folders"], required=True)
-    p.add_argument("--data", type=Path, required=True, help="dataset root (one folder per class)")
-    p.add_argument("--splits", type=Path, help="split files folder (jhmdb, ucf101)")
-    p.add_argument("--split", type=int, default=1)
-    p.add_argument("--extractor", type=Path, default=Path(os.environ.get("EDGEVID_SHARED", "../shared")) / "models/mobilenet_v2_1.0_224_quant.tflite")
-    p.add_argument("--frames", type=int, default=25)
+    p = argparse.ArgumentParser(prog="python -m tools.experiment", description=__doc__.split("\n")[0], epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", choices=["jhmdb", "ucf101", "folders"], help="layout of --data: folders = any <class>/<clip> tree")
+    p.add_argument("--data", type=Path, help="dataset root (one folder per class)")
+    p.add_argument("--splits", type=Path, help="split files folder: jhmdb/ucf101 official lists; folders: train.txt and test.txt "
+                   "listing <class>/<file> (default for folders: a seeded split by groups)")
+    p.add_argument("--split", type=int, default=1, help="official split number (jhmdb, ucf101; default 1)")
+    p.add_argument("--group-pattern", help="regex on the file name whose match (or first group) names a clip's group "
+                   "(actor/scene); groups never straddle train, validation and test (default: the dataset's convention, else the file)")
+    p.add_argument("--test-fraction", type=float, default=0.28, help="share of clips held out for test, folders without --splits (default 0.28)")
+    p.add_argument("--val-fraction", type=float, default=0.14, help="share of clips held out of train for validation, by whole groups (default 0.14)")
+    p.add_argument("--model-dir", type=Path, help="where `edgevid models fetch` installed the extractor (default: edgevid's)")
+    p.add_argument("--extractor", type=Path, help="extractor .tflite (default: the one `edgevid models fetch` installed)")
+    p.add_argument("--frames", type=int, default=25, help="frames per sample, M (default 25)")
     p.add_argument("--fit", choices=["clips", "windows"], default="clips",
                    help="train on whole clips, or on fixed --window s windows cut from them (the daemon's scale)")
     p.add_argument("--window", type=seconds, help="window length in seconds for --fit windows (e.g. 1.0 or 4/3)")
@@ -295,15 +358,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--motion", default="dis_ultrafast-160x120",
                    help="motion stream for heads that read it (*_m, *_late): METHOD-WxH, METHOD dis_ultrafast, dis_fast or farneback")
     p.add_argument("--cache", type=Path, help="feature cache folder (default cache/features/<extractor id>)")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--seed", type=int, default=0, help="training seed (members use seed, seed+1, ...)")
-    p.add_argument("--val-seed", type=int, default=0, help="seed of the validation hold-out (kept fixed when comparing training seeds)")
-    p.add_argument("--max-epochs", type=int, default=80)
-    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--out", type=Path, help="run folder for the report, histories and converted heads")
+    p.add_argument("--seed", type=int, default=0, help="training seed (members use seed, seed+1, ...; default 0)")
+    p.add_argument("--val-seed", type=int, default=0, help="seed of the validation (and folders test) split, kept fixed when comparing training seeds")
+    p.add_argument("--max-epochs", type=int, default=80, help="epochs at most (default 80)")
+    p.add_argument("--min-epochs", type=int, default=10, help="the kept weights come from this epoch or later (default 10)")
+    p.add_argument("--patience", type=int, default=12, help="stop after this many epochs without a better validation loss (default 12)")
+    p.add_argument("--workers", type=int, default=None, help="feature extraction processes (default: one per core)")
     p.add_argument("--no-augment", action="store_true", help="train on the deploy sample only (the study's setting)")
-    p.add_argument("--export", type=Path, help="install the --default-head here (e.g. models/)")
+    p.add_argument("--export", type=Path, help="install the --default-head in this folder (pass it to `edgevid classify --head`)")
+    p.add_argument("--force", action="store_true", help="let --export replace the head bundled with edgevid")
+    p.add_argument("--from-run", type=Path, help="a finished run folder to --export from, without training again")
     p.add_argument("--default-head", default="best", help="head to --export, or 'best' (highest validation top-1)")
     args = p.parse_args(argv)
+    if args.from_run:
+        if not args.export:
+            p.error("--from-run needs --export DIR")
+        try:
+            results = json.loads((args.from_run / "report.json").read_text())
+            saved = results["dataset_args"]
+        except (OSError, ValueError, KeyError) as exc:
+            p.error(f"{args.from_run / 'report.json'}: not a finished run with its dataset recorded ({exc.__class__.__name__})")
+        for k, v in saved.items():
+            setattr(args, k, Path(v) if k in ("data", "splits") and v is not None else v)
+        args.out = args.from_run
+    elif not (args.dataset and args.data and args.out):
+        p.error("--dataset, --data and --out are required (or --from-run RUN --export DIR)")
     unknown = [h for h in args.heads if h not in SPECS]
     if unknown:
         p.error(f"unknown head(s) {', '.join(unknown)}; choose from {', '.join(SPECS)}")
@@ -311,10 +391,23 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--fit windows needs --window SECONDS")
     if args.dataset != "folders" and not args.splits:
         p.error(f"--splits is required for --dataset {args.dataset}")
+    for name in ("test_fraction", "val_fraction"):
+        if not 0 < getattr(args, name) < 0.5:
+            p.error(f"--{name.replace('_', '-')} must be between 0 and 0.5, got {getattr(args, name)}")
+    if args.export and args.export.resolve() == default_head_dir().resolve() and not args.force:
+        p.error(f"--export {args.export} would replace the head bundled with edgevid; export to a folder of your own "
+                "(edgevid classify --head DIR), or add --force")
+    if args.extractor is None:
+        args.extractor = extractor_path(DEFAULT_EXTRACTOR, args.model_dir)
+        if not args.extractor.is_file():
+            p.error(f"{args.extractor}: no extractor installed; run `edgevid models fetch` (or pass --extractor FILE)")
+    if args.from_run and sha256_file(args.extractor) != results["extractor"]["sha256"]:
+        p.error(f"{args.extractor}: not the extractor {args.from_run} was trained on ({results['extractor']['name']}); pass that one with --extractor")
     # SIGTERM (systemd, a scheduler) stops the run like Ctrl-C: workers ended, cache kept.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        results = run(args)
+        if not args.from_run:
+            results = run(args)
         if args.export:
             chosen = args.default_head
             if chosen == "best":
@@ -328,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except CacheWriteError as exc:
+    except (CacheWriteError, EdgevidError) as exc:  # a full disk, an unreadable extractor, most clips failing
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

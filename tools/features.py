@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import sys
 import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -80,7 +81,8 @@ def with_motion(clip: CachedClip, motion: "CachedMotion", quant) -> CachedClip:
     if not np.array_equal(clip.indices, motion.indices):
         raise ValueError("motion and appearance caches hold different frames (stale entry?)")
     feats = np.concatenate([quant(clip.feats), motion.motion], axis=1)
-    views = np.stack([np.concatenate([quant(clip.views[0]), motion.views[0]], axis=1)])
+    views = (np.stack([np.concatenate([quant(clip.views[0]), motion.views[0]], axis=1)]) if len(clip.views)
+             else np.zeros((0, *feats.shape), np.float32))  # clips loaded without views (test)
     return CachedClip(clip.indices, feats, views, clip.n_frames, clip.fps, clip.times)
 
 
@@ -134,7 +136,8 @@ def extract_motion(clips: list[Path], root: Path, cache_dir: Path, spec: MotionS
 
 
 def _pool_run(todo: list[Path], desc: str, progress: bool, workers: int, pool_kw: dict, submit) -> dict[str, str]:
-    """Run ``submit(pool, clip)`` for every clip in spawned worker processes; return failures."""
+    """Run ``submit(pool, clip)`` for every clip in spawned worker processes; return failures
+    (each said as it happens); stop early when most clips fail."""
     import multiprocessing
 
     failures: dict[str, str] = {}
@@ -143,15 +146,20 @@ def _pool_run(todo: list[Path], desc: str, progress: bool, workers: int, pool_kw
         from tqdm import tqdm
 
         bar = tqdm(total=len(todo), desc=desc, unit="clip")
+    say = bar.write if bar else (lambda line: print(line, file=sys.stderr, flush=True))
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), **pool_kw)
     try:
-        for future in as_completed([submit(pool, c) for c in todo]):
+        for done, future in enumerate(as_completed([submit(pool, c) for c in todo]), 1):
             clip, error = future.result()
             if error:
                 failures[clip] = error
+                say(f"failed clip: {error}")  # as it happens, not after the whole pass
             if bar:
                 bar.update()
-    except BaseException:  # Ctrl-C, SIGTERM, a full cache disk: stop now, not after the queued clips
+            if most_failed(len(failures), done):
+                raise ExtractionError(f"stopped: {len(failures)} of the first {done} clips failed (last: {error}); "
+                                      "check the clips and the machine's load, then rerun to resume")
+    except BaseException:  # Ctrl-C, SIGTERM, a full cache disk, most clips failing: stop now, not after the queued clips
         _stop(pool)
         raise
     finally:
@@ -177,13 +185,14 @@ def _stamp(clip: Path) -> np.ndarray:
 
 
 def load_cached(path: Path, clip: Path, crops: int = 0) -> CachedClip | None:
-    """The cached features, or None if absent, unreadable, stale (clip changed since) or short of views."""
+    """The cached features, or None if absent, unreadable, stale (clip changed since) or short of views
+    (``crops``: the mirrored view and this many crops; -1: no views, the original frames only)."""
     try:
         with np.load(path) as z:
             if int(z["version"]) != CACHE_VERSION or not np.array_equal(z["stamp"], _stamp(clip)):
                 return None
             views = z["views"] if "views" in z.files else z["flipped"][None]
-            if len(views) < 1 + crops:
+            if len(views) < 1 + crops:  # crops < 0: the original frames are all that is needed
                 return None
             # Entries written before fps was cached read it from the clip's header (cheap: no decoding).
             fps = float(z["fps"]) if "fps" in z.files else clip_fps(clip)
@@ -251,7 +260,8 @@ def _init_worker(extractor_path: str, threads: int, parent: int) -> None:
 
 
 def _compute(clip: Path, root: Path, out: Path, m: int, cap: int, crops: int) -> tuple[str, str | None]:
-    views = [mirror] + crop_views(clip, root, crops)
+    # crops < 0: no augmentation views at all (test clips: evaluation reads the original frames only).
+    views = [] if crops < 0 else [mirror] + crop_views(clip, root, crops)
     try:
         times = frame_times(clip)  # read once: the frame count for decoding, and cached for windows
         cf = clip_features(_worker["extractor"], clip, None, indices_for=lambda n: cache_indices(n, m, cap), views=views, times=times)
@@ -259,7 +269,7 @@ def _compute(clip: Path, root: Path, out: Path, m: int, cap: int, crops: int) ->
         return str(clip), str(exc)
     buf = io.BytesIO()
     extra = {"times": times} if times is not None and len(times) == cf.n_frames else {}
-    np.savez(buf, version=CACHE_VERSION, stamp=_stamp(clip), indices=cf.indices, feats=cf.feats, views=np.stack(cf.views), n_frames=cf.n_frames,
+    np.savez(buf, version=CACHE_VERSION, stamp=_stamp(clip), indices=cf.indices, feats=cf.feats, views=np.stack(cf.views) if cf.views else np.zeros((0, *cf.feats.shape), np.uint8), n_frames=cf.n_frames,
              fps=cf.fps, **extra)
     _write_entry(out, buf)
     return str(clip), None
@@ -294,6 +304,15 @@ def extract_dataset(
     return _pool_run(todo, "features", progress, workers,
                      {"initializer": _init_worker, "initargs": (str(extractor_path), threads, os.getpid())},
                      lambda pool, c: pool.submit(_compute, c, root, cache_path(cache_dir, root, c), m, cap, crops))
+
+
+class ExtractionError(EdgevidError):
+    """Most clips fail: something is wrong beyond single bad files (codec, memory, a load spike)."""
+
+
+def most_failed(failed: int, done: int, at_least: int = 8) -> bool:
+    """More than half of the clips tried so far failed, once enough were tried to tell."""
+    return done >= at_least and failed * 2 > done
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:

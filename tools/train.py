@@ -87,13 +87,18 @@ def train_head(
     seed: int = 0,
     max_epochs: int = 80,
     patience: int = 12,
+    min_epochs: int = 0,
     batch_size: int = 32,
     augment: bool = True,
     norm=None,
     sampler=None,
     log=print,
 ):
-    """One model: Adam + categorical cross-entropy, early stopping on validation loss (best weights kept)."""
+    """One model: Adam + categorical cross-entropy, early stopping on validation loss (best weights kept).
+
+    The kept weights come from epoch ``min_epochs`` or later (with a handful of validation clips,
+    the loss of an untrained head can look best), and stopping waits ``patience`` epochs after that.
+    """
     import keras
 
     keras.utils.set_random_seed(seed)
@@ -114,7 +119,9 @@ def train_head(
         row = {"epoch": epoch + 1, "loss": float(h.history["loss"][0]), "acc": float(h.history["accuracy"][0]),
                "val_loss": float(val_loss), "val_acc": float(val_acc)}
         history.append(row)
-        if val_loss < best - 1e-4:
+        if epoch + 1 < min(min_epochs, max_epochs):
+            best_weights = None  # too early to choose
+        elif val_loss < best - 1e-4 or best_weights is None:
             best, best_weights, waited = val_loss, model.get_weights(), 0
         else:
             waited += 1
