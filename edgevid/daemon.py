@@ -27,6 +27,7 @@ from .config import DaemonConfig, load_config, source_timing
 from .errors import EdgevidError
 from .events import SourceEvents
 from .extractor import preprocess
+from .motion import MotionEstimator
 from .head import Head
 from .messages import UNKNOWN, Event, ModelIds, Prediction, PredictionLatency, SourceStatus, Status
 from .pipeline import ClipClassifier, load_classifier, top_k
@@ -120,7 +121,11 @@ class Daemon:
         self.admission = Admission([s.id for s in cfg.sources if self.feeds[s.id].live])
         self.admitted = self.admission.state
         size = self.extractor.input_size
-        self.sources = {s.id: FrameSource(s, self.timing[s.id], self, self.stop_event, lambda f: preprocess(f, size))
+        # A head reading the motion stream: sources keep each frame's small grey image, the worker
+        # turns (previous, sampled) pairs into descriptors beside the extractor's features.
+        self.motion = MotionEstimator(self.head.motion) if self.head.motion is not None else None
+        grey = self.motion.grey if self.motion is not None else None
+        self.sources = {s.id: FrameSource(s, self.timing[s.id], self, self.stop_event, lambda f: preprocess(f, size), motion_grey=grey)
                         for s in cfg.sources}
         self.seq = {s.id: 0 for s in cfg.sources}
         self.events = SourceEvents(cfg.sources, self.head.labels)  # fed on the event loop, in prediction order
@@ -230,13 +235,16 @@ class Daemon:
     def _extract(self, batch: list["_Job"]) -> None:
         t = time.perf_counter()
         feats = self.extractor.dequantize(self.extractor.extract(np.stack([j.frame.image for j in batch])))
+        if self.motion is not None:
+            motion = np.stack([self.motion.describe(*j.frame.motion_pair) for j in batch])
+            feats = self.head.inputs(feats, motion)
         seconds = time.perf_counter() - t
         self._busy[0] += seconds
         self._busy[1] += len(batch)
         if self.metrics is not None:
             self.metrics.stage.labels("extract").observe(seconds / len(batch))
         for job, feature in zip(batch, feats, strict=True):
-            job.frame.image = None  # the feature is all that is kept
+            job.frame.image = job.frame.motion_pair = None  # the feature is all that is kept
             self.sources[job.source].stats.extracted += 1
             self.windows[job.source].add_feature(job.frame.fid, feature, seconds * 1e3 / len(batch))
 

@@ -50,9 +50,9 @@ class Head:
         self._interpreter = make_interpreter(head_path, num_threads=num_threads, runtime=runtime, what="head")
         inp = self._interpreter.get_input_details()[0]
         out = self._interpreter.get_output_details()[0]
-        want = (m.frames, m.feature_dim)
+        want = (m.frames, m.input_dim)
         if tuple(inp["shape"][1:]) != want:
-            raise ModelError(f"head {head_path}: input shape {list(inp['shape'])} does not match the manifest's [1, {m.frames}, {m.feature_dim}]")
+            raise ModelError(f"head {head_path}: input shape {list(inp['shape'])} does not match the manifest's [1, {m.frames}, {m.input_dim}]")
         if int(out["shape"][-1]) != len(self.labels):
             raise ModelError(
                 f"{labels_path}: {len(self.labels)} labels but head {head_path.name} outputs {int(out['shape'][-1])} classes"
@@ -68,7 +68,18 @@ class Head:
 
     @property
     def feature_dim(self) -> int:
+        """The extractor's feature length (the appearance stream)."""
         return self.manifest.feature_dim
+
+    @property
+    def input_dim(self) -> int:
+        """Per-frame input: appearance features, then the motion descriptor when the head reads it."""
+        return self.manifest.input_dim
+
+    @property
+    def motion(self):
+        """The head's :class:`~edgevid.motion.MotionSpec`, or None for an appearance-only head."""
+        return self.manifest.motion
 
     def check_extractor(self, feature_dim: int, sha256: str, name: str) -> None:
         """Refuse an extractor whose features the head was not trained on."""
@@ -83,11 +94,21 @@ class Head:
                 f"but {name} has sha256 {sha256[:12]}…"
             )
 
+    def inputs(self, features: np.ndarray, motion: np.ndarray | None) -> np.ndarray:
+        """The head's per-frame input from its streams: dequantized features ``[..., D]`` and, if
+        the head reads it, the motion descriptors ``[..., DIM]``, concatenated."""
+        if self.manifest.motion is None:
+            return features
+        if motion is None:
+            raise ValueError("this head reads the motion stream: pass the motion descriptors")
+        return np.concatenate([features, motion.astype(np.float32, copy=False)], axis=-1)
+
     def predict(self, features: np.ndarray) -> np.ndarray:
-        """float32 ``[M, D]`` dequantized features -> probabilities ``[C]``, calibrated by the
-        manifest's temperature when it has one."""
-        if features.shape != (self.frames, self.feature_dim):
-            raise ValueError(f"expected features [{self.frames}, {self.feature_dim}], got {list(features.shape)}")
+        """float32 ``[M, D]`` dequantized features (then the motion descriptor, for a head that
+        reads it: :meth:`inputs`) -> probabilities ``[C]``, calibrated by the manifest's temperature
+        when it has one."""
+        if features.shape != (self.frames, self.input_dim):
+            raise ValueError(f"expected features [{self.frames}, {self.input_dim}], got {list(features.shape)}")
         self._interpreter.set_tensor(self._input_index, features[None].astype(np.float32, copy=False))
         self._interpreter.invoke()
         return apply_temperature(self._interpreter.get_tensor(self._output_index)[0].copy(), self.temperature)

@@ -6,9 +6,10 @@ import hashlib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ModelError
+from .motion import MotionSpec
 
 MANIFEST_NAME = "manifest.json"
 
@@ -75,11 +76,28 @@ class Manifest(BaseModel):
     feature_dim: int = Field(gt=0)
     timescale: TimeScale | None = Field(None, description="the window the head was trained for (absent: older heads)")
     extractor: ExtractorRef
+    streams: list[Literal["appearance", "motion"]] = Field(
+        default_factory=lambda: ["appearance"],
+        description="what the head reads per frame, concatenated in this order: the extractor's features, then the motion descriptor")
+    motion: MotionSpec | None = Field(None, description="how the motion stream is computed (heads that read it)")
     calibration: Calibration | None = Field(None, description="temperature for calibrated scores (absent: raw probabilities)")
-    runtimes: list[str] = Field(description="TFLite runtimes the head was checked on")
+    runtimes: list[str] = Field(description="TFLite runtimes (and versions) the head was checked on")
     trained_on: str = ""
     report: str | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _streams(self) -> "Manifest":
+        if self.streams != ["appearance"] and self.streams != ["appearance", "motion"]:
+            raise ValueError("streams must be [appearance] or [appearance, motion]")
+        if ("motion" in self.streams) != (self.motion is not None):
+            raise ValueError("a head that reads the motion stream needs 'motion' (and only such a head)")
+        return self
+
+    @property
+    def input_dim(self) -> int:
+        """Per-frame input length: the extractor's features, plus the motion descriptor if read."""
+        return self.feature_dim + (self.motion.dim if self.motion is not None else 0)
 
 
 def sha256_file(path: Path) -> str:

@@ -20,6 +20,7 @@ class StageTimings(BaseModel):
     decode_ms: float = 0.0
     preprocess_ms: float = 0.0
     extract_ms: float = 0.0
+    motion_ms: float = 0.0  # the motion stream (heads that read it)
     head_ms: float = 0.0
     total_ms: float = 0.0
 

@@ -15,6 +15,7 @@ from .errors import EdgevidError
 from .extractor import Extractor
 from .head import Head
 from .messages import ClipResult, Score, StageTimings
+from .motion import MotionEstimator, clip_motion
 from .sampling import clip_windows, sample_indices
 
 
@@ -31,6 +32,7 @@ class ClipClassifier:
         head.check_extractor(extractor.feature_dim, extractor.sha256, str(extractor.path))
         self.extractor = extractor
         self.head = head
+        self.motion = MotionEstimator(head.motion) if head.motion is not None else None
 
     @property
     def window_s(self) -> float | None:
@@ -45,7 +47,7 @@ class ClipClassifier:
         m, window_s = self.head.frames, self.window_s
         real = True
         if window_s is None:
-            cf = clip_features(self.extractor, path, m)
+            cf = clip_features(self.extractor, path, m, motion=self.motion)
             windows = np.arange(m)[None]  # positions in cf.feats
         else:
             fps, times = _header_fps(path), frame_times(Path(path))
@@ -57,11 +59,11 @@ class ClipClassifier:
                 plan["w"], plan["real"] = clip_windows(n, fps, window_s, m, times=own) if fps > 0 else (sample_indices(n, m)[None], False)
                 return np.unique(plan["w"])
 
-            cf = clip_features(self.extractor, path, None, indices_for=indices_for, times=times)
+            cf = clip_features(self.extractor, path, None, indices_for=indices_for, times=times, motion=self.motion)
             windows = np.searchsorted(cf.indices, plan["w"])
             real = bool(plan["real"])
         t = time.perf_counter()
-        feats = self.extractor.dequantize(cf.feats)
+        feats = self.head.inputs(self.extractor.dequantize(cf.feats), cf.motion)
         probs = np.stack([self.head.predict(feats[w]) for w in windows])
         cf.timings.head_ms = (time.perf_counter() - t) * 1e3
         return probs, real, cf
@@ -119,47 +121,87 @@ class ClipFeatures:
     fps: float
     timings: StageTimings
     views: list[np.ndarray] = field(default_factory=list)  # features of each augmentation view
+    motion: np.ndarray | None = None  # float32 [len(indices), motion.DIM]: the motion into each sampled frame
+    motion_views: list[np.ndarray] = field(default_factory=list)  # the motion stream of each augmentation view
 
 
 def clip_features(
-    extractor: Extractor,
+    extractor: Extractor | None,
     path: Path | str,
     m: int | None,
     *,
     indices_for: Callable[[int], np.ndarray] | None = None,
     views: Sequence[Callable[[np.ndarray], np.ndarray]] = (),
     times: np.ndarray | None = None,
+    motion: MotionEstimator | None = None,
 ) -> ClipFeatures:
     """Decode, preprocess and extract uniformly sampled frames of a clip.
 
     This is the one feature path: ``classify`` and the training tools both call it, so features
     seen in training are the features served. ``views`` (training augmentation: mirrored or
     cropped frames) are extracted from the same decoded frames; the device never uses them.
+    ``motion``: also the motion stream (:mod:`edgevid.motion`) into each sampled frame, from the
+    decoded frame before it (decoded for that purpose). ``extractor=None``: the motion stream only
+    (``feats`` empty), for the training cache of a stream computed apart.
     """
     t0 = time.perf_counter()
-    # Without views the frames are reduced to the extractor's input as they are decoded (the
-    # preprocess resize is then an exact copy): memory stays flat whatever the resolution. The
-    # time spent reducing is preprocessing, not decoding.
-    size, spent = extractor.input_size, [0.0]
+    plan: dict[str, np.ndarray] = {}
 
-    def reduce(frame: np.ndarray) -> np.ndarray:
+    def wanted(n: int) -> np.ndarray:
+        idx = indices_for(n) if indices_for else sample_indices(n, m or n)
+        plan["idx"] = np.asarray(idx)
+        # The motion stream also needs the frame before each sampled one.
+        return np.union1d(idx, np.maximum(np.asarray(idx) - 1, 0)) if motion is not None else idx
+
+    # Without views the frames are reduced as they are decoded: to the extractor's input (the
+    # preprocess resize is then an exact copy) and, for the motion stream, to its small grey image:
+    # memory stays flat whatever the resolution. The time spent reducing is preprocessing, not
+    # decoding. (Views need whole frames: training only.)
+    spent = [0.0, 0.0]  # reducing for the extractor (preprocessing), for the motion stream
+
+    def reduce(frame: np.ndarray):
         t = time.perf_counter()
-        small = cv2.resize(frame, (size, size), interpolation=cv2.INTER_LINEAR)
-        spent[0] += time.perf_counter() - t
-        return small
+        small = cv2.resize(frame, (extractor.input_size, extractor.input_size), interpolation=cv2.INTER_LINEAR)
+        t_small = time.perf_counter()
+        spent[0] += t_small - t
+        if motion is None:
+            return small
+        grey = motion.grey(frame)
+        spent[1] += time.perf_counter() - t_small
+        return small, grey
 
-    clip = read_clip(path, m, indices_for, times, None if views else reduce)
+    reduced = not views and extractor is not None
+    clip = read_clip(path, m, wanted, times, reduce if reduced else None)
+    indices = plan["idx"] if motion is not None else clip.indices
+    if reduced and motion is not None:
+        decoded = {int(i): f[0] for i, f in zip(clip.indices, clip.frames)}
+        motion_frames, are_greys = {int(i): f[1] for i, f in zip(clip.indices, clip.frames)}, True
+    else:
+        decoded = dict(zip((int(i) for i in clip.indices), clip.frames))
+        motion_frames, are_greys = decoded, False
     t1 = time.perf_counter()
     # Repeated indices (clips shorter than m) are preprocessed and extracted once.
-    unique, first, inverse = np.unique(clip.indices, return_index=True, return_inverse=True)
-    batch = extractor.preprocess([clip.frames[i] for i in first])
-    t2 = time.perf_counter()
-    feats = extractor.extract(batch)[inverse]
-    t3 = time.perf_counter()
-    unique_frames = [clip.frames[i] for i in first]
-    extra = [extractor.extract(extractor.preprocess([view(f) for f in unique_frames]))[inverse] for view in views]
-    t1 -= spent[0]
+    unique, inverse = np.unique(indices, return_inverse=True)
+    unique_frames = [decoded[int(i)] for i in unique]
+    feats = np.zeros((len(indices), 0), np.uint8)
+    t2 = t3 = t1
+    extra: list[np.ndarray] = []
+    if extractor is not None:
+        batch = extractor.preprocess(unique_frames)
+        t2 = time.perf_counter()
+        feats = extractor.extract(batch)[inverse]
+        t3 = time.perf_counter()
+        extra = [extractor.extract(extractor.preprocess([view(f) for f in unique_frames]))[inverse] for view in views]
     timings = StageTimings(
-        decode_ms=(t1 - t0) * 1e3, preprocess_ms=(t2 - t1) * 1e3, extract_ms=(t3 - t2) * 1e3, total_ms=(t3 - t0) * 1e3
+        decode_ms=(t1 - t0 - spent[0] - spent[1]) * 1e3, preprocess_ms=(t2 - t1 + spent[0]) * 1e3, extract_ms=(t3 - t2) * 1e3,
+        total_ms=(t3 - t0 - spent[1]) * 1e3,
     )
-    return ClipFeatures(feats, clip.indices, clip.n_frames, clip.fps, timings, extra)
+    flow, flow_views = None, []
+    if motion is not None:
+        t4 = time.perf_counter()
+        flow = clip_motion(motion, motion_frames, unique, greys=are_greys)[inverse]
+        timings.motion_ms = (time.perf_counter() - t4 + spent[1]) * 1e3
+        timings.total_ms += timings.motion_ms
+        needed = sorted(decoded)
+        flow_views = [clip_motion(motion, {i: view(decoded[i]) for i in needed}, unique)[inverse] for view in views]
+    return ClipFeatures(feats, indices, clip.n_frames, clip.fps, timings, extra, flow, flow_views)

@@ -36,6 +36,9 @@ class Captured(FrameInfo):
     """A frame that fills a slot, with its image already at the extractor's input size."""
 
     image: np.ndarray | None = field(default=None, repr=False)
+    #: (previous frame, this frame) as small grey images, for a head that reads the motion stream
+    #: (no previous frame: the first of a segment, or the one after a paused stretch).
+    motion_pair: tuple[np.ndarray | None, np.ndarray] | None = field(default=None, repr=False)
 
 
 class Sink(Protocol):
@@ -135,7 +138,8 @@ class FrameSource(threading.Thread):
     """Reads one source until stopped, reconnecting with backoff; reports to ``sink``."""
 
     def __init__(self, cfg: SourceConfig, timing: SourceTiming, sink: Sink, stop: threading.Event,
-                 convert: Callable[[np.ndarray], np.ndarray], *, clock: Callable[[], float] = time.monotonic) -> None:
+                 convert: Callable[[np.ndarray], np.ndarray], *, clock: Callable[[], float] = time.monotonic,
+                 motion_grey: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         super().__init__(name=f"source-{cfg.id}", daemon=True)
         self.cfg = cfg
         self.timing = timing
@@ -147,6 +151,9 @@ class FrameSource(threading.Thread):
         self.stats = SourceStats()
         self._fid = 0
         self._handed = 0  # frames with fid <= this were handed over
+        # Motion stream: every frame is kept as a small grey image, the predecessor of the next.
+        self.motion_grey = motion_grey
+        self._prev_grey: np.ndarray | None = None
 
     # -- state, reported in status and logs ---------------------------------------------------
     def _state(self, state: str, error: str | None = None) -> None:
@@ -196,13 +203,21 @@ class FrameSource(threading.Thread):
         self.stop_event.wait(delay)
 
     # -- reading ------------------------------------------------------------------------------
-    def _keep(self, cap: cv2.VideoCapture, t: float, mono: float, wall: float, media: float | None) -> Captured | None:
+    def _keep(self, cap: cv2.VideoCapture, t: float, mono: float, wall: float, media: float | None, wanted: bool = True) -> Captured | None:
+        """Retrieve the grabbed frame if it fills a slot (``wanted``) or the motion stream needs it as
+        the next frame's predecessor; a Captured only for a wanted frame."""
         ok, frame = cap.retrieve()
         if not ok or frame is None:
+            self._prev_grey = None
+            return None
+        grey = self.motion_grey(frame) if self.motion_grey is not None else None
+        prev, self._prev_grey = self._prev_grey, grey
+        if not wanted:
             return None
         self._fid += 1
         loop = self.stats.loop if self.kind == "file" else None
-        return Captured(self._fid, t, mono, wall, media, loop, image=self.convert(frame))
+        return Captured(self._fid, t, mono, wall, media, loop, image=self.convert(frame),
+                        motion_pair=(prev, grey) if grey is not None else None)
 
     def _hand_over(self, fills: list[Fill[Captured]], paused: bool) -> None:
         if not fills:
@@ -220,7 +235,12 @@ class FrameSource(threading.Thread):
         """One grabbed frame at ``t``: converted only if it can fill a slot (and the source is not
         paused); returns the slots it settles and whether the source is paused."""
         paused = self.sink.paused(self.cfg.id)
-        frame = self._keep(cap, t, mono, wall, media) if not paused and filler.wants(t) else None
+        wanted = not paused and filler.wants(t)
+        frame = None
+        if wanted or (self.motion_grey is not None and not paused):
+            frame = self._keep(cap, t, mono, wall, media, wanted)
+        else:
+            self._prev_grey = None  # a frame not looked at: the next one has no known predecessor
         return filler.push(t, frame), paused
 
     def _read_file(self, opened: Opened) -> _Outcome:
@@ -231,6 +251,7 @@ class FrameSource(threading.Thread):
         cap, frame_s = opened.cap, 1.0 / fps
         clock = FileClock(fps)
         filler: SlotFiller[Captured] = SlotFiller(self.timing.dt, 0.0, frame_s)
+        self._prev_grey = None
         self.sink.segment(self.cfg.id)
         self._state("running")
         start = self.clock()
@@ -273,6 +294,7 @@ class FrameSource(threading.Thread):
         clock = StreamClock()
         filler: SlotFiller[Captured] | None = None
         nominal = 1.0 / opened.fps if FPS_RANGE[0] <= opened.fps <= FPS_RANGE[1] else self.timing.dt
+        self._prev_grey = None
         self.sink.segment(self.cfg.id)
         self._state("running")
         n, live = 0, Liveness(self.cfg.stall_timeout, self.clock())

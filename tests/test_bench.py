@@ -18,7 +18,8 @@ pytest.importorskip("tensorflow", reason="tools dependencies not installed")
 def test_bench_smoke(tmp_path):
     out = tmp_path / "bench.json"
     cmd = [sys.executable, "-m", "tools.bench", "--clips", "2", "--daemon-seconds", "8", "--out", str(out),
-           "--reference-head", str(tmp_path / "absent.tflite")]
+           "--reference-head", str(tmp_path / "absent.tflite"),
+           "--motion", "dis_ultrafast-160x120"]
     if os.environ.get("EDGEVID_OTHER_PYTHON"):
         cmd += ["--other-python", os.environ["EDGEVID_OTHER_PYTHON"]]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
@@ -34,3 +35,5 @@ def test_bench_smoke(tmp_path):
     d = r["daemon"]
     assert d["predictions"] >= 8 and d["extractor_frames_per_prediction"] <= 6  # the feature ring at work
     assert d["rss_mb_at_end"] > 0
+    motion = r["motion"]["specs"]["dis_ultrafast-160x120"]  # the motion stream costed beside the extractor
+    assert motion["classify_motion_ms_per_frame"] > 0 and motion["daemon_motion_over_extract"] > 0

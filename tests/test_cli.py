@@ -44,7 +44,7 @@ def test_json_output_has_stable_fields_and_timings(env):
     assert obj["ok"] is True and obj["path"].endswith(".avi")
     assert len(obj["top"]) == 5 and abs(sum(s["score"] for s in obj["top"]) - 1) < 0.5
     assert obj["top"][0]["score"] >= obj["top"][1]["score"]
-    assert set(obj["timings"]) == {"decode_ms", "preprocess_ms", "extract_ms", "head_ms", "total_ms"}
+    assert set(obj["timings"]) == {"decode_ms", "preprocess_ms", "extract_ms", "motion_ms", "head_ms", "total_ms"}
     assert obj["frames"] > 0 and obj["fps"] == 30.0
 
 

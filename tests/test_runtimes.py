@@ -28,8 +28,10 @@ from edgevid.pipeline import clip_features
 from edgevid.runtime import backend
 e = Extractor(Path({mnv2!r}), num_threads=2)
 h = Head(Path({head!r}))
-f = clip_features(e, {clip!r}, h.frames).feats
-p = h.predict(e.dequantize(f))
+from edgevid.motion import MotionEstimator
+cf = clip_features(e, {clip!r}, h.frames, motion=MotionEstimator(h.motion) if h.motion else None)
+f = cf.feats
+p = h.predict(h.inputs(e.dequantize(f), cf.motion))
 print(json.dumps({{"runtime": backend()[0], "batched": e.batched, "feats": f.tolist(), "probs": p.tolist()}}))
 """
 
@@ -47,10 +49,13 @@ def test_extractor_and_shipped_head_agree_across_runtimes(extractor):
     # The cut, batchable model there too (edgevid ships the schema; the venv needs `flatbuffers`).
     assert other["batched"] is True, "tflite-runtime fell back to preserve-all-tensors: is flatbuffers installed there?"
     head = Head(HEAD_DIR)
-    mine = clip_features(extractor, clip, head.frames).feats
+    from edgevid.motion import MotionEstimator
+
+    cf = clip_features(extractor, clip, head.frames, motion=MotionEstimator(head.motion) if head.motion else None)
+    mine = cf.feats
     a, b = extractor.dequantize(mine), extractor.dequantize(np.array(other["feats"], np.uint8))
     cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
     assert cos.min() >= 0.99, cos.min()
-    probs = head.predict(a)
+    probs = head.predict(head.inputs(a, cf.motion))
     assert int(np.argmax(probs)) == int(np.argmax(other["probs"]))
     np.testing.assert_allclose(probs, other["probs"], atol=0.05)

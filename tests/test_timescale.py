@@ -20,6 +20,7 @@ from edgevid.capture import frame_times, read_clip  # noqa: E402
 from edgevid.extractor import Extractor  # noqa: E402
 from edgevid.head import Head  # noqa: E402
 from edgevid.manifest import load_manifest  # noqa: E402
+from edgevid.motion import MotionEstimator  # noqa: E402
 from edgevid.pipeline import ClipClassifier, clip_features  # noqa: E402
 from edgevid.sampling import clip_windows, grid_hop, sample_indices, window_indices, window_starts  # noqa: E402
 from tools.features import cache_path, extract_dataset, load_cached  # noqa: E402
@@ -137,8 +138,13 @@ def test_bundled_head_has_a_timescale_and_classify_sees_clips_at_it():
         windows, _ = clip_windows(n, 30.0, ts.window_s, m, times=frame_times(clip))  # the clip's own frame times
     else:
         windows = sample_indices(read_clip(clip, 1).n_frames, m)[None]
-    probs = np.mean([head.predict(extractor.dequantize(clip_features(extractor, clip, None, indices_for=lambda n, w=w: w).feats))
-                     for w in windows], axis=0)
+    motion = MotionEstimator(head.motion) if head.motion is not None else None  # a head that reads the motion stream
+
+    def inputs(w):
+        cf = clip_features(extractor, clip, None, indices_for=lambda n: w, motion=motion)
+        return head.inputs(extractor.dequantize(cf.feats), cf.motion)
+
+    probs = np.mean([head.predict(inputs(w)) for w in windows], axis=0)
     order = np.argsort(-probs, kind="stable")[:3]
     assert [s.label for s in got.top] == [head.labels[i] for i in order]
     np.testing.assert_allclose([s.score for s in got.top], probs[order], atol=1e-6)

@@ -18,6 +18,7 @@ from edgevid.extractor import Extractor  # noqa: E402
 from edgevid.pipeline import clip_features  # noqa: E402
 from tools.datasets import DatasetError, group_of, read_folders, read_jhmdb, read_ucf101  # noqa: E402
 from tools.features import cache_path, extract_dataset, load_cached  # noqa: E402
+from edgevid.manifest import sha256_file  # noqa: E402
 
 JHMDB, JSPLITS, USPLITS = DATA / "jhmdb", DATA / "jhmdb_splits", DATA / "ucf101_splits"
 
@@ -30,6 +31,13 @@ def test_jhmdb_split1_accounts_for_every_clip():
     remapped = [p for p in ds.problems if "listed as" in p]
     assert len(remapped) == 6 and any("LearnToShootFromTheMaster" in p for p in remapped)
     assert not {i.group for i in ds.train} & {i.group for i in ds.val}  # validation holds out whole sources
+    # A source video is one group whatever the action, so it never straddles train and validation.
+    assert group_of(JHMDB / "catch" / "Faith_Rewarded_catch_f_cm_np1_fr_med_10.avi") == "Faith_Rewarded"
+    assert group_of(JHMDB / "swing_baseball" / "Faith_Rewarded_swing_baseball_f_nm_np1_ba_bad_22.avi") == "Faith_Rewarded"
+    sources = [{i.group for i in part} for part in (ds.train, ds.val)]
+    assert len(ds.val) == 121 and not sources[0] & sources[1]
+    # The official split itself keeps sources apart only within an action: 58 of 259 test clips share one with training.
+    assert sum(i.group in sources[0] | sources[1] for i in ds.test) == 58
 
 
 @pytest.mark.parametrize("split", [2, 3])
@@ -148,13 +156,13 @@ def test_experiment_trains_converts_exports_and_checks_on_a_small_dataset(tmp_pa
     out, head = tmp_path / "run", tmp_path / "head"
     proc = subprocess.run(
         [sys.executable, "-m", "tools.experiment", "--dataset", "folders", "--data", str(root), "--extractor", str(MNV2),
-         "--heads", "gru128,frame,gru128n_x5", "--max-epochs", "4", "--out", str(out), "--cache", str(tmp_path / "cache"),
-         "--export", str(head), "--workers", "2"],
+         "--heads", "gru128,frame,gru128n_x5,gru128n_late", "--max-epochs", "4", "--out", str(out), "--cache", str(tmp_path / "cache"),
+         "--export", str(head), "--default-head", "gru128n_late", "--motion", "dis_ultrafast-80x60", "--workers", "2"],
         cwd=ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
-    for name in ("gru128", "frame", "gru128n_x5"):
+    for name in ("gru128", "frame", "gru128n_x5", "gru128n_late"):
         for variant in ("float", "dynamic_int8"):
             v = report["heads"][name]["variants"][variant]
             assert v["agreement_val"]["top1_agreement"] == 1.0
@@ -165,10 +173,14 @@ def test_experiment_trains_converts_exports_and_checks_on_a_small_dataset(tmp_pa
     assert (out / "confusion_gru128.png").stat().st_size > 1000
     # Label order travels with the model: the exported labels are the dataset's class order.
     assert (head / "labels.txt").read_text().split() == report["classes"] == ["golf", "pour", "wave"]
+    # The exported head reads both streams; classify served it the report's accuracy (checked by --export).
     assert "installed head: top-1" in proc.stdout
+    manifest = json.loads((head / "manifest.json").read_text())
+    assert manifest["streams"] == ["appearance", "motion"] and manifest["motion"]["method"] == "dis_ultrafast"
+    assert manifest["extractor"]["sha256"] == [sha256_file(MNV2)]  # only the extractor file it was checked on
+    assert len(manifest["runtimes"]) == 1 and manifest["runtimes"][0].startswith("ai-edge-litert ")  # name and version, as run
     # Every trained head gets a temperature fitted on validation, and the exported one carries it.
-    chosen = json.loads((head / "manifest.json").read_text())
-    assert chosen["calibration"]["temperature"] > 0 and "validation" in chosen["calibration"]["fit_on"]
+    assert manifest["calibration"]["temperature"] > 0 and "validation" in manifest["calibration"]["fit_on"]
     # A reordered label file no longer matches the manifest and is refused.
     labels = head / "labels.txt"
     labels.write_text("pour\ngolf\nwave\n")

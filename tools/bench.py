@@ -6,7 +6,8 @@
 2. the floor (bare decode + 25 bare extractor invokes + 1 head invoke) and ``classify`` / floor;
 3. a plain reference implementation of the study's inference path, and our speed-up over it;
 4. ai-edge-litert vs tflite-runtime (``--other-python`` names an interpreter that has it);
-5. the daemon: extractor invokes per prediction, capture-to-publish latency, CPU per prediction, RSS.
+5. the daemon: extractor invokes per prediction, capture-to-publish latency, CPU per prediction, RSS;
+6. the motion stream per sampled frame beside the extractor's, as ``classify`` and the daemon pay it.
 
 Absolute times drift on a shared machine; compare the ratios, which come from the same run.
 """
@@ -29,7 +30,8 @@ import numpy as np
 from edgevid.capture import read_clip
 from edgevid.extractor import Extractor
 from edgevid.head import Head
-from edgevid.pipeline import ClipClassifier
+from edgevid.motion import MotionEstimator
+from edgevid.pipeline import ClipClassifier, clip_features
 from edgevid.runtime import backend, make_interpreter
 from edgevid.sampling import sample_indices
 from edgevid.store import default_head_dir
@@ -116,7 +118,8 @@ def stage_costs(clips: list[Path], head_dir: Path) -> dict:
     for clip in clips:
         c = read_clip(clip, 25)
         batch = ex2.preprocess(c.frames)
-        x = ex2.dequantize(ex2.extract(batch))
+        cf = clip_features(ex2, clip, head.frames, motion=MotionEstimator(head.motion) if head.motion else None)
+        window = head.inputs(ex2.dequantize(cf.feats), cf.motion)
         single = lambda e: [e.extract(batch[i : i + 1]) for i in range(25)]  # noqa: E731
         for e in (ex1, ex2):  # warm both batch sizes
             e.extract(batch), single(e)
@@ -142,7 +145,7 @@ def stage_costs(clips: list[Path], head_dir: Path) -> dict:
             "extract_1t_batched_ms": _ms(lambda: ex1.extract(batch), 2),
             "extract_2t_single_ms": _ms(lambda: single(ex2), 2),
             "extract_2t_batched_ms": _ms(lambda: ex2.extract(batch), 3),
-            "head_ms": _ms(lambda: head.predict(x[: head.frames]), 5),  # one window of the head's M
+            "head_ms": _ms(lambda: head.predict(window), 5),  # one window of the head's M (every stream it reads)
             "classify_ms": _ms(lambda: clf.classify(clip), 3),
         }
         row["floor_ms"] = row["bare_decode_ms"] + row["extract_2t_single_ms"] + row["head_ms"]
@@ -173,8 +176,6 @@ def reference_comparison(clips: list[Path], head_dir: Path, head_float: Path) ->
         t_ours = _ms(lambda: ours.classify(clip), 3)
         ratios.append(t_ref / t_ours)
         # Same head on our features: do both paths see the same thing?
-        from edgevid.pipeline import clip_features
-
         x = ex.dequantize(clip_features(ex, clip, 25).feats)[None]
         ours_same_head.set_tensor(ours_same_head.get_input_details()[0]["index"], x)
         ours_same_head.invoke()
@@ -252,6 +253,58 @@ def daemon_costs(clip: Path, seconds: float, head_dir: Path | None = None) -> di
     }
 
 
+def motion_costs(clips: list[Path], specs: list[str], head_dir: Path) -> dict:
+    """6: the motion stream's cost per sampled frame against the extractor's, in one run.
+
+    classify: ``clip_features`` timings for the M slots of a clip (motion_ms vs extract_ms, both
+    over the same sampled frames; motion includes shrinking the frame and its predecessor to grey).
+    daemon: a source shrinks every decoded frame to grey (the next frame's predecessor) and the
+    worker describes each sampled pair; per sampled frame that is one descriptor plus the grey
+    images of the decoded frames per slot (fps x slot period), against the extractor run in the
+    daemon's batches (2 threads, batch of 4)."""
+    from edgevid.motion import parse_spec
+
+    head = Head(head_dir)
+    ex2 = Extractor(MNV2, num_threads=2)
+    slot_s = (head.manifest.timescale.window_s if head.manifest.timescale else 1.2) / head.frames
+    out: dict = {"head": head.manifest.name, "head_motion": head.motion.id if head.motion else None, "specs": {}}
+    # The head itself, one window of its real inputs (both streams when it reads motion).
+    own = MotionEstimator(head.motion) if head.motion is not None else None
+    head_ms = []
+    for clip in clips:
+        cf = clip_features(ex2, clip, head.frames, motion=own)
+        x = head.inputs(ex2.dequantize(cf.feats), cf.motion)
+        head.predict(x)
+        head_ms.append(_ms(lambda: head.predict(x), 20))
+    out["head_ms_per_window"] = statistics.median(head_ms)
+    for text in specs:
+        est = MotionEstimator(parse_spec(text))
+        rows = []
+        for clip in clips:
+            clip_features(ex2, clip, head.frames, motion=est)  # warm
+            runs = [clip_features(ex2, clip, head.frames, motion=est).timings for _ in range(3)]
+            c = read_clip(clip, None)
+            frames = c.frames
+            idx = sample_indices(len(frames), head.frames)
+            per_decoded = len(frames) / max(1e-9, c.n_frames / (c.fps or 30.0)) * slot_s  # decoded frames per slot
+            grey_ms = _ms(lambda: [est.grey(f) for f in frames[:10]], 3) / min(10, len(frames))
+            greys = [est.grey(f) for f in frames]
+            describe_ms = _ms(lambda: [est.describe(greys[i - 1] if i else None, greys[i]) for i in idx], 3) / len(idx)
+            batch = ex2.preprocess([frames[i] for i in idx[:4]])
+            extract_ms = _ms(lambda: ex2.extract(batch), 3) / len(batch)
+            rows.append({
+                "classify_motion_ms_per_frame": statistics.median(t.motion_ms for t in runs) / head.frames,
+                "classify_extract_ms_per_frame": statistics.median(t.extract_ms for t in runs) / head.frames,
+                "daemon_motion_ms_per_sampled_frame": describe_ms + grey_ms * max(1.0, per_decoded),
+                "daemon_extract_ms_per_frame": extract_ms,
+            })
+        row = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+        row["classify_motion_over_extract"] = statistics.median(r["classify_motion_ms_per_frame"] / r["classify_extract_ms_per_frame"] for r in rows)
+        row["daemon_motion_over_extract"] = statistics.median(r["daemon_motion_ms_per_sampled_frame"] / r["daemon_extract_ms_per_frame"] for r in rows)
+        out["specs"][text] = row
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n")[0])
     p.add_argument("--clips", type=int, default=9)
@@ -260,11 +313,31 @@ def main(argv: list[str] | None = None) -> int:
                    help="float GRU-1280 TFLite for the reference path (from tools.experiment)")
     p.add_argument("--other-python", help="an interpreter with tflite-runtime installed, for the runtime comparison")
     p.add_argument("--daemon-seconds", type=float, default=60)
+    p.add_argument("--motion", default="dis_ultrafast-80x60,dis_ultrafast-160x120,dis_fast-160x120,farneback-80x60,farneback-160x120",
+                   help="motion streams to cost (6), comma-separated METHOD-WxH; empty: skip")
+    p.add_argument("--motion-only", action="store_true", help="run section 6 alone")
     p.add_argument("--out", type=Path, help="write the results as JSON here")
     args = p.parse_args(argv)
     head_dir = args.head or default_head_dir()
     clips = bench_clips(args.clips)
     results: dict = {"machine": {"cpus": os.cpu_count(), "runtime": backend()[0], "python": sys.version.split()[0]}}
+    if args.motion_only:
+        args.daemon_seconds = 0
+    else:
+        run_sections_1_to_4(results, clips, head_dir, args)
+    if args.daemon_seconds > 0:
+        print(f"5. daemon for {args.daemon_seconds:g} s ...", flush=True)
+        results["daemon"] = daemon_costs(clips[0], args.daemon_seconds, args.head)
+    if args.motion:
+        print("6. motion stream ...", flush=True)
+        results["motion"] = motion_costs(clips, args.motion.split(","), head_dir)
+    print(json.dumps(results, indent=1))
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+def run_sections_1_to_4(results: dict, clips: list[Path], head_dir: Path, args: argparse.Namespace) -> None:
     print(f"1-2. stage costs on {len(clips)} clips ...", flush=True)
     results["stages"] = stage_costs(clips, head_dir)
     reference_head = args.reference_head
@@ -279,13 +352,6 @@ def main(argv: list[str] | None = None) -> int:
     print("4. runtimes ...", flush=True)
     heads = {"shipped head": Path(head_dir) / "head.tflite", "GRU-1280 float": reference_head}
     results["runtimes"] = runtime_comparison(args.other_python, heads)
-    if args.daemon_seconds > 0:
-        print(f"5. daemon for {args.daemon_seconds:g} s ...", flush=True)
-        results["daemon"] = daemon_costs(clips[0], args.daemon_seconds, args.head)
-    print(json.dumps(results, indent=1))
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=1) + "\n")
-    return 0
 
 
 if __name__ == "__main__":

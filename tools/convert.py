@@ -50,6 +50,20 @@ def op_versions(model_bytes: bytes) -> dict[str, int]:
     return out
 
 
+def runtime_used() -> str:
+    """The TFLite runtime (name and version) that :func:`run_tflite` runs on: what a manifest's
+    ``runtimes`` records as checked."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from edgevid.runtime import backend
+
+    name = backend()[0]
+    try:
+        return f"{name} {version(name if name != 'tensorflow' else 'tensorflow-cpu')}"
+    except PackageNotFoundError:
+        return name
+
+
 def run_tflite(model_bytes: bytes, x: np.ndarray, threads: int = 1) -> tuple[np.ndarray, float]:
     """Probabilities for every row of ``x`` and the median per-clip latency in ms."""
     from edgevid.runtime import make_interpreter

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +56,9 @@ def group_of(path: Path, pattern: re.Pattern | str | None = None) -> str:
     ``pattern`` (a regex searched in the file name) overrides that for a user's own naming, e.g.
     ``^[a-z]+`` for ``daria_bend.avi`` (the actor) or ``_s\\d+`` for ``a1_s1_t1_color.avi`` (the
     subject): its first group, else the whole match, is the group; a name it does not match is its own group.
+    HMDB names are ``<source>_<action>_<tail>``: the action word (the clip's class folder) is
+    dropped, so clips of one source video under different actions (``Faith_Rewarded_catch_*`` and
+    ``Faith_Rewarded_throw_*``) share a group and never straddle train and validation.
     """
     stem = path.stem
     if pattern is not None:
@@ -68,7 +71,8 @@ def group_of(path: Path, pattern: re.Pattern | str | None = None) -> str:
         return f"{m.group(1).lower()}_{m.group(2)}"
     m = _HMDB_TAIL.search(stem)
     if m:
-        return stem[: m.start()]
+        source, action = stem[: m.start()], f"_{path.parent.name}"
+        return source[: -len(action)] if source.endswith(action) and len(source) > len(action) else source
     return stem
 
 
@@ -89,31 +93,49 @@ def _class_folders(root: Path) -> list[Path]:
 
 
 def split_validation(train: list[Item], fraction: float, seed: int) -> tuple[list[Item], list[Item]]:
-    """Hold out whole groups (about ``fraction`` of clips) from train, per class, seeded."""
+    """Hold out whole groups (about ``fraction`` of each class's clips) from train, seeded.
+
+    A group is one source video whatever its actions: it goes to one side with every clip it has,
+    in any class (a group holding the last training clip of a class stays in training).
+    """
     rng = random.Random(seed)
-    by_class: dict[int, dict[str, list[Item]]] = defaultdict(lambda: defaultdict(list))
+    groups: dict[str, list[Item]] = defaultdict(list)
     for item in train:
-        by_class[item.label][item.group].append(item)
-    keep, val = [], []
+        groups[item.group].append(item)
+    by_class: dict[int, list[str]] = defaultdict(list)
+    for g, items in groups.items():
+        for label in {i.label for i in items}:
+            by_class[label].append(g)
+    total = Counter(i.label for i in train)
+    taken: Counter = Counter()
+    decided: set[str] = set()
+    held: set[str] = set()
     for label in sorted(by_class):
-        groups = sorted(by_class[label])
-        rng.shuffle(groups)
-        total = sum(len(by_class[label][g]) for g in groups)
-        taken = 0
-        chosen: list[str] = []
-        for g in groups:
-            items = by_class[label][g]
-            # Leave at least one group for training.
-            goal = fraction * total
-            fits = taken + len(items) <= max(goal * 1.3, 1) or taken == 0 and len(items) <= 2 * goal
-            if taken < goal and fits and len(groups) > 1 and taken + len(items) < total:
-                chosen.append(g)
-                taken += len(items)
-        if not chosen and len(groups) > 1 and fraction > 0:
+        candidates = sorted(by_class[label])
+        rng.shuffle(candidates)
+        goal = fraction * total[label]
+        chosen_here = False
+        for g in candidates:
+            if g in decided:
+                continue
+            decided.add(g)
+            counts = Counter(i.label for i in groups[g])
+            n = counts[label]
+            fits = taken[label] + n <= max(goal * 1.3, 1) or taken[label] == 0 and n <= 2 * goal
+            leaves_training = all(taken[c] + k < total[c] for c, k in counts.items())
+            if taken[label] < goal and fits and len(candidates) > 1 and leaves_training:
+                held.add(g)
+                taken.update(counts)
+                chosen_here = True
+        if not chosen_here and not taken[label] and len(candidates) > 1 and fraction > 0:
             # Small data (a few large groups): hold out the smallest group rather than nothing.
-            chosen.append(min(groups, key=lambda g: len(by_class[label][g])))
-        for g in groups:
-            (val if g in chosen else keep).extend(by_class[label][g])
+            free = [g for g in candidates if g not in held and all(taken[c] + k < total[c] for c, k in Counter(i.label for i in groups[g]).items())]
+            if free:
+                g = min(free, key=lambda g: len(groups[g]))
+                held.add(g)
+                taken.update(Counter(i.label for i in groups[g]))
+    keep = [i for i in train if i.group not in held]
+    val = [i for i in train if i.group in held]
     return keep, val
 
 

@@ -29,23 +29,24 @@ from edgevid.errors import EdgevidError
 from edgevid.extractor import Extractor
 from edgevid.head import apply_temperature
 from edgevid.manifest import Calibration, ExtractorRef, FileRef, Manifest, TimeScale, sha256_file
+from edgevid.motion import MotionSpec, parse_spec
 from edgevid.store import DEFAULT_EXTRACTOR, EXTRACTORS, default_head_dir, extractor_path, write_atomic
 
 from .calibrate import fit_calibration
-from .convert import agreement, op_versions, run_tflite, to_tflite
+from .convert import agreement, op_versions, run_tflite, runtime_used, to_tflite
 from .datasets import Dataset, DatasetError, check_split, read_folders, read_jhmdb, read_ucf101
 from .evaluate import evaluate, plot_confusion
-from .features import CacheWriteError, cache_path, extract_dataset, load_cached
+from .features import CacheWriteError, cache_path, extract_dataset, extract_motion, load_cached, load_motion, motion_cache_dir, with_motion
 from .heads import SPECS
 from .timescale import duration_percentiles, durations, scores, seconds, window_set
 from .train import Quant, predict_members, save_history, train_members, window_sampler
 
 
-DATASET_ARGS = ("dataset", "data", "splits", "split", "seed", "group_pattern", "val_fraction", "test_fraction")
+DATASET_ARGS = ("dataset", "data", "splits", "split", "val_seed", "group_pattern", "val_fraction", "test_fraction")
 
 
 def load_dataset(args: argparse.Namespace) -> Dataset:
-    common = {"val_fraction": args.val_fraction, "seed": args.seed, "group_pattern": args.group_pattern}
+    common = {"val_fraction": args.val_fraction, "seed": args.val_seed, "group_pattern": args.group_pattern}
     if args.dataset == "jhmdb":
         return read_jhmdb(args.data, args.splits, args.split, **common)
     if args.dataset == "ucf101":
@@ -91,9 +92,21 @@ def run(args: argparse.Namespace) -> dict:
     if failures:
         print(f"  {len(failures)} clips failed (each reported above; listed in the report)")
 
+    motion = parse_spec(args.motion) if any(SPECS[h].motion for h in args.heads) else None
+    if motion is not None:
+        t0 = time.perf_counter()
+        mdir = motion_cache_dir(cache, motion)
+        failures |= extract_motion([i.path for i in ds.train + ds.val + ds.test], ds.root, mdir, motion, m=m, workers=args.workers)
+        feature_seconds += time.perf_counter() - t0
+
     def load(split, views):
         kept = [(load_cached(cache_path(cache, ds.root, i.path), i.path, views), i.label) for i in split if str(i.path) not in failures]
         return [c for c, _ in kept], np.array([y for _, y in kept])
+
+    def fused(clips, split):
+        """The clips as a head reading both streams sees them (float rows: features, then motion)."""
+        items = [i for i in split if str(i.path) not in failures]
+        return [with_motion(c, load_motion(cache_path(mdir, ds.root, i.path), i.path), quant) for c, i in zip(clips, items, strict=True)]
 
     (tr, y_tr), (va, y_va), (te, y_te) = load(ds.train, crops), load(ds.val, crops), load(ds.test, -1)
     # The time scale: whole clips (window = their median duration) or fixed windows of --window s.
@@ -101,28 +114,44 @@ def run(args: argparse.Namespace) -> dict:
     window_s = args.window if fit == "windows" else float(np.median(durations(tr)))
     timescale = {"fit": fit, "window_s": window_s, "clip_duration_s": duration_percentiles(tr)}
     sampler = window_sampler(m, window_s) if fit == "windows" else None
-    # What `edgevid classify` feeds the head: one whole-clip sample, or every window of the clip
-    # (its probabilities averaged); validation (early stopping, choice) and test are scored that way.
-    ws_va = window_set(va, y_va, m, window_s if fit == "windows" else None)
-    ws_te = window_set(te, y_te, m, window_s if fit == "windows" else None)
-    # What the daemon sees: the windows of window_s inside each test clip.
-    ws_daemon = ws_te if fit == "windows" else window_set(te, y_te, m, window_s)
-    x_va, x_te, x_daemon = quant(ws_va.x), quant(ws_te.x), quant(ws_daemon.x)
+    streams: dict[bool, dict] = {}
+
+    def inputs(with_motion_stream: bool) -> dict:
+        """Training clips and the validation/test windows a head of one stream set reads."""
+        if with_motion_stream not in streams:
+            clips = (tr, va, te) if not with_motion_stream else (fused(tr, ds.train), fused(va, ds.val), fused(te, ds.test))
+            # What `edgevid classify` feeds the head: one whole-clip sample, or every window of the clip
+            # (its probabilities averaged); validation (early stopping, choice) and test are scored that way.
+            ws_va = window_set(clips[1], y_va, m, window_s if fit == "windows" else None)
+            ws_te = window_set(clips[2], y_te, m, window_s if fit == "windows" else None)
+            # What the daemon sees: the windows of window_s inside each test clip.
+            ws_daemon = ws_te if fit == "windows" else window_set(clips[2], y_te, m, window_s)
+            streams[with_motion_stream] = {"train": clips[0], "ws_va": ws_va, "ws_te": ws_te, "ws_daemon": ws_daemon,
+                                           "x_va": quant(ws_va.x), "x_te": quant(ws_te.x), "x_daemon": quant(ws_daemon.x)}
+        return streams[with_motion_stream]
+
+    ws_daemon = inputs(False)["ws_daemon"]
     n_cls = len(ds.classes)
     results: dict = {
         "dataset": ds.name, "classes": ds.classes, "extractor": {"name": ext_name, "sha256": extractor.sha256},
         "frames": m, "timescale": timescale, "daemon_hop_s": ws_daemon.hop_s,
+        "motion": motion.model_dump() if motion is not None else None,
         "counts": {"train": len(tr), "val": len(va), "test": len(te)}, "problems": ds.problems,
         "failed_clips": failures, "feature_seconds": feature_seconds, "feature_seconds_total": feature_seconds_total,
         "seed": args.seed, "dataset_args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k in DATASET_ARGS},
         "heads": {},
+        "runtime": runtime_used(),  # what the conversion check (and --export's classify check) ran on
         "command": " ".join([Path(sys.executable).name, "-m", "tools.experiment", *sys.argv[1:]]),
     }
-    n_agree = min(100, len(x_va))
+    n_agree = min(100, len(inputs(False)["x_va"]))
     for name in args.heads:
         spec = SPECS[name]
+        d = inputs(spec.motion)
+        train_clips, ws_va, ws_te, ws_daemon = d["train"], d["ws_va"], d["ws_te"], d["ws_daemon"]
+        x_va, x_te, x_daemon = d["x_va"], d["x_te"], d["x_daemon"]
+        dim = x_va.shape[-1]
         print(f"training {name} on {len(tr)} clips ({len(va)} val)")
-        models, histories, norm = train_members(spec, tr, y_tr, x_va, ws_va.y_rows, n_cls, m, quant, seed=args.seed,
+        models, histories, norm = train_members(spec, train_clips, y_tr, x_va, ws_va.y_rows, n_cls, m, quant, seed=args.seed,
                                                 max_epochs=args.max_epochs, patience=args.patience, min_epochs=args.min_epochs,
                                                 augment=not args.no_augment, sampler=sampler)
         save_history(out / f"history_{name}.json", {"members": histories})
@@ -130,12 +159,12 @@ def run(args: argparse.Namespace) -> dict:
         keras_va = predict_members(models, x_va)
         val_top1 = float((ws_va.clip_probs(keras_va).argmax(1) == y_va).mean())
         keras_va = keras_va[:n_agree]
-        row: dict = {"description": spec.description, "params": int(sum(mdl.count_params() for mdl in models)),
+        row: dict = {"description": spec.description, "streams": ["appearance", "motion"] if spec.motion else ["appearance"], "params": int(sum(mdl.count_params() for mdl in models)),
                      "epochs": [len(h["epochs"]) for h in histories], "train_seconds": sum(h["seconds"] for h in histories),
                      "val_top1": val_top1, "keras": evaluate(keras_te, y_te, ds.classes),
                      "keras_daemon_test": scores(predict_members(models, x_daemon), ws_daemon), "variants": {}}
         for variant, quantize in (("float", False), ("dynamic_int8", True)):
-            blob = to_tflite(models, spec, m, extractor.feature_dim, n_cls, quantize=quantize, norm=norm)
+            blob = to_tflite(models, spec, m, dim, n_cls, quantize=quantize, norm=norm)
             rows_te, latency = run_tflite(blob, x_te)
             probs_va, _ = run_tflite(blob, x_va[:n_agree])
             rows_daemon = rows_te if ws_daemon is ws_te else run_tflite(blob, x_daemon)[0]
@@ -257,11 +286,15 @@ def export_head(results: dict, run_dir: Path, name: str, target: Path, extractor
         frames=results["frames"],
         feature_dim=extractor.feature_dim,
         timescale=TimeScale(**results["timescale"]) if "timescale" in results else None,
-        extractor=ExtractorRef(name=known.name if known else extractor_path.stem,
-                               sha256=sorted(known.sha256) if known else [extractor.sha256],
+        # Only the extractor file whose features the head was trained and checked on: another file
+        # of the same name (e.g. a different conversion) is accepted only once it is measured.
+        extractor=ExtractorRef(name=known.name if known else extractor_path.stem, sha256=[extractor.sha256],
                                feature_tensor=extractor.feature_tensor, feature_dim=extractor.feature_dim),
         calibration=Calibration(**calibration) if calibration else None,
-        runtimes=["ai-edge-litert", "tflite-runtime>=2.3 (FULLY_CONNECTED v9, per-tensor dynamic-range weights)"],
+        # The runtime the conversion check and the classify check ran on (name and version), not a hope.
+        runtimes=[results.get("runtime") or runtime_used()],
+        streams=results["heads"][name].get("streams", ["appearance"]),
+        motion=MotionSpec(**results["motion"]) if "motion" in results["heads"][name].get("streams", []) else None,
         trained_on=f"{results['dataset']} ({results['counts']['train']} train / {results['counts']['val']} val clips)",
         report="report.md",
         metrics={"top1": test["top1"], "top5": test["top5"], "macro_f1": test["macro_f1"], "test_clips": test["n"],
@@ -322,9 +355,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--window", type=seconds, help="window length in seconds for --fit windows (e.g. 1.0 or 4/3)")
     p.add_argument("--heads", type=lambda s: s.split(","), default=["frame", "gru128", "gru128n", "gru128n_x5", "gru1280", "lstm1280"],
                    help=f"comma-separated, from {', '.join(SPECS)}")
+    p.add_argument("--motion", default="dis_ultrafast-160x120",
+                   help="motion stream for heads that read it (*_m, *_late): METHOD-WxH, METHOD dis_ultrafast, dis_fast or farneback")
     p.add_argument("--cache", type=Path, help="feature cache folder (default cache/features/<extractor id>)")
     p.add_argument("--out", type=Path, help="run folder for the report, histories and converted heads")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split and training (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="training seed (members use seed, seed+1, ...; default 0)")
+    p.add_argument("--val-seed", type=int, default=0, help="seed of the validation (and folders test) split, kept fixed when comparing training seeds")
     p.add_argument("--max-epochs", type=int, default=80, help="epochs at most (default 80)")
     p.add_argument("--min-epochs", type=int, default=10, help="the kept weights come from this epoch or later (default 10)")
     p.add_argument("--patience", type=int, default=12, help="stop after this many epochs without a better validation loss (default 12)")

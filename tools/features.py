@@ -27,12 +27,14 @@ import numpy as np
 from edgevid.capture import frame_times
 from edgevid.errors import EdgevidError
 from edgevid.extractor import Extractor
+from edgevid.motion import MotionEstimator, MotionSpec
 from edgevid.pipe import die_with_parent
 from edgevid.pipeline import clip_features
 from edgevid.sampling import clip_duration, sample_indices
 from edgevid.store import write_atomic
 
 CACHE_VERSION = 1
+MOTION_CACHE_VERSION = 1
 
 
 @dataclass
@@ -70,6 +72,101 @@ class CachedClip:
         left = np.clip(pos - 1, 0, len(self.indices) - 1)
         pos = np.where(np.abs(self.indices[left] - frames) < np.abs(self.indices[pos] - frames), left, pos)
         return (self.feats if view is None else self.views[view])[pos]
+
+
+def with_motion(clip: CachedClip, motion: "CachedMotion", quant) -> CachedClip:
+    """The clip as a head reading both streams sees it: float32 ``[K, D + DIM]`` per frame, the
+    dequantized features then the motion descriptor (the mirrored view with the mirrored frames'
+    motion); ``quant`` passes such float rows through."""
+    if not np.array_equal(clip.indices, motion.indices):
+        raise ValueError("motion and appearance caches hold different frames (stale entry?)")
+    feats = np.concatenate([quant(clip.feats), motion.motion], axis=1)
+    views = (np.stack([np.concatenate([quant(clip.views[0]), motion.views[0]], axis=1)]) if len(clip.views)
+             else np.zeros((0, *feats.shape), np.float32))  # clips loaded without views (test)
+    return CachedClip(clip.indices, feats, views, clip.n_frames, clip.fps, clip.times)
+
+
+@dataclass
+class CachedMotion:
+    indices: np.ndarray  # the same frames as the appearance cache
+    motion: np.ndarray  # float32 [K, DIM]
+    views: np.ndarray  # float32 [1, K, DIM]: the mirrored frames' motion
+
+
+def motion_cache_dir(cache_root: Path, spec: MotionSpec) -> Path:
+    """Motion descriptors live beside the appearance features, one folder per flow method and size."""
+    return Path(cache_root) / "motion" / spec.id
+
+
+def load_motion(path: Path, clip: Path) -> CachedMotion | None:
+    """The cached motion stream, or None if absent, unreadable or stale."""
+    try:
+        with np.load(path) as z:
+            if int(z["version"]) != MOTION_CACHE_VERSION or not np.array_equal(z["stamp"], _stamp(clip)):
+                return None
+            return CachedMotion(z["indices"], z["motion"], z["views"])
+    except (OSError, KeyError, ValueError, EOFError):
+        return None
+
+
+def _compute_motion(clip: Path, out: Path, m: int, cap: int, spec_json: str) -> tuple[str, str | None]:
+    spec = MotionSpec.model_validate_json(spec_json)
+    try:
+        times = frame_times(clip)
+        cf = clip_features(None, clip, None, indices_for=lambda n: cache_indices(n, m, cap), views=[mirror], times=times,
+                           motion=MotionEstimator(spec))
+    except EdgevidError as exc:
+        return str(clip), str(exc)
+    buf = io.BytesIO()
+    np.savez(buf, version=MOTION_CACHE_VERSION, stamp=_stamp(clip), indices=cf.indices, motion=cf.motion, views=np.stack(cf.motion_views))
+    _write_entry(out, buf)
+    return str(clip), None
+
+
+def extract_motion(clips: list[Path], root: Path, cache_dir: Path, spec: MotionSpec, *, m: int = 25, cap: int = 64,
+                   workers: int | None = None, progress: bool = True) -> dict[str, str]:
+    """Fill the motion cache (``cache_dir`` = :func:`motion_cache_dir`) with the same frames as the
+    appearance cache, through ``edgevid.pipeline.clip_features``; a rerun resumes. Returns failures."""
+    todo = [c for c in clips if load_motion(cache_path(cache_dir, root, c), c) is None]
+    if not todo:
+        return {}
+    return _pool_run(todo, f"motion {spec.id}", progress, workers or os.cpu_count() or 1,
+                     {"initializer": _init_motion_worker, "initargs": (os.getpid(),)},
+                     lambda pool, c: pool.submit(_compute_motion, c, cache_path(cache_dir, root, c), m, cap, spec.model_dump_json()))
+
+
+def _pool_run(todo: list[Path], desc: str, progress: bool, workers: int, pool_kw: dict, submit) -> dict[str, str]:
+    """Run ``submit(pool, clip)`` for every clip in spawned worker processes; return failures
+    (each said as it happens); stop early when most clips fail."""
+    import multiprocessing
+
+    failures: dict[str, str] = {}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), desc=desc, unit="clip")
+    say = bar.write if bar else (lambda line: print(line, file=sys.stderr, flush=True))
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), **pool_kw)
+    try:
+        for done, future in enumerate(as_completed([submit(pool, c) for c in todo]), 1):
+            clip, error = future.result()
+            if error:
+                failures[clip] = error
+                say(f"failed clip: {error}")  # as it happens, not after the whole pass
+            if bar:
+                bar.update()
+            if most_failed(len(failures), done):
+                raise ExtractionError(f"stopped: {len(failures)} of the first {done} clips failed (last: {error}); "
+                                      "check the clips and the machine's load, then rerun to resume")
+    except BaseException:  # Ctrl-C, SIGTERM, a full cache disk, most clips failing: stop now, not after the queued clips
+        _stop(pool)
+        raise
+    finally:
+        if bar:
+            bar.close()
+    pool.shutdown()
+    return failures
 
 
 def cache_indices(n_frames: int, m: int, cap: int) -> np.ndarray:
@@ -151,6 +248,11 @@ class CacheWriteError(Exception):
     """The feature cache cannot be written (full disk, read-only): every later clip would fail too."""
 
 
+def _init_motion_worker(parent: int) -> None:
+    die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _init_worker(extractor_path: str, threads: int, parent: int) -> None:
     die_with_parent(parent)  # a killed experiment left its workers computing for minutes
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops the workers
@@ -169,12 +271,16 @@ def _compute(clip: Path, root: Path, out: Path, m: int, cap: int, crops: int) ->
     extra = {"times": times} if times is not None and len(times) == cf.n_frames else {}
     np.savez(buf, version=CACHE_VERSION, stamp=_stamp(clip), indices=cf.indices, feats=cf.feats, views=np.stack(cf.views) if cf.views else np.zeros((0, *cf.feats.shape), np.uint8), n_frames=cf.n_frames,
              fps=cf.fps, **extra)
+    _write_entry(out, buf)
+    return str(clip), None
+
+
+def _write_entry(out: Path, buf: io.BytesIO) -> None:
     try:
         write_atomic(out, buf.getvalue())  # an interrupted run never leaves a half-written entry
     except OSError as exc:
         raise CacheWriteError(f"{out.parent}: cannot write the feature cache: {(exc.strerror or str(exc)).lower()}; "
                               "free space and run again (finished clips are kept: the run resumes)") from None
-    return str(clip), None
 
 
 def extract_dataset(
@@ -191,41 +297,13 @@ def extract_dataset(
 ) -> dict[str, str]:
     """Fill the cache for ``clips`` (skipping fresh entries: a rerun resumes); return failures."""
     todo = [c for c in clips if load_cached(cache_path(cache_dir, root, c), c, crops) is None]
-    failures: dict[str, str] = {}
     if not todo:
-        return failures
+        return {}
     workers = workers or os.cpu_count() or 1
     threads = max(1, (os.cpu_count() or 1) // workers)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(todo), desc="features", unit="clip")
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("spawn")
-    say = bar.write if bar else (lambda line: print(line, file=sys.stderr, flush=True))
-    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(str(extractor_path), threads, os.getpid()))
-    try:
-        futures = [pool.submit(_compute, c, root, cache_path(cache_dir, root, c), m, cap, crops) for c in todo]
-        for done, future in enumerate(as_completed(futures), 1):
-            clip, error = future.result()
-            if error:
-                failures[clip] = error
-                say(f"failed clip: {error}")  # as it happens, not after the whole pass
-            if bar:
-                bar.update()
-            if most_failed(len(failures), done):
-                raise ExtractionError(f"stopped: {len(failures)} of the first {done} clips failed (last: {error}); "
-                                      "check the clips and the machine's load, then rerun to resume")
-    except BaseException:  # Ctrl-C, SIGTERM, a full cache disk, most clips failing: stop now, not after the queued clips
-        _stop(pool)
-        raise
-    finally:
-        if bar:
-            bar.close()
-    pool.shutdown()
-    return failures
+    return _pool_run(todo, "features", progress, workers,
+                     {"initializer": _init_worker, "initargs": (str(extractor_path), threads, os.getpid())},
+                     lambda pool, c: pool.submit(_compute, c, root, cache_path(cache_dir, root, c), m, cap, crops))
 
 
 class ExtractionError(EdgevidError):

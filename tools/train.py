@@ -23,6 +23,8 @@ class Quant:
     zero_point: int
 
     def __call__(self, q: np.ndarray) -> np.ndarray:
+        if q.dtype == np.float32:  # already the head's input (e.g. features joined with the motion stream)
+            return q
         return (q.astype(np.float32) - self.zero_point) * np.float32(self.scale)
 
 
