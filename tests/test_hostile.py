@@ -455,7 +455,8 @@ def test_watchdog_is_pinged_only_while_the_worker_beats():
 def _experiment(tmp_path: Path, cache: Path) -> list:
     pytest.importorskip("sklearn", reason="tools dependencies not installed (pip install -e ./tools)")
     return [sys.executable, "-m", "tools.experiment", "--dataset", "jhmdb", "--data", str(DATA / "jhmdb"), "--splits",
-            str(DATA / "jhmdb_splits"), "--cache", str(cache), "--out", str(tmp_path / "run"), "--workers", "2", "--heads", "frame"]
+            str(DATA / "jhmdb_splits"), "--extractor", str(MNV2), "--cache", str(cache), "--out", str(tmp_path / "run"), "--workers", "2",
+            "--heads", "frame"]
 
 
 def _children(pid: int) -> set[int]:
