@@ -10,7 +10,7 @@ import numpy as np
 
 from .errors import ModelError
 from .featuremodel import cut_at_tensor, load_cut, save_cut
-from .runtime import make_interpreter, schema_module
+from .runtime import can_cut, make_interpreter
 from .store import EXTRACTORS
 
 #: Frames per invoke at most. The interpreter's arena grows with the batch (about 3 MB of
@@ -81,7 +81,7 @@ class Extractor:
         # Safe feature read: a graph cut at the feature tensor when we can rewrite flatbuffers,
         # otherwise the full model with every tensor preserved (slower, one frame per invoke). The
         # full model is loaded once either way: for its metadata, and as the fallback interpreter.
-        self.batched = schema_module() is not None
+        self.batched = can_cut()
         what = f"extractor {self.path}"
         cached = load_cut(self.sha256, feature_tensor) if self.batched else None
         if cached is not None:  # the cut made before: one interpreter, no flatbuffer rewrite (start-up)

@@ -8,6 +8,7 @@ last resort on a workstation.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 from contextlib import contextmanager
@@ -37,6 +38,12 @@ def backend(prefer: str | None = None) -> tuple[str, ModuleType]:
         except ImportError as exc:
             tried.append(f"{name} ({exc})")
     raise ModelError("no TFLite runtime is installed: install ai-edge-litert, or tflite-runtime on 32-bit Arm")
+
+
+def can_cut() -> bool:
+    """Whether :func:`schema_module` will load, found without importing it: the bindings are a
+    687 KB module, and a start that finds its cut model cached never needs them."""
+    return importlib.util.find_spec("flatbuffers") is not None
 
 
 def schema_module() -> ModuleType | None:
