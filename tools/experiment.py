@@ -335,6 +335,16 @@ EPILOG = """examples:
 """
 
 
+def _abandon(message: str, code: int) -> int:
+    """Leave at once when a run stops mid-extraction: the interpreter's exit hook joins the process
+    pool's manager thread, which can wait forever on workers it saw die (under load, Ctrl-C hung
+    past the 120 s bound in a CI dry run). The cache is complete entry by entry (atomic writes)."""
+    print(message, file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tools.experiment", description=__doc__.split("\n")[0], epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -422,11 +432,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (CacheWriteError, EdgevidError) as exc:  # a full disk, an unreadable extractor, most clips failing
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return _abandon(f"error: {exc}", 1)
     except KeyboardInterrupt:
-        print("interrupted: the clips extracted so far are cached; run again to resume", file=sys.stderr)
-        return 130
+        return _abandon("interrupted: the clips extracted so far are cached; run again to resume", 130)
     return 0
 
 
