@@ -96,7 +96,7 @@ def _open(path: Path) -> cv2.VideoCapture:
         raise InputError(f"{display(path)}: frames are {width}x{height}, larger than the {MAX_PIXELS / 1e6:.1f} megapixel maximum "
                          "(8K UHD); downscale the video first")
     if width * height > SINGLE_THREAD_PIXELS:
-        # Each decoder thread holds frames of its own: above 4K one thread saves ~100 MB at 8K.
+        # Each decoder thread holds frames of its own: above 4K, one thread keeps memory down.
         cap.release()
         cap = open_video(path, cv2.CAP_PROP_N_THREADS, 1)
     return cap

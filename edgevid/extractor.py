@@ -14,7 +14,7 @@ from .runtime import can_cut, make_interpreter
 from .store import EXTRACTORS
 
 #: Frames per invoke at most. The interpreter's arena grows with the batch (about 3 MB of
-#: activations per MobileNetV2 frame): a 10 s clip's 100 frames in one invoke took 300 MB.
+#: activations per MobileNetV2 frame): a long clip's frames in one invoke would take hundreds of MB.
 MAX_BATCH = 16
 
 #: MobileNet V2 and V3 name their pre-logits tensor ``<Net>/Logits/AvgPool``.
