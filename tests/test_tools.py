@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import DATA, MNV2, ROOT, jhmdb_subset
+from conftest import DATA, MNV2, ROOT, V3SMALL, jhmdb_subset
 
 pytest.importorskip("sklearn", reason="tools dependencies not installed (pip install -e ./tools)")
 
@@ -157,7 +157,7 @@ def test_experiment_trains_converts_exports_and_checks_on_a_small_dataset(tmp_pa
     proc = subprocess.run(
         [sys.executable, "-m", "tools.experiment", "--dataset", "folders", "--data", str(root), "--extractor", str(MNV2),
          "--heads", "gru128,frame,gru128n_x5,gru128n_late", "--max-epochs", "4", "--out", str(out), "--cache", str(tmp_path / "cache"),
-         "--export", str(head), "--default-head", "gru128n_late", "--motion", "dis_ultrafast-80x60", "--workers", "2"],
+         "--export", str(head), "--head", "gru128n_late", "--motion", "dis_ultrafast-80x60", "--workers", "2"],
         cwd=ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -189,6 +189,40 @@ def test_experiment_trains_converts_exports_and_checks_on_a_small_dataset(tmp_pa
 
     with pytest.raises(ModelError, match="labels.txt: sha256"):
         Head(head)
+
+    # Finished runs of one split: --from-run installs validation's choice over all of them, through the
+    # same export and classify check; a second run (same split, features from the same cache) competes.
+    out2 = tmp_path / "run2"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tools.experiment", "--dataset", "folders", "--data", str(root), "--extractor", str(MNV2),
+         "--heads", "frame", "--max-epochs", "2", "--seed", "1", "--out", str(out2), "--cache", str(tmp_path / "cache"), "--workers", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    def from_run(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "tools.experiment", "--from-run", *argv], cwd=ROOT, capture_output=True,
+                              text=True, timeout=900, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+    chosen = tmp_path / "chosen"
+    proc = from_run(str(out), str(out2), "--export", str(chosen), "--extractor", str(MNV2))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "training" not in proc.stdout and "installed head: top-1" in proc.stdout
+    reports = {d: json.loads((d / "report.json").read_text()) for d in (out, out2)}
+    run, name = max(((d, n) for d, r in reports.items() for n in r["heads"]),  # validation only; a tie: fewer parameters
+                    key=lambda c: (reports[c[0]]["heads"][c[1]]["val_top1"], -reports[c[0]]["heads"][c[1]]["params"]))
+    assert f"exporting {name} from {run} " in proc.stdout
+    assert (chosen / "head.tflite").read_bytes() == (run / f"{name}_dynamic_int8.tflite").read_bytes()
+    assert json.loads((chosen / "manifest.json").read_text())["name"] == f"{reports[run]['dataset']}-{name}"
+    # Refused before anything is written: another extractor than the run's, runs of two splits.
+    proc = from_run(str(out2), "--export", str(tmp_path / "no1"), "--extractor", str(V3SMALL))
+    assert proc.returncode == 2 and "not the extractor" in proc.stderr and not (tmp_path / "no1").exists()
+    other = tmp_path / "run2-val-seed1"  # run2 as if made with another validation split
+    other.mkdir()
+    moved = reports[out2] | {"dataset_args": reports[out2]["dataset_args"] | {"val_seed": 1}}
+    (other / "report.json").write_text(json.dumps(moved))
+    proc = from_run(str(out), str(other), "--export", str(tmp_path / "no2"), "--extractor", str(MNV2))
+    assert proc.returncode == 2 and "not of one dataset split" in proc.stderr and not (tmp_path / "no2").exists()
 
 
 def test_test_clips_get_no_mirrored_view_and_most_failing_stops(tmp_path, small_clips):
@@ -230,3 +264,23 @@ def test_group_pattern_and_split_files_for_a_folder_dataset(tmp_path):
         from tools.datasets import check_split
 
         check_split(read_folders(root, group_pattern="^"), "each class needs at least 3 groups")  # one group per class
+
+
+def test_export_chooses_by_validation_then_fewer_parameters():
+    """`tools.experiment --export`'s rule over runs of one split: validation top-1, a tie to the head
+    with fewer parameters; test scores never count."""
+    from pathlib import Path
+
+    from tools.experiment import ExportError, choose_head
+
+    def head(val: float, params: int, test: float) -> dict:
+        return {"val_top1": val, "params": params, "variants": {"dynamic_int8": {"test": {"top1": test}}}}
+
+    a, b = Path("runs/a"), Path("runs/b")
+    reports = {a: {"heads": {"gru128n": head(0.6, 620_000, 0.9), "frame": head(0.5, 670_000, 0.5)}},
+               b: {"heads": {"frame_m": head(0.6, 300_000, 0.4), "gru1280": head(0.55, 10_000_000, 0.8)}}}
+    assert choose_head(reports) == (b, "frame_m")
+    assert choose_head(reports, "frame") == (a, "frame")
+    assert choose_head({a: reports[a]}) == (a, "gru128n")
+    with pytest.raises(ExportError, match="no head 'lstm1280'.*frame, frame_m, gru1280, gru128n"):
+        choose_head(reports, "lstm1280")

@@ -109,6 +109,10 @@ def test_export_refuses_the_bundled_head_without_force(tmp_path, user_env):
                  "--export", str(HEAD_DIR)], tmp_path, user_env, timeout=300)
     assert proc.returncode == 2 and "would replace the head bundled with edgevid" in proc.stderr and "--force" in proc.stderr
     assert (HEAD_DIR / "manifest.json").read_bytes() == before and not (tmp_path / "run").exists()
+    # Exporting finished runs is the same path, with the same guard (before any run is read).
+    proc = _run(["python", "-m", "tools.experiment", "--from-run", "run", "--export", str(HEAD_DIR)], tmp_path, user_env, timeout=300)
+    assert proc.returncode == 2 and "would replace the head bundled with edgevid" in proc.stderr and "--force" in proc.stderr
+    assert (HEAD_DIR / "manifest.json").read_bytes() == before
 
 
 def test_default_extractor_is_the_fetched_one(tmp_path, user_env):

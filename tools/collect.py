@@ -3,16 +3,14 @@ top-1 (what is reported), per run and head, with the runs' commands.
 
     python -m tools.collect runs/select/*-s? --out experiments/jhmdb-split1-motion-select
 
-``--export DIR`` installs the head with the highest validation top-1 over all the collected runs
-(one dataset split; a tie goes to the head with fewer parameters) and checks it through ``edgevid classify`` on the test
-clips, as ``tools.experiment --export`` does within one run.
+To install the head validation chooses over runs of one dataset split (and check it through
+``edgevid classify``): ``python -m tools.experiment --from-run RUN [RUN ...] --export DIR``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -62,13 +60,11 @@ def render(table: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tools.collect", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tools.collect", description=__doc__.split("\n\n")[0],
+                                epilog="To install validation's choice over runs of one dataset split: "
+                                "python -m tools.experiment --from-run RUN [RUN ...] --export DIR")
     p.add_argument("runs", type=Path, nargs="+", help="tools.experiment --out folders")
     p.add_argument("--out", type=Path, required=True, help="write OUT.json and OUT.md")
-    p.add_argument("--export", type=Path, help="install the best-validation head of these runs here (e.g. models/)")
-    p.add_argument("--data", type=Path, help="--export: the JHMDB root for the classify check")
-    p.add_argument("--splits", type=Path, help="--export: the split files")
-    p.add_argument("--extractor", type=Path, default=Path(os.environ.get("EDGEVID_SHARED", "../shared")) / "models/mobilenet_v2_1.0_224_quant.tflite")
     args = p.parse_args(argv)
     missing = [str(d) for d in args.runs if not (d / "report.json").is_file()]
     if missing:
@@ -78,36 +74,6 @@ def main(argv: list[str] | None = None) -> int:
     write_atomic(args.out.with_suffix(".json"), json.dumps(table, indent=1).encode())
     write_atomic(args.out.with_suffix(".md"), render(table).encode())
     print(render(table))
-    if args.export:
-        if not (args.data and args.splits):
-            p.error("--export needs --data and --splits for the classify check")
-        return export_best(table, args)
-    return 0
-
-
-def export_best(table: list[dict], args: argparse.Namespace) -> int:
-    """Install the best-validation head of the collected runs and check it end to end."""
-    from .datasets import read_jhmdb
-    from .experiment import check_exported, export_head
-
-    datasets = {r["dataset"] for r in table}
-    if len(datasets) != 1:
-        print(f"error: --export needs runs of one dataset split, got {sorted(datasets)}", file=sys.stderr)
-        return 2
-    best = max(table, key=lambda r: (r["val_top1"], -r["params"]))  # validation only (ties: the smaller head); test chose nothing
-    run = next(d for d in args.runs if d.name == best["run"])
-    print(f"exporting {best['head']} from {run} (validation top-1 {100 * best['val_top1']:.1f} %) to {args.export}")
-    results = json.loads((run / "report.json").read_text())
-    if not (run / "report.md").is_file():  # a run stopped after this head: its report from what it finished
-        from .experiment import render_markdown
-
-        write_atomic(run / "report.md", render_markdown(results).encode())
-    manifest = export_head(results, run, best["head"], args.export, args.extractor)
-    split = int(best["dataset"].rsplit("split", 1)[1])
-    got = check_exported(args.export, args.extractor, read_jhmdb(args.data, args.splits, split), manifest.metrics["top1"])
-    if abs(got - manifest.metrics["top1"]) > 1e-9:
-        print("error: the installed head does not reproduce the report's accuracy", file=sys.stderr)
-        return 1
     return 0
 
 

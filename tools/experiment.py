@@ -5,7 +5,9 @@
 
 ``--export DIR`` also installs the chosen head (TFLite, labels, manifest, report, confusion matrix)
 where ``edgevid classify`` finds it, and checks it there on the test clips end to end;
-``--from-run`` does that for a finished run without training again.
+``--from-run RUN [RUN ...]`` does that for finished runs without training again, choosing over all
+of them (one dataset split) by validation top-1. Both go through :func:`export_runs`;
+``tools.collect`` puts runs side by side.
 """
 
 from __future__ import annotations
@@ -325,13 +327,81 @@ def check_exported(target: Path, extractor_path: Path, ds: Dataset, expected_top
     return top1
 
 
+class ExportError(Exception):
+    """An --export from finished runs that cannot be done, in one line (nothing was written)."""
+
+
+def dataset_options(report: dict, run_dir: Path, given: argparse.Namespace) -> argparse.Namespace:
+    """The dataset options a run was made with: recorded in its report, else (an older run) ``given``'s."""
+    saved = report.get("dataset_args")
+    opts = {k: getattr(given, k) for k in DATASET_ARGS}
+    if saved is None and not (given.dataset and given.data and (given.splits or given.dataset == "folders")):
+        raise ExportError(f"{run_dir / 'report.json'} records no dataset options (an older run): "
+                          "pass --dataset, --data, --splits and --split as it was run")
+    opts.update(saved or {})
+    for k in ("data", "splits"):  # resolved, so one folder named two ways is one split
+        opts[k] = Path(opts[k]).resolve() if opts[k] is not None else None
+    return argparse.Namespace(**opts)
+
+
+def choose_head(reports: dict[Path, dict], head: str = "best") -> tuple[Path, str]:
+    """The (run, head) to install: ``head`` by name or any head ('best'), the highest validation
+    top-1 over the runs (a tie: the head with fewer parameters). The test set chooses nothing."""
+    candidates = [(run, name, h) for run, r in reports.items() for name, h in r["heads"].items() if head in ("best", name)]
+    if not candidates:
+        have = sorted({name for r in reports.values() for name in r["heads"]})
+        raise ExportError(f"no head {head!r} in {', '.join(map(str, reports))} (they have {', '.join(have) or 'none'})")
+    run, name, _ = max(candidates, key=lambda c: (c[2]["val_top1"], -c[2]["params"]))
+    return run, name
+
+
+def export_runs(runs: list[Path], target: Path, extractor_file: Path, head: str = "best",
+                given: argparse.Namespace | None = None) -> int:
+    """Install the chosen head of finished runs in ``target`` (:func:`choose_head`) and check it there
+    through ``edgevid classify``'s path on the test clips: 0, or 1 when it misses the report's top-1.
+
+    The runs must share one dataset split (the same validation clips, else their scores do not
+    compare) and the chosen run's extractor must be ``extractor_file``: both raise
+    :class:`ExportError` before anything is written. ``given``: the command line's dataset options,
+    for runs that recorded none.
+    """
+    reports = {}
+    for run_dir in runs:
+        try:
+            reports[run_dir] = json.loads((run_dir / "report.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise ExportError(f"{run_dir / 'report.json'}: not a finished run ({exc.__class__.__name__})") from None
+    given = given or argparse.Namespace(**dict.fromkeys(DATASET_ARGS))
+    options = {run_dir: dataset_options(r, run_dir, given) for run_dir, r in reports.items()}
+    splits = {run_dir: (r["dataset"], *(getattr(options[run_dir], k) for k in DATASET_ARGS)) for run_dir, r in reports.items()}
+    if len(set(splits.values())) > 1:
+        raise ExportError("the runs are not of one dataset split, so their validation scores do not compare: "
+                          + "; ".join(f"{d}: {s[0]}" for d, s in splits.items()))
+    run_dir, name = choose_head(reports, head)
+    results = reports[run_dir]
+    if sha256_file(extractor_file) != results["extractor"]["sha256"]:
+        raise ExportError(f"{extractor_file}: not the extractor {run_dir} was trained on ({results['extractor']['name']}); "
+                          "pass that one with --extractor")
+    print(f"exporting {name} from {run_dir} (validation top-1 {_fmt(results['heads'][name]['val_top1'])} %) to {target}")
+    if not (run_dir / "report.md").is_file():  # a run stopped after this head: its report from what it finished
+        write_atomic(run_dir / "report.md", render_markdown(results).encode())
+    manifest = export_head(results, run_dir, name, target, extractor_file)
+    got = check_exported(target, extractor_file, load_dataset(options[run_dir]), manifest.metrics["top1"])
+    if abs(got - manifest.metrics["top1"]) > 1e-9:
+        print("error: the installed head does not reproduce the report's accuracy", file=sys.stderr)
+        return 1
+    return 0
+
+
 EPILOG = """examples:
   # your own clips, one folder per class (clips of one actor/scene share a name prefix)
   python -m tools.experiment --dataset folders --data my_clips --group-pattern '^[^_]+' \\
       --out runs/my-clips --export my-head
   edgevid classify --head my-head some_clip.mp4
-  # install a finished run's head without training again
-  python -m tools.experiment --from-run runs/my-clips --export my-head --force
+  # install the best-validation head of finished runs (one dataset split) without training again
+  python -m tools.experiment --from-run runs/my-clips runs/my-clips-seed1 --export my-head
+  # a given head of a finished run
+  python -m tools.experiment --from-run runs/my-clips --head gru128n --export my-head
 """
 
 
@@ -376,34 +446,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--patience", type=int, default=12, help="stop after this many epochs without a better validation loss (default 12)")
     p.add_argument("--workers", type=int, default=None, help="feature extraction processes (default: one per core)")
     p.add_argument("--no-augment", action="store_true", help="train on the deploy sample only (the study's setting)")
-    p.add_argument("--export", type=Path, help="install the --default-head in this folder (pass it to `edgevid classify --head`)")
+    p.add_argument("--export", type=Path, help="install the --head in this folder (pass it to `edgevid classify --head`)")
     p.add_argument("--force", action="store_true", help="let --export replace the head bundled with edgevid")
-    p.add_argument("--from-run", type=Path, help="a finished run folder to --export from, without training again")
-    p.add_argument("--default-head", default="best", help="head to --export, or 'best' (highest validation top-1)")
+    p.add_argument("--from-run", type=Path, nargs="+", metavar="RUN",
+                   help="finished run folders (one dataset split) to --export from, without training again; a run that "
+                   "recorded no dataset options takes them from --dataset, --data, --splits, --split")
+    p.add_argument("--head", "--default-head", dest="head", default="best",
+                   help="head to --export: a name, or 'best' (default), the highest validation top-1 over the runs "
+                   "(a tie: the one with fewer parameters)")
     args = p.parse_args(argv)
     if args.from_run:
         if not args.export:
             p.error("--from-run needs --export DIR")
-        try:
-            results = json.loads((args.from_run / "report.json").read_text())
-            saved = results["dataset_args"]
-        except (OSError, ValueError, KeyError) as exc:
-            p.error(f"{args.from_run / 'report.json'}: not a finished run with its dataset recorded ({exc.__class__.__name__})")
-        for k, v in saved.items():
-            setattr(args, k, Path(v) if k in ("data", "splits") and v is not None else v)
-        args.out = args.from_run
-    elif not (args.dataset and args.data and args.out):
-        p.error("--dataset, --data and --out are required (or --from-run RUN --export DIR)")
-    unknown = [h for h in args.heads if h not in SPECS]
-    if unknown:
-        p.error(f"unknown head(s) {', '.join(unknown)}; choose from {', '.join(SPECS)}")
-    if args.fit == "windows" and not args.window:
-        p.error("--fit windows needs --window SECONDS")
-    if args.dataset != "folders" and not args.splits:
-        p.error(f"--splits is required for --dataset {args.dataset}")
-    for name in ("test_fraction", "val_fraction"):
-        if not 0 < getattr(args, name) < 0.5:
-            p.error(f"--{name.replace('_', '-')} must be between 0 and 0.5, got {getattr(args, name)}")
+    else:
+        if not (args.dataset and args.data and args.out):
+            p.error("--dataset, --data and --out are required (or --from-run RUN [RUN ...] --export DIR)")
+        unknown = [h for h in args.heads if h not in SPECS]
+        if unknown:
+            p.error(f"unknown head(s) {', '.join(unknown)}; choose from {', '.join(SPECS)}")
+        if args.export and args.head not in ("best", *args.heads):
+            p.error(f"--head {args.head} is not one of --heads {','.join(args.heads)}")
+        if args.fit == "windows" and not args.window:
+            p.error("--fit windows needs --window SECONDS")
+        if args.dataset != "folders" and not args.splits:
+            p.error(f"--splits is required for --dataset {args.dataset}")
+        for name in ("test_fraction", "val_fraction"):
+            if not 0 < getattr(args, name) < 0.5:
+                p.error(f"--{name.replace('_', '-')} must be between 0 and 0.5, got {getattr(args, name)}")
     if args.export and args.export.resolve() == default_head_dir().resolve() and not args.force:
         p.error(f"--export {args.export} would replace the head bundled with edgevid; export to a folder of your own "
                 "(edgevid classify --head DIR), or add --force")
@@ -411,23 +480,15 @@ def main(argv: list[str] | None = None) -> int:
         args.extractor = extractor_path(DEFAULT_EXTRACTOR, args.model_dir)
         if not args.extractor.is_file():
             p.error(f"{args.extractor}: no extractor installed; run `edgevid models fetch` (or pass --extractor FILE)")
-    if args.from_run and sha256_file(args.extractor) != results["extractor"]["sha256"]:
-        p.error(f"{args.extractor}: not the extractor {args.from_run} was trained on ({results['extractor']['name']}); pass that one with --extractor")
     # SIGTERM (systemd, a scheduler) stops the run like Ctrl-C: workers ended, cache kept.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         if not args.from_run:
-            results = run(args)
+            run(args)
         if args.export:
-            chosen = args.default_head
-            if chosen == "best":
-                chosen = max(results["heads"], key=lambda h: results["heads"][h]["val_top1"])
-            print(f"exporting {chosen} to {args.export}")
-            manifest = export_head(results, args.out, chosen, args.export, args.extractor)
-            got = check_exported(args.export, args.extractor, load_dataset(args), manifest.metrics["top1"])
-            if abs(got - manifest.metrics["top1"]) > 1e-9:
-                print("error: the installed head does not reproduce the report's accuracy", file=sys.stderr)
-                return 1
+            return export_runs(args.from_run or [args.out], args.export, args.extractor, args.head, args)
+    except ExportError as exc:
+        p.error(str(exc))
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
