@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Frames per clip in the study (and the default head's input length).
+#: Frames per clip in the study: M where none is given (a head's own M is in its manifest, 12 for the bundled one).
 DEFAULT_FRAMES = 25
 
 
@@ -19,7 +19,7 @@ def sample_indices(n_frames: int, m: int = DEFAULT_FRAMES) -> np.ndarray:
     """``m`` frame indices uniformly over ``n_frames``: the centre of each of ``m`` equal segments.
 
     Sorted, in ``[0, n_frames)``; distinct when ``n_frames >= m``, repeated when the clip is
-    shorter (a 15-frame JHMDB clip still yields 25 frames, as the head expects).
+    shorter (a 15-frame JHMDB clip still yields ``m`` frames, as a head of M = ``m`` expects).
     """
     if n_frames < 1:
         raise ValueError(f"need at least one frame, got {n_frames}")
