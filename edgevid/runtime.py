@@ -1,8 +1,10 @@
 """The one place that picks a TFLite interpreter.
 
-ai-edge-litert is preferred (XNNPACK makes the int8 extractor ~11x faster than tflite-runtime on
-x86, BENCHMARKS.md); tflite-runtime serves 32-bit Arm, where ai-edge-litert has no wheels; full TensorFlow is the
-last resort on a workstation.
+ai-edge-litert is preferred and is what ``pip install`` brings (XNNPACK makes the int8 extractor
+~11x faster than tflite-runtime on x86, BENCHMARKS.md); tflite-runtime serves where someone installed
+it instead (a 32-bit Arm userland, which edgevid does not support: setup.py refuses it unless
+EDGEVID_ALLOW_32BIT=1 and the user brings their own wheels, README "Raspberry Pi"); full TensorFlow is
+the last resort on a workstation.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def backend(prefer: str | None = None) -> tuple[str, ModuleType]:
             return name, importlib.import_module(module)
         except ImportError as exc:
             tried.append(f"{name} ({exc})")
-    raise ModelError("no TFLite runtime is installed: install ai-edge-litert, or tflite-runtime on 32-bit Arm")
+    raise ModelError("no TFLite runtime is installed: install ai-edge-litert (pip install ai-edge-litert), or tflite-runtime")
 
 
 def can_cut() -> bool:

@@ -1,4 +1,4 @@
-"""The shipped extractor path and head run in tflite-runtime too (the 32-bit Arm runtime).
+"""The shipped extractor path and head run in tflite-runtime too (the fallback runtime, edgevid.runtime).
 
 Needs a second interpreter with tflite-runtime (numpy<2), named by EDGEVID_OTHER_PYTHON; .ci/run
 makes one. The two runtimes differ by a few quantization steps, so features are compared by cosine.

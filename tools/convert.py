@@ -15,7 +15,7 @@ def to_tflite(models: list, spec: HeadSpec, frames: int, dim: int, classes: int,
     """Convert through the export twin (batch 1, no dropout); ``quantize`` = dynamic-range int8 weights.
 
     Per-channel quantization of dense layers is turned off: TF's default emits FULLY_CONNECTED v12,
-    which tflite-runtime 2.14 (the 32-bit Arm runtime) rejects; per-tensor gives v9, which both run.
+    which tflite-runtime 2.14 (the fallback runtime, edgevid.runtime) rejects; per-tensor gives v9, which both run.
     """
     import tensorflow as tf
 
