@@ -373,10 +373,11 @@ def export_runs(runs: list[Path], target: Path, extractor_file: Path, head: str 
             raise ExportError(f"{run_dir / 'report.json'}: not a finished run ({exc.__class__.__name__})") from None
     given = given or argparse.Namespace(**dict.fromkeys(DATASET_ARGS))
     options = {run_dir: dataset_options(r, run_dir, given) for run_dir, r in reports.items()}
-    splits = {run_dir: (r["dataset"], *(getattr(options[run_dir], k) for k in DATASET_ARGS)) for run_dir, r in reports.items()}
-    if len(set(splits.values())) > 1:
+    splits = {run_dir: {"dataset": r["dataset"], **vars(options[run_dir])} for run_dir, r in reports.items()}
+    differ = [k for k in splits[runs[0]] if len({str(s[k]) for s in splits.values()}) > 1]
+    if differ:
         raise ExportError("the runs are not of one dataset split, so their validation scores do not compare: "
-                          + "; ".join(f"{d}: {s[0]}" for d, s in splits.items()))
+                          + "; ".join(f"{d}: " + ", ".join(f"{k} {s[k]}" for k in differ) for d, s in splits.items()))
     run_dir, name = choose_head(reports, head)
     results = reports[run_dir]
     if sha256_file(extractor_file) != results["extractor"]["sha256"]:
