@@ -64,6 +64,7 @@ SPECS = {
         HeadSpec("gru128n_late", "gru", 128, 1e-3, normalize=True, pool=True, motion=True, late=True),
         HeadSpec("gru128n_late_x5", "gru", 128, 1e-3, normalize=True, pool=True, motion=True, late=True, members=5),
         HeadSpec("frame_late", "frame", 512, 1e-3, normalize=True, motion=True, late=True),
+        HeadSpec("frame_m_x5", "frame", 512, 1e-3, normalize=True, motion=True, members=5),
         HeadSpec("stats", "stats", 256, 1e-3, normalize=True),
         HeadSpec("stats_m", "stats", 256, 1e-3, normalize=True, motion=True),
         HeadSpec("stats_m_x5", "stats", 256, 1e-3, normalize=True, motion=True, members=5),
