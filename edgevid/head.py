@@ -89,6 +89,17 @@ class Head:
                 f"head {self.path}: expects {m.feature_dim}-d features ({m.extractor.name}) but extractor {name} gives {feature_dim}-d"
             )
         if sha256 not in m.extractor.sha256:
+            from .store import EXTRACTORS
+
+            known = EXTRACTORS.get(m.extractor.name)
+            if known is not None and sha256 in known.sha256:
+                # Another published file of the same checkpoint (e.g. the TF-hosted download), not
+                # yet measured against the copy this head was checked on: say what to do.
+                raise ModelError(
+                    f"head {self.path}: checked only with extractor file {m.extractor.sha256[0][:12]}… of "
+                    f"{m.extractor.name}; {name} ({sha256[:12]}…) is another published file of it whose "
+                    f"features were not compared: install the checked file with `edgevid models fetch --from DIR`"
+                )
             raise ModelError(
                 f"head {self.path}: trained on extractor {m.extractor.name} ({m.extractor.sha256[0][:12]}…), "
                 f"but {name} has sha256 {sha256[:12]}…"

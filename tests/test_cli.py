@@ -111,6 +111,20 @@ def test_head_with_other_feature_dim_is_refused(env):
     _one_line_error(proc, "1280-d", "1024-d")
 
 
+def test_another_published_file_of_the_heads_extractor_is_refused_with_what_to_do(env, tmp_path):
+    """A head checked with one published file of its extractor (here as if with the TF-hosted
+    download) meets the other one (the shared copy): one line saying they were not compared and
+    how to install the checked file, not a bare hash mismatch."""
+    head = _copy_head(tmp_path)
+    manifest = json.loads((head / "manifest.json").read_text())
+    download = "f08d447cde49b4e0446428aa921aff0a14ea589fa9c5817b31f83128e9a43c1d"
+    manifest["extractor"]["sha256"] = [download]
+    (head / "manifest.json").write_text(json.dumps(manifest))
+    proc = run_cli("classify", str(jhmdb_clip("wave")), "--head", str(head), env=env)
+    assert proc.returncode == 1
+    _one_line_error(proc, "checked only with extractor file f08d447cde49", "not compared", "models fetch --from")
+
+
 def _copy_head(tmp_path):
     head = tmp_path / "head"
     shutil.copytree(HEAD_DIR, head, ignore=shutil.ignore_patterns("__pycache__", "__init__.py"))
