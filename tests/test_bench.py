@@ -29,6 +29,9 @@ def test_bench_smoke(tmp_path):
     for key in ("decode_ms", "preprocess_ms", "extract_2t_batched_ms", "head_ms", "classify_ms", "floor_ms"):
         assert stages[key] > 0
     assert stages["classify_over_floor"] > 0 and r["reference"]["speedup_over_reference"] > 0
+    # The floor is the work classify does for the bundled head: every frame of its windows, their
+    # motion (the head reads it), one head invoke per window.
+    assert stages["frames_extracted"] >= 12 and stages["windows"] >= 1 and stages["floor_motion_ms"] > 0
     # Our features are the reference path's (OpenCV vs PIL resize: cosine 0.97-0.99; a channel
     # swap or a wrong frame would fall to 0.76-0.87).
     assert r["reference"]["feature_cosine_min"] >= 0.95
