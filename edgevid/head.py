@@ -9,6 +9,7 @@ import numpy as np
 from .errors import ModelError
 from .manifest import load_manifest, verify_file
 from .runtime import make_interpreter
+from .store import EXTRACTORS
 
 
 def read_labels(path: Path) -> list[str]:
@@ -89,8 +90,6 @@ class Head:
                 f"head {self.path}: expects {m.feature_dim}-d features ({m.extractor.name}) but extractor {name} gives {feature_dim}-d"
             )
         if sha256 not in m.extractor.sha256:
-            from .store import EXTRACTORS
-
             known = EXTRACTORS.get(m.extractor.name)
             if known is not None and sha256 in known.sha256:
                 # Another published file of the same checkpoint (e.g. the TF-hosted download), not

@@ -173,7 +173,8 @@ def window_floor(clip: Path, clf: ClipClassifier) -> dict:
     frames it extracts, the motion descriptors of those frames (flow from the frame before each),
     one head invoke per window. Decoding is left to the caller (bare decode of the whole clip)."""
     probs, _, cf = clf.window_probs(clip)
-    frames = dict(enumerate(read_clip(clip, None).frames))
+    every = read_clip(clip, None)
+    frames = {int(i): f for i, f in zip(every.indices, every.frames)}
     wanted = [int(i) for i in cf.indices if int(i) in frames]
     batch = clf.extractor.preprocess([frames[i] for i in wanted])
     clf.extractor.extract(batch)  # warm this batch size
