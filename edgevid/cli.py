@@ -152,10 +152,15 @@ def cmd_models_fetch(args: argparse.Namespace) -> int:
 
     if args.name is not None and args.name not in EXTRACTORS:
         raise UsageError(f"unknown extractor {args.name!r}; known: {', '.join(sorted(EXTRACTORS))}")
+    if not 0 < args.timeout <= 3600:
+        raise UsageError(f"--timeout must be in (0, 3600] seconds, got {args.timeout:g}")
     names = list(EXTRACTORS) if args.all else [args.name or DEFAULT_EXTRACTOR]
     for name in names:
-        path = fetch_extractor(name, source=args.source, directory=args.model_dir)
-        print(f"{name}: installed {path}")
+        done = fetch_extractor(name, source=args.source, directory=args.model_dir, timeout=args.timeout, head=args.head)
+        if done.already:
+            print(f"{name}: already installed {done.path} ({done.reason})")
+        else:
+            print(f"{name}: installed {done.path} from {done.origin} ({done.reason})")
     return 0
 
 
@@ -413,15 +418,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = _command(sub, "models", "install, list and check model files", "edgevid models fetch && edgevid models info")
     models = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    p = _command(models, "fetch", "install an extractor (official download, sha256-checked)",
+    p = _command(models, "fetch", "install an extractor the head accepts (official download, checked; kept if installed)",
                  "edgevid models fetch\nedgevid models fetch --from ~/Downloads/mobilenet_v2_1.0_224_quant.tgz", cmd_models_fetch)
     p.add_argument("name", nargs="?", default=None, metavar="NAME",
                    help="extractor to install (default: the one the bundled head uses; `edgevid models list` shows all)")
     p.add_argument("--all", action="store_true", help="fetch every known extractor")
     p.add_argument("--from", dest="source", type=Path, help="a local .tflite, .tgz or folder instead of downloading")
     p.add_argument("--model-dir", type=Path, help="install here (default: $EDGEVID_MODEL_DIR or XDG data dir)")
+    p.add_argument("--head", type=Path, help="install what this head accepts (default: the bundled head)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds for each download in all (default: 120)")
 
-    p = _command(models, "verify", "check the sha256 of every model file", "edgevid models verify --head my-head", cmd_models_verify)
+    p = _command(models, "verify", "check every model file (sha256; an extractor by the head's fingerprint)", "edgevid models verify --head my-head", cmd_models_verify)
     p.add_argument("--model-dir", type=Path, help="where fetched extractors live (default: $EDGEVID_MODEL_DIR or XDG data dir)")
     p.add_argument("--head", type=Path, help="head directory (default: the bundled one)")
 

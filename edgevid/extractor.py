@@ -66,16 +66,17 @@ class Extractor:
         except OSError as exc:
             raise ModelError(f"extractor {self.path}: cannot read: {exc.strerror}") from None
         self.sha256 = hashlib.sha256(data).hexdigest()
+        # Which network a file is, its features say (a head's fingerprint: edgevid.fingerprint); its
+        # bytes only matter when it cannot be read, to tell a damaged download from another file.
         known = next((e for e in EXTRACTORS.values() if e.filename == self.path.name), None)
-        if known is not None and self.sha256 not in known.sha256:
-            raise ModelError(f"extractor {self.path}: sha256 {self.sha256[:12]}… is not that of {known.name} (corrupt or altered "
-                             "file); fetch it again with `edgevid models fetch`")
+        damaged = (f"sha256 {self.sha256[:12]}… is not that of {known.name} (corrupt or altered file; fetch it again with "
+                   "`edgevid models fetch`): ") if known is not None and self.sha256 not in known.sha256 else ""
         try:
             self._load(data, num_threads, feature_tensor, runtime)
-        except ModelError:
-            raise
+        except ModelError as exc:
+            raise ModelError(f"extractor {self.path}: {damaged}{str(exc).removeprefix(f'extractor {self.path}: ')}") from None
         except Exception as exc:  # a damaged flatbuffer fails anywhere in parsing: one line, not a traceback
-            raise ModelError(f"extractor {self.path}: not a valid TFLite model ({type(exc).__name__}: {str(exc)[:80]})") from None
+            raise ModelError(f"extractor {self.path}: {damaged}not a valid TFLite model ({type(exc).__name__}: {str(exc)[:80]})") from None
 
     def _load(self, data: bytes, num_threads: int | None, feature_tensor: str | None, runtime: str | None) -> None:
         # Safe feature read: a graph cut at the feature tensor when we can rewrite flatbuffers,
@@ -105,6 +106,14 @@ class Extractor:
         self.feature_dim = int(np.prod(detail["shape"][1:]))
         self.scale, self.zero_point = (float(detail["quantization"][0]), int(detail["quantization"][1]))
         self._output_index = detail["index"]
+        # An int8 feature tensor (Keras/MLIR conversions) is served as uint8 with the zero point
+        # moved by 128: the same real values, exactly (q + 128 is a flip of the top bit).
+        self._signed = detail["dtype"] == np.int8
+        if self._signed:
+            self.zero_point += 128
+        elif detail["dtype"] != np.uint8:
+            raise ModelError(f"extractor {self.path}: feature tensor {self.feature_tensor!r} is {np.dtype(detail['dtype']).name}, "
+                             "expected a quantized uint8 or int8 tensor")
         input_detail = self._interpreter.get_input_details()[0]
         if input_detail["dtype"] != np.uint8:
             raise ModelError(f"extractor {self.path}: expected a uint8 input, got {input_detail['dtype'].__name__}")
@@ -145,7 +154,8 @@ class Extractor:
                 self._batch = step
             self._interpreter.set_tensor(self._input_index, batch[start : start + step])
             self._interpreter.invoke()
-            out[start : start + step] = self._interpreter.get_tensor(self._output_index).reshape(step, -1)
+            got = self._interpreter.get_tensor(self._output_index).reshape(step, -1)
+            out[start : start + step] = got.view(np.uint8) ^ 0x80 if self._signed else got
         return out
 
     def dequantize(self, features: np.ndarray) -> np.ndarray:

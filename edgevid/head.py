@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from . import fingerprint
 from .errors import ModelError
+from .fingerprint import FeatureSource
 from .manifest import load_manifest, verify_file
 from .runtime import make_interpreter
 from .store import EXTRACTORS
@@ -82,27 +84,40 @@ class Head:
         """The head's :class:`~edgevid.motion.MotionSpec`, or None for an appearance-only head."""
         return self.manifest.motion
 
-    def check_extractor(self, feature_dim: int, sha256: str, name: str) -> None:
-        """Refuse an extractor whose features the head was not trained on."""
+    def check_extractor(self, extractor: FeatureSource) -> str:
+        """Refuse an extractor whose features the head was not trained on; say how it was accepted.
+
+        The file the head was checked with is accepted by its sha256. Any other file is accepted
+        when its features on the probe images agree with the manifest's fingerprint (another
+        conversion of the same checkpoint, the other runtime's arithmetic): what matters is the
+        features, not the bytes. The result is remembered per file, so the probes run once."""
         m = self.manifest
-        if feature_dim != m.feature_dim:
+        name, sha256 = str(extractor.path), extractor.sha256
+        if extractor.feature_dim != m.feature_dim:
             raise ModelError(
-                f"head {self.path}: expects {m.feature_dim}-d features ({m.extractor.name}) but extractor {name} gives {feature_dim}-d"
-            )
-        if sha256 not in m.extractor.sha256:
+                f"head {self.path}: expects {m.feature_dim}-d features ({m.extractor.name}) but extractor {name} gives "
+                f"{extractor.feature_dim}-d")
+        if sha256 in m.extractor.sha256:
+            return "the file the head was checked with"
+        fp = m.extractor.fingerprint
+        if fp is None:
             known = EXTRACTORS.get(m.extractor.name)
             if known is not None and sha256 in known.sha256:
-                # Another published file of the same checkpoint (e.g. the TF-hosted download), not
-                # yet measured against the copy this head was checked on: say what to do.
+                # An older head without a fingerprint meets another published file of its extractor.
                 raise ModelError(
                     f"head {self.path}: checked only with extractor file {m.extractor.sha256[0][:12]}… of "
                     f"{m.extractor.name}; {name} ({sha256[:12]}…) is another published file of it whose "
-                    f"features were not compared: install the checked file with `edgevid models fetch --from DIR`"
-                )
+                    f"features were not compared: install the checked file with `edgevid models fetch --from DIR`")
             raise ModelError(
                 f"head {self.path}: trained on extractor {m.extractor.name} ({m.extractor.sha256[0][:12]}…), "
-                f"but {name} has sha256 {sha256[:12]}…"
-            )
+                f"but {name} has sha256 {sha256[:12]}…")
+        result = fingerprint.check(fp, extractor)
+        if not result.ok:
+            raise ModelError(
+                f"head {self.path}: extractor {name} (sha256 {sha256[:12]}…) does not give the features of "
+                f"{m.extractor.name} the head was trained on: {result.describe()} on edgevid's probe images "
+                f"(another network or a damaged file); install the head's extractor with `edgevid models fetch`")
+        return f"features match {m.extractor.name}'s ({result.describe()})"
 
     def inputs(self, features: np.ndarray, motion: np.ndarray | None) -> np.ndarray:
         """The head's per-frame input from its streams: dequantized features ``[..., D]`` and, if

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ModelError
+from .fingerprint import Fingerprint
 from .motion import MotionSpec
 
 MANIFEST_NAME = "manifest.json"
@@ -35,9 +36,12 @@ class ExtractorRef(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: str
-    sha256: list[str] = Field(min_length=1, description="accepted sha256 of the extractor .tflite")
+    sha256: list[str] = Field(min_length=1, description="sha256 of the extractor files the head was checked with")
     feature_tensor: str
     feature_dim: int = Field(gt=0)
+    fingerprint: Fingerprint | None = Field(
+        None, description="the extractor's features on edgevid's probe images: any file that answers the same is accepted "
+        "(absent: older heads, which accept only the files in sha256)")
 
 
 class TimeScale(BaseModel):

@@ -29,7 +29,7 @@ class ClipClassifier:
     """An extractor and a head that were checked to fit together."""
 
     def __init__(self, extractor: Extractor, head: Head) -> None:
-        head.check_extractor(extractor.feature_dim, extractor.sha256, str(extractor.path))
+        self.accepted = head.check_extractor(extractor)
         self.extractor = extractor
         self.head = head
         self.motion = MotionEstimator(head.motion) if head.motion is not None else None

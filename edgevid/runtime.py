@@ -105,3 +105,15 @@ def make_interpreter(
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{label}: not a TFLite model this runtime ({name}) can load: {first}") from None
     return interpreter
+
+
+def runtime_used() -> str:
+    """The TFLite runtime (name and version) models run on here: what a manifest's ``runtimes``
+    records as checked, and what benchmarks report."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    name = backend()[0]
+    try:
+        return f"{name} {version(name if name != 'tensorflow' else 'tensorflow-cpu')}"
+    except PackageNotFoundError:
+        return name

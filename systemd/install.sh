@@ -11,7 +11,7 @@
 #      ProtectHome=yes), edgevid installed into it from this checkout with its PyPI dependencies;
 #   2. /usr/local/bin/edgevid -> /opt/edgevid/bin/edgevid (the unit's ExecStart);
 #   3. /etc/edgevid/edgevid.toml from systemd/edgevid.toml unless one exists, then `edgevid config check`;
-#   4. the extractor into /var/lib/edgevid/models (`edgevid models fetch`, sha256-checked);
+#   4. the extractor into /var/lib/edgevid/models (`edgevid models fetch`: checked against the head, kept if installed);
 #   5. the unit into /etc/systemd/system, and `systemctl enable --now edgevid` where systemd runs.
 # The service runs as a DynamicUser in the `video` group (SupplementaryGroups=video): no account to make.
 set -eu
@@ -53,16 +53,13 @@ ln -sfn "$PREFIX/bin/edgevid" "$BIN_LINK"
 mkdir -p "$CONF_DIR"
 [ -f "$CONF_DIR/edgevid.toml" ] || { say "writing $CONF_DIR/edgevid.toml"; cp "$SRC/systemd/edgevid.toml" "$CONF_DIR/edgevid.toml"; }
 
-# 4. models (before the config check, which loads them)
-if EDGEVID_MODEL_DIR="$MODEL_DIR" "$BIN_LINK" models verify >/dev/null 2>&1; then
-    say "models in $MODEL_DIR verified"
+# 4. models (before the config check, which loads them). `models fetch` keeps an installed
+#    extractor the head accepts (no network), else downloads one and checks it before installing.
+mkdir -p "$MODEL_DIR"
+if [ -n "${MODELS_FROM:-}" ]; then
+    EDGEVID_MODEL_DIR="$MODEL_DIR" "$BIN_LINK" models fetch --from "$MODELS_FROM"
 else
-    mkdir -p "$MODEL_DIR"
-    if [ -n "${MODELS_FROM:-}" ]; then
-        EDGEVID_MODEL_DIR="$MODEL_DIR" "$BIN_LINK" models fetch --from "$MODELS_FROM"
-    else
-        EDGEVID_MODEL_DIR="$MODEL_DIR" "$BIN_LINK" models fetch
-    fi
+    EDGEVID_MODEL_DIR="$MODEL_DIR" "$BIN_LINK" models fetch
 fi
 EDGEVID_MODEL_DIR="$MODEL_DIR" "$BIN_LINK" config check "$CONF_DIR/edgevid.toml"
 

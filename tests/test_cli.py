@@ -111,14 +111,19 @@ def test_head_with_other_feature_dim_is_refused(env):
     _one_line_error(proc, "1280-d", "1024-d")
 
 
-def test_another_published_file_of_the_heads_extractor_is_refused_with_what_to_do(env, tmp_path):
+def test_another_published_file_of_the_heads_extractor_is_accepted_by_its_features(env, tmp_path):
     """A head checked with one published file of its extractor (here as if with the TF-hosted
-    download) meets the other one (the shared copy): one line saying they were not compared and
-    how to install the checked file, not a bare hash mismatch."""
+    download) meets another (the shared copy): its features match the head's fingerprint, so it
+    is accepted and the answer is the same. An older head without a fingerprint says what to do."""
     head = _copy_head(tmp_path)
     manifest = json.loads((head / "manifest.json").read_text())
     download = "f08d447cde49b4e0446428aa921aff0a14ea589fa9c5817b31f83128e9a43c1d"
     manifest["extractor"]["sha256"] = [download]
+    (head / "manifest.json").write_text(json.dumps(manifest))
+    proc = run_cli("classify", str(jhmdb_clip("wave")), "--head", str(head), env=env)
+    same = run_cli("classify", str(jhmdb_clip("wave")), env=env)
+    assert proc.returncode == 0 and proc.stdout == same.stdout, proc.stderr
+    del manifest["extractor"]["fingerprint"]
     (head / "manifest.json").write_text(json.dumps(manifest))
     proc = run_cli("classify", str(jhmdb_clip("wave")), "--head", str(head), env=env)
     assert proc.returncode == 1
@@ -186,7 +191,7 @@ def test_models_fetch_offline_is_a_clear_error(tmp_path):
     env = {"EDGEVID_MODEL_DIR": str(tmp_path), "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
     proc = run_cli("models", "fetch", env=env, timeout=120)
     assert proc.returncode == 1
-    _one_line_error(proc, "cannot download", "--from")
+    _one_line_error(proc, "cannot install", "raw.githubusercontent.com", "storage.googleapis.com", "offline?", "--from")
 
 
 def _subcommands(parser, prefix=()):

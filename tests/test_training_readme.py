@@ -61,7 +61,10 @@ def test_readme_trains_and_deploys_a_head_on_a_folder_of_clips(tmp_path, user_en
     my_clips(tmp_path / "my_clips")
     commands = readme_commands()
     assert [c[:2] for c in commands] == [["pip", "install"], ["edgevid", "models"], ["python", "-m"], ["edgevid", "classify"]]
-    train, classify = commands[2], commands[3]
+    fetch, train, classify = commands[1], commands[2], commands[3]
+    # Offline (the download sources point at nothing), the installed, verified extractor is kept.
+    kept = _run(fetch, tmp_path, {**user_env, "EDGEVID_MODEL_MIRROR": "http://127.0.0.1:9"})
+    assert kept.returncode == 0 and "already installed" in kept.stdout, kept.stderr
     proc = _run(train, tmp_path, user_env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "installed head: top-1" in proc.stdout  # the export check (classify == report) passed
@@ -70,6 +73,7 @@ def test_readme_trains_and_deploys_a_head_on_a_folder_of_clips(tmp_path, user_en
     manifest = json.loads((head / "manifest.json").read_text())
     assert (head / "labels.txt").read_text().split() == ["golf", "pour", "wave"]
     assert manifest["extractor"]["name"] == "mobilenet_v2_1.0_224_quant"  # the fetched one, by default
+    assert manifest["extractor"]["fingerprint"]["probes"] == "edgevid-probes-1"  # other files of it are accepted by features
     report = json.loads((tmp_path / "runs/my-clips/report.json").read_text())
     assert report["dataset"] == "my_clips-seed0" and (tmp_path / "runs/my-clips/report.md").read_text().startswith("# my_clips-seed0")
     assert min(report["counts"].values()) >= 3

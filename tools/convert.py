@@ -8,6 +8,8 @@ import time
 
 import numpy as np
 
+from edgevid.runtime import runtime_used  # noqa: F401  (tools import it from here)
+
 from .heads import HeadSpec, build
 
 
@@ -48,20 +50,6 @@ def op_versions(model_bytes: bytes) -> dict[str, int]:
             name = "CUSTOM:" + code.CustomCode().decode()
         out[name] = max(out.get(name, 0), code.Version())
     return out
-
-
-def runtime_used() -> str:
-    """The TFLite runtime (name and version) that :func:`run_tflite` runs on: what a manifest's
-    ``runtimes`` records as checked."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    from edgevid.runtime import backend
-
-    name = backend()[0]
-    try:
-        return f"{name} {version(name if name != 'tensorflow' else 'tensorflow-cpu')}"
-    except PackageNotFoundError:
-        return name
 
 
 def run_tflite(model_bytes: bytes, x: np.ndarray, threads: int = 1) -> tuple[np.ndarray, float]:

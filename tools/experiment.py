@@ -29,6 +29,7 @@ import numpy as np
 
 from edgevid.errors import EdgevidError
 from edgevid.extractor import Extractor
+from edgevid.fingerprint import measure
 from edgevid.head import apply_temperature
 from edgevid.manifest import Calibration, ExtractorRef, FileRef, Manifest, TimeScale, sha256_file
 from edgevid.motion import MotionSpec, parse_spec
@@ -288,10 +289,11 @@ def export_head(results: dict, run_dir: Path, name: str, target: Path, extractor
         frames=results["frames"],
         feature_dim=extractor.feature_dim,
         timescale=TimeScale(**results["timescale"]) if "timescale" in results else None,
-        # Only the extractor file whose features the head was trained and checked on: another file
-        # of the same name (e.g. a different conversion) is accepted only once it is measured.
+        # The extractor file the head was trained and checked on, and its features on the probe
+        # images: another file (a re-conversion of the same checkpoint) is accepted by those.
         extractor=ExtractorRef(name=known.name if known else extractor_path.stem, sha256=[extractor.sha256],
-                               feature_tensor=extractor.feature_tensor, feature_dim=extractor.feature_dim),
+                               feature_tensor=extractor.feature_tensor, feature_dim=extractor.feature_dim,
+                               fingerprint=measure(extractor)),
         calibration=Calibration(**calibration) if calibration else None,
         # The runtime the conversion check and the classify check ran on (name and version), not a hope.
         runtimes=[results.get("runtime") or runtime_used()],
