@@ -214,6 +214,9 @@ def cmd_models_info(args: argparse.Namespace) -> int:
         f"{manifest.extractor.feature_dim}-d {manifest.extractor.feature_tensor}",
         f"            {extractor} ({state})",
     ]
+    fp = manifest.extractor.fingerprint
+    if fp is not None:
+        lines.insert(-1, f"            other files: accepted when their features on edgevid's {fp.probes} reach cosine ≥ {fp.min_cosine:g}")
     print("\n".join(lines))
     return 0
 

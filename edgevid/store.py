@@ -195,7 +195,7 @@ def download(url: str, timeout: float, limit: int = MAX_DOWNLOAD) -> bytes:
             if expected is not None and expected > limit:
                 raise ModelError(f"{url}: {expected} bytes is more than an extractor ({limit >> 20} MB at most)")
             chunks = []
-            while chunk := response.read(1 << 16):
+            while chunk := response.read1(1 << 16):  # what has arrived: a trickle is seen as one
                 got += len(chunk)
                 chunks.append(chunk)
                 if got > limit:
