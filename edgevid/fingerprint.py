@@ -48,18 +48,14 @@ def _randint(seed: int, shape: tuple[int, ...], high: int) -> np.ndarray:
 
 
 def _blur(img: np.ndarray, k: int) -> np.ndarray:
-    """Integer box blur of an int64 HxWxC image (edge-padded), k odd."""
+    """Integer box blur of an int64 HxWxC image (edge-padded), k odd: running sums, floor-divided."""
     r = k // 2
-    out = img
-    for axis in (0, 1):
-        pad = [(0, 0)] * out.ndim
-        pad[axis] = (r, r)
-        p = np.pad(out, pad, mode="edge")
-        c = np.cumsum(p, axis=axis)
-        c = np.concatenate([np.zeros_like(np.take(c, [0], axis=axis)), c], axis=axis)
-        n = out.shape[axis]
-        out = (np.take(c, np.arange(k, k + n), axis=axis) - np.take(c, np.arange(0, n), axis=axis)) // k
-    return out
+    p = np.pad(img, ((r, r), (0, 0), (0, 0)), mode="edge").cumsum(axis=0)
+    p = np.concatenate([np.zeros_like(p[:1]), p])
+    out = (p[k:] - p[:-k]) // k
+    p = np.pad(out, ((0, 0), (r, r), (0, 0)), mode="edge").cumsum(axis=1)
+    p = np.concatenate([np.zeros_like(p[:, :1]), p], axis=1)
+    return (p[:, k:] - p[:, :-k]) // k
 
 
 def _probe(index: int, size: int) -> np.ndarray:
@@ -70,21 +66,23 @@ def _probe(index: int, size: int) -> np.ndarray:
     rep = -(-size // cells)
     img = np.repeat(np.repeat(low, rep, axis=0), rep, axis=1)[:size, :size]
     img = _blur(img, max(3, (rep // 2) | 1))
-    y, x = np.mgrid[0:size, 0:size]
     params = _randint(seed + 1, (12, 8), 1 << 16)
     for j, p in enumerate(params):
         colour = p[5:8] % 256
-        cx, cy, extent = p[0] % size, p[1] % size, 8 + p[2] % (size // 3)
+        cx, cy, extent = int(p[0] % size), int(p[1] % size), int(8 + p[2] % (size // 3))
         kind = (j + index) % 3
+        rx, ry = (extent, extent) if kind == 0 else (extent, extent * (1 + int(p[3]) % 3) // 2) if kind == 1 else (2 * extent,) * 2
+        y0, y1, x0, x1 = max(cy - ry, 0), min(cy + ry + 1, size), max(cx - rx, 0), min(cx + rx + 1, size)
+        y, x = np.mgrid[y0:y1, x0:x1]  # only the shape's box: the same pixels as a full-frame mask
         if kind == 0:  # a disc
             mask = (x - cx) ** 2 + (y - cy) ** 2 <= extent**2
         elif kind == 1:  # a box
-            mask = (abs(x - cx) <= extent) & (abs(y - cy) <= extent * (1 + p[3] % 3) // 2)
+            mask = np.ones(x.shape, bool)
         else:  # stripes at one of four angles inside a box
             a, b = ((1, 0), (0, 1), (1, 1), (1, -1))[p[3] % 4]
             period = 4 + p[4] % 20
-            mask = ((x * a + y * b) // period % 2 == 0) & (abs(x - cx) <= extent * 2) & (abs(y - cy) <= extent * 2)
-        img[mask] = colour
+            mask = (x * a + y * b) // period % 2 == 0
+        img[y0:y1, x0:x1][mask] = colour
     return np.clip(img, 0, 255).astype(np.uint8)
 
 

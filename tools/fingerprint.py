@@ -102,6 +102,32 @@ def measure_all(files: dict[str, tuple[Path, str | None]], fp: Fingerprint, head
     return out
 
 
+def check_cost(path: Path, fp: Fingerprint, cache: Path, repeats: int = 5) -> dict[str, float]:
+    """Median wall time of drawing the probes, of a first check of a file (probes + one invoke
+    of the extractor over them) and of the same check remembered (what every later start pays)."""
+    import shutil
+    import statistics
+    import time
+
+    from edgevid.fingerprint import check, probe_images
+
+    os.environ["EDGEVID_CACHE_DIR"] = str(cache)
+    ex = Extractor(path, num_threads=1)
+
+    def ms(f, before=lambda: None) -> float:
+        times = []
+        for _ in range(repeats):
+            before()
+            t = time.perf_counter()
+            f()
+            times.append((time.perf_counter() - t) * 1e3)
+        return statistics.median(times)
+
+    return {"probe_images": ms(probe_images),
+            "first_check": ms(lambda: check(fp, ex), before=lambda: shutil.rmtree(cache / "checked", ignore_errors=True)),
+            "remembered_check": ms(lambda: check(fp, ex))}
+
+
 def top1(files: dict[str, Path], head_dir: Path, split: int = 1) -> dict:
     """The head's classify top-1 on JHMDB's test split with each extractor file, and their agreement."""
     from edgevid.pipeline import ClipClassifier
@@ -139,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.rows_only:
         print(json.dumps(rows))
         return 0
-    results: dict = {"head": head.manifest.name, "min_cosine": fp.min_cosine, "probes": fp.probes, "runtimes": [rows]}
+    results: dict = {"head": head.manifest.name, "min_cosine": fp.min_cosine, "probes": fp.probes, "runtimes": [rows],
+                     "check_ms": check_cost(files["coral 2021 re-conversion (7aad0c74)"][0], fp, args.work / "cache")}
+    print("cost of the check for a file of other bytes: " + ", ".join(f"{k} {v:.1f} ms" for k, v in results["check_ms"].items()))
     if args.other_python:
         proc = subprocess.run([args.other_python, "-m", "tools.fingerprint", "--rows-only", "--work", str(args.work / "other"),
                                "--head", str(args.head)], capture_output=True, text=True, timeout=900,
