@@ -6,36 +6,37 @@ extracted once), so a quick check at the command line shows what the daemon woul
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from pathlib import Path
 from typing import Callable
 
 from .config import DaemonConfig, ModelsConfig, PublishConfig, SourceConfig
-from .daemon import Daemon
+from .daemon import Service, build, serve_forever
 from .errors import EdgevidError
-from .messages import Prediction
+from .messages import OutputStatus, Prediction
 
 
-class LiveCheck(Daemon):
-    """The daemon with one source, printing its first ``windows`` predictions instead of serving forever."""
+class Printer:
+    """An output that hands the first ``wanted`` predictions (as published: latency filled in)
+    to ``emit``, then stops the service."""
 
-    def __init__(self, cfg: DaemonConfig, windows: int, timeout: float, emit: Callable[[Prediction], None]) -> None:
-        super().__init__(cfg)
-        self.wanted, self.timeout, self.emit = windows, timeout, emit
+    name = "live"
+
+    def __init__(self, wanted: int, emit: Callable[[Prediction], None], stop: Callable[[], None]) -> None:
+        self.wanted, self.emit, self.stop = wanted, emit, stop
         self.got = 0
 
-    def _publish_prediction(self, message: Prediction, *rest) -> None:
-        super()._publish_prediction(message, *rest)  # as the daemon publishes it (latency filled in, events)
-        if self.got < self.wanted:
+    def send(self, topic: str, message) -> None:
+        if isinstance(message, Prediction) and self.got < self.wanted:
             self.got += 1
             self.emit(message)
             if self.got == self.wanted:
-                signal.raise_signal(signal.SIGINT)  # serve() stops as on Ctrl-C
+                self.stop()
 
-    async def serve(self) -> None:
-        asyncio.get_running_loop().call_later(self.timeout, signal.raise_signal, signal.SIGINT)
-        await super().serve()
+    def status(self) -> OutputStatus:
+        return OutputStatus(connected=True, sent=self.got, dropped=0, queued=0, reconnects=0)
+
+    def close(self) -> None:
+        pass
 
 
 def live_check(uri: str, *, windows: int, timeout: float, top_k: int, head: Path | None, extractor: Path | None,
@@ -48,15 +49,13 @@ def live_check(uri: str, *, windows: int, timeout: float, top_k: int, head: Path
         models=ModelsConfig(dir=model_dir, extractor=extractor, head=head, threads=threads),
         log_level="warning",
     )
-    check = LiveCheck(cfg, windows, timeout, emit)
-    try:
-        import uvloop
-
-        uvloop.run(check.serve())
-    except ImportError:
-        asyncio.run(check.serve())
-    if check.got < windows:
-        stats = check.sources["live"].stats
+    daemon = build(cfg)
+    service = Service(daemon)
+    printer = Printer(windows, emit, service.stop.set)
+    daemon.outputs.append(printer)
+    serve_forever(service, timeout)
+    if printer.got < windows:
+        stats = daemon.sources["live"].stats
         why = stats.last_error or f"{stats.frames_in} frames read"
-        raise EdgevidError(f"{uri}: {check.got} of {windows} windows within {timeout:g} s ({why})")
+        raise EdgevidError(f"{uri}: {printer.got} of {windows} windows within {timeout:g} s ({why})")
     return 0

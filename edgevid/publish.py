@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from .config import PublishConfig
 from .errors import ConfigError
+from .messages import OutputStatus
 
 log = logging.getLogger("edgevid.publish")
 
@@ -26,7 +27,11 @@ STATUS_TOPIC = "status"
 
 
 class Publisher:
-    """A bound PUB socket; with CURVE keys configured, only authorized clients receive anything."""
+    """A bound PUB socket; with CURVE keys configured, only authorized clients receive anything.
+    The daemon's primary output: a message a full send queue (``send_hwm``) cannot take is dropped
+    and counted, never waited for."""
+
+    name = "zmq"
 
     def __init__(self, cfg: PublishConfig, context: zmq.Context | None = None) -> None:
         self.context = context or zmq.Context.instance()
@@ -34,7 +39,7 @@ class Publisher:
         self.socket.setsockopt(zmq.SNDHWM, cfg.send_hwm)
         self.socket.setsockopt(zmq.LINGER, 500)
         self.auth = None
-        self.dropped = 0
+        self.sent = self.dropped = 0
         if cfg.curve_secret_key is not None:
             self._enable_curve(cfg.curve_secret_key, cfg.curve_authorized_keys)
         try:
@@ -65,8 +70,13 @@ class Publisher:
     def send(self, topic: str, message: BaseModel) -> None:
         try:
             self.socket.send_multipart([topic.encode(), message.model_dump_json().encode()], flags=zmq.NOBLOCK)
+            self.sent += 1
         except zmq.Again:
             self.dropped += 1
+
+    def status(self) -> OutputStatus:
+        """A bound socket is always up; subscribers come and go without reconnects of ours."""
+        return OutputStatus(connected=True, sent=self.sent, dropped=self.dropped, queued=0, reconnects=0)
 
     def close(self) -> None:
         self.socket.close()

@@ -1,0 +1,137 @@
+"""What ``edgevid run`` holds: models, per-source timing, sources, windows and the hand-over, and
+how each message reaches the outputs. The worker (:mod:`.worker`) and the service (:mod:`.service`)
+act on it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..config import DaemonConfig, source_timing
+from ..events import SourceEvents
+from ..extractor import preprocess
+from ..messages import Event, ModelIds, Prediction, Status
+from ..motion import MotionEstimator
+from ..pipeline import ClipClassifier
+from ..publish import event_topic, prediction_topic
+from ..scheduler import Admission
+from ..sources import Captured, FrameSource
+from ..timing import Fill, Liveness
+from ..windows import WindowAssembler
+from .feed import FeedQueue
+from .load import LoadMeter
+from .status import Rates, source_status
+
+log = logging.getLogger("edgevid.daemon")
+
+#: The inference worker beats at least every 0.2 s (its idle wait); quiet longer than this, it hangs.
+WORKER_GRACE_S = 5.0
+
+
+def window_of(classifier: ClipClassifier) -> float | None:
+    ts = classifier.head.manifest.timescale
+    return ts.window_s if ts else None
+
+
+class Daemon:
+    """The daemon's state. Source threads call the Sink methods; the worker takes what they hand
+    over; messages go to every output on the event loop, in order."""
+
+    def __init__(self, cfg: DaemonConfig, classifier: ClipClassifier, config_path: Path | None = None) -> None:
+        self.cfg, self.config_path = cfg, config_path
+        self.head, self.extractor = classifier.head, classifier.extractor
+        self.models = ModelIds(extractor=self.extractor.id, head=self.head.id)
+        log.info("models: head %s (%s, M = %d, trained window %s s), extractor %s (%s)", self.head.manifest.name, self.head.id,
+                 self.head.frames, window_of(classifier), Path(self.extractor.path).name, self.extractor.id)
+        m = self.head.frames
+        self.timing = {s.id: source_timing(s, m, window_of(classifier)) for s in cfg.sources}
+        for s in cfg.sources:
+            t = self.timing[s.id]
+            if warning := t.warning(s.id):
+                log.warning(warning)
+            log.info("source %s: window %.3g s, %d slots every %.3g s, a prediction every %d slots (%.3g s)",
+                     s.id, t.window, t.m, t.dt, t.hop, t.hop_s)
+        self.source_cfg = {s.id: s for s in cfg.sources}
+        self.stop_event = threading.Event()
+        self.cv = threading.Condition()
+        self.queue: FeedQueue[Captured] = FeedQueue({s.id: not (s.resolved_kind() == "file" and not s.realtime) for s in cfg.sources})
+        self.windows = {s.id: WindowAssembler(m, self.timing[s.id].hop) for s in cfg.sources}
+        self.admission = Admission([s.id for s in cfg.sources if self.queue.feeds[s.id].live])
+        self.admitted = self.admission.state
+        # A head reading the motion stream: sources keep each frame's small grey image, the worker
+        # turns (previous, sampled) pairs into descriptors beside the extractor's features.
+        self.motion = MotionEstimator(self.head.motion) if self.head.motion is not None else None
+        size, grey = self.extractor.input_size, (self.motion.grey if self.motion is not None else None)
+        self.sources = {s.id: FrameSource(s, self.timing[s.id], self, self.stop_event, lambda f: preprocess(f, size), motion_grey=grey)
+                        for s in cfg.sources}
+        self.seq = {s.id: 0 for s in cfg.sources}
+        self.events = SourceEvents(cfg.sources, self.head.labels)  # fed on the event loop, in prediction order
+        self.started = time.monotonic()
+        self.load = LoadMeter(self.started)
+        self.rates = Rates(self.started)
+        self.worker = Liveness(WORKER_GRACE_S, self.started)
+        self.outputs: list[Any] = []  # every output: ZeroMQ first, then MQTT and the like (send/status/close)
+        self.metrics = None  # opt-in Prometheus endpoint
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.status_seq = 0
+
+    # -- capture side (source threads): the Sink protocol ---------------------------------------
+    def segment(self, source: str) -> None:
+        with self.cv:
+            self.queue.segment(source)
+            self.cv.notify_all()
+
+    def fills(self, source: str, fills: list[Fill[Captured]], new: list[Captured], paused: bool) -> None:
+        with self.cv:
+            self.queue.fills(source, fills, new, paused)
+            self.cv.notify_all()
+            while self.queue.full(source) and not self.stop_event.is_set():
+                self.cv.wait(0.2)
+
+    def paused(self, source: str) -> bool:
+        return self.admitted.overloaded and source not in self.admitted.admitted
+
+    # -- to the event loop, and on it ----------------------------------------------------------
+    def post(self, fn: Callable, *args) -> None:
+        """Run ``fn(*args)`` on the event loop, after what was posted before (from any thread)."""
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    def publish_prediction(self, message: Prediction, captured_mono: float, probs: np.ndarray) -> None:
+        message.latency.capture_to_publish_ms = round((time.monotonic() - captured_mono) * 1e3, 3)
+        if self.metrics is not None:
+            self.metrics.latency.labels(message.source).observe(message.latency.capture_to_publish_ms / 1e3)
+        self.emit(prediction_topic(message.source), message)
+        for event in self.events.prediction(message, probs):
+            self.emit(event_topic(event.source), event)
+
+    def stream_break(self, sid: str | None) -> None:
+        """A source's stretch ended (``None``: every source's): its open events end."""
+        for event in self.events.reset(sid):
+            self.emit(event_topic(event.source), event)
+
+    def emit(self, topic: str, message) -> None:
+        """Every message to every output, in order; outputs queue without blocking."""
+        for out in self.outputs:
+            out.send(topic, message)
+        if self.metrics is not None and isinstance(message, Event):
+            self.metrics.events.labels(message.source, message.phase).inc()
+
+    def status(self, peek: bool = False) -> Status:
+        """The heartbeat's status; ``peek`` (a metrics scrape): the same counters without starting
+        a new rate interval or taking a sequence number."""
+        now = time.monotonic()
+        sources = [source_status(sid, src.stats, self.timing[sid], self.windows[sid].skipped, self.paused(sid),
+                                 self.rates.of(sid, now, src.stats.frames_in, src.stats.extracted, peek), src.kind == "file")
+                   for sid, src in self.sources.items()]
+        self.status_seq += 0 if peek else 1
+        cost = None if self.load.cost_s is None else round(self.load.cost_s * 1e3, 3)
+        return Status(seq=self.status_seq, uptime_s=round(now - self.started, 3), overloaded=self.admitted.overloaded,
+                      overload=self.admitted.reason, extract_ms_per_frame=cost, sources=sources,
+                      outputs={o.name: o.status() for o in self.outputs if o.name is not None})
