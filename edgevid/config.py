@@ -189,7 +189,7 @@ def _mqtt_text(value: str, *, max_bytes: int = MQTT_STRING_MAX) -> bytes:
         if c == 0:
             raise PydanticCustomError("mqtt_nul", "contains a NUL character, which MQTT does not allow")
         if c < 0x20 or 0x7F <= c <= 0x9F or 0xFDD0 <= c <= 0xFDEF or (c & 0xFFFE) == 0xFFFE:
-            raise PydanticCustomError("mqtt_char", "contains the character U+{c:04X}, which MQTT brokers refuse", {"c": c})
+            raise PydanticCustomError("mqtt_char", "contains the character {c}, which MQTT brokers refuse", {"c": f"U+{c:04X}"})
     if len(raw) > max_bytes:
         raise PydanticCustomError("mqtt_long", "{n} bytes long; at most {max} bytes here (MQTT strings hold at most 65535)",
                                   {"n": len(raw), "max": max_bytes})
