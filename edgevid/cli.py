@@ -399,17 +399,18 @@ def _subscribed_line(frames: list[bytes], raw: bool) -> tuple[str | None, str | 
     kind = msg.get("type")
     if kind not in ("prediction", "event", "status"):
         return None, f"{where}: not an edgevid message (type {str(kind)[:20]!r}, expected prediction, event or status)"
+    try:
+        line = describe_message(msg)  # --json too: what is printed has the fields a reader expects
+    except KeyError as exc:
+        return None, f"{where}: not an edgevid {kind} message: no field {exc}"
+    except (TypeError, ValueError, AttributeError, IndexError):
+        return None, f"{where}: not an edgevid {kind} message: a field of the wrong type"
     if raw:
         try:
             return payload.decode(), None
         except UnicodeDecodeError:  # JSON in UTF-16/32: print it as UTF-8
             return json.dumps(msg), None
-    try:
-        return describe_message(msg), None
-    except KeyError as exc:
-        return None, f"{where}: not an edgevid {kind} message: no field {exc}"
-    except (TypeError, ValueError, AttributeError, IndexError):
-        return None, f"{where}: not an edgevid {kind} message: a field of the wrong type"
+    return line, None
 
 
 def _command(sub, name: str, summary: str, example: str, func=None) -> argparse.ArgumentParser:

@@ -370,7 +370,7 @@ def _merge(base: dict[str, Any], over: dict[str, Any], origin: Mapping[tuple[str
             out[key] = _merge(old, value, origin, here)
         elif isinstance(value, dict) and here not in origin:  # set through numbered parts, not as JSON
             if not all(k.isdigit() for k in value) and isinstance(old, list):
-                var = next(v for p, v in sorted(origin.items()) if p[:len(here)] == here)
+                var = next(v for p, v in sorted(origin.items()) if p[:len(here)] == here and not p[len(here)].isdigit())
                 raise ConfigError(f"{var}: {'.'.join(here)} is a list: name an item by its number, e.g. "
                                   f"{ENV_PREFIX}{'__'.join(here).upper()}__0__...")
             if all(k.isdigit() for k in value):
@@ -400,12 +400,13 @@ def _read(path: Path) -> str:
         raise ConfigError(f"{path}: config file not found") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {(exc.strerror or str(exc)).lower()}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
+                else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a file")
+        raise ConfigError(f"{path}: not a regular file ({kind}); expected a TOML config file")
     with open(fd, "rb", closefd=True) as f:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
-                    else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a file")
-            raise ConfigError(f"{path}: not a regular file ({kind}); expected a TOML config file")
         try:
             data = f.read(CONFIG_MAX_BYTES + 1)
         except OSError as exc:

@@ -523,3 +523,116 @@ def test_full_cache_disk_is_one_line_and_stops(tmp_path):
                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "cannot write the feature cache: no space left on device" in proc.stderr
+
+
+# == Reliability round three ==================================================================================
+# -- 13. config input: FIFOs, devices, huge files, deep nesting, list items from the environment -----------------
+@pytest.mark.parametrize("command", [("config", "check"), ("run", "--config")])
+def test_a_config_path_that_is_a_fifo_or_a_device_is_refused_not_waited_on(env, tmp_path, command):
+    """A FIFO hung `config check` and `run` (waiting for a writer); /dev/zero was read without bound."""
+    fifo = tmp_path / "edgevid.toml"
+    os.mkfifo(fifo)
+    for path, needle in ((fifo, "a FIFO"), (Path("/dev/zero"), "a character device"), (tmp_path, "a folder")):
+        proc = run_cli(*command, str(path), env=env, timeout=60)
+        assert proc.returncode == 2, (path, proc.stderr[-1000:])
+        one_line_error(proc, str(path), "not a regular file", needle, "expected a TOML config file")
+
+
+def test_a_config_file_larger_than_a_config_is_refused(env, tmp_path):
+    cfg = tmp_path / "big.toml"
+    cfg.write_text(f'[[sources]]\nid = "a"\nuri = "{CLIP}"\n' + "# padding\n" * 120_000)
+    proc = run_cli("config", "check", str(cfg), env=env)
+    assert proc.returncode == 2
+    one_line_error(proc, "big.toml", "larger than 1024 KiB")
+
+
+@pytest.mark.parametrize("value,needle", [("[" * 5000 + "]" * 5000, "nested too deeply"),
+                                          ("{ a = " * 3000 + "1" + " }" * 3000, "nested too deeply"),
+                                          ("[" * 40 + "]" * 40, "nested more than 16 levels deep")])
+def test_deeply_nested_toml_is_one_line(env, tmp_path, value, needle):
+    """Was a RecursionError traceback (tomllib) for the first two."""
+    cfg = tmp_path / "deep.toml"
+    cfg.write_text(f'[[sources]]\nid = "a"\nuri = "{CLIP}"\n\n[publish]\nsend_hwm = {value}\n')
+    proc = run_cli("config", "check", str(cfg), env=env)
+    assert proc.returncode == 2
+    one_line_error(proc, "deep.toml", needle)
+
+
+@pytest.mark.parametrize("depth", [20_000, 40])
+def test_deeply_nested_json_in_the_environment_names_the_variable(env, tmp_path, depth):
+    cfg = write_config(tmp_path / "c.toml", "tcp://127.0.0.1:1", [{"id": "a", "uri": str(CLIP)}])
+    proc = run_cli("config", "check", str(cfg), env={**env, "EDGEVID_SOURCES": "[" * depth + "]" * depth})
+    assert proc.returncode == 2
+    err = one_line_error(proc, "EDGEVID_SOURCES", "nested")
+    assert "c.toml" not in err
+
+
+def test_environment_overrides_of_list_items_merge_with_the_file_or_name_the_variable(env, tmp_path):
+    """`EDGEVID_SOURCES__0__URI=/x` was blamed on the file ("sources: Input should be a valid list")."""
+    cfg = write_config(tmp_path / "c.toml", "tcp://127.0.0.1:1", [{"id": "a", "uri": str(tmp_path / "gone.avi")}])
+    proc = run_cli("config", "check", str(cfg), env={**env, "EDGEVID_SOURCES__0__URI": str(CLIP), "EDGEVID_SOURCES__0__ID": "b"})
+    assert proc.returncode == 0, proc.stderr
+    assert "source b:" in proc.stdout and "(1 source(s)" in proc.stdout
+    cases = [({"EDGEVID_SOURCES__0__HOP": "inf"}, "EDGEVID_SOURCES__0__HOP", "sources.0.hop"),
+             ({"EDGEVID_SOURCES__0__WINDW": "2"}, "EDGEVID_SOURCES__0__WINDW", "unknown key"),
+             ({"EDGEVID_SOURCES__3__URI": str(CLIP)}, "EDGEVID_SOURCES__3__URI", "no item 3"),
+             ({"EDGEVID_SOURCES__URI": str(CLIP)}, "EDGEVID_SOURCES__URI", "is a list")]
+    for environ, var, needle in cases:
+        proc = run_cli("config", "check", str(cfg), env={**env, "EDGEVID_SOURCES__0__URI": str(CLIP), **environ})
+        assert proc.returncode == 2, (environ, proc.stderr)
+        err = one_line_error(proc, var, needle)
+        assert "c.toml" not in err, err
+
+
+# -- 14. subscribe on messages that are not edgevid's ----------------------------------------------------------
+FOREIGN = [
+    ([b"pred/x", b"not json at all"], "not JSON"),
+    ([b"status"], "1 frame(s)"),
+    ([b"status", b"{}", b"extra"], "3 frame(s)"),
+    ([b"pred/x", b'{"type": "prediction", "source": "x", "seq": 1}'], "no field"),
+    ([b"status", b"[1, 2, 3]"], "a JSON list"),
+    ([b"event/x", b'{"type": "event", "source": 5, "phase": "start", "label": "golf", "id": "e", "duration_s": "long", "best_score": 1}'],
+     "wrong type"),
+    ([b"status", b'{"hello": "world"}'], "not an edgevid message"),
+    ([b"\xff\xfe", b"\xff" * 10], "not JSON"),
+]
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_subscribe_shows_one_line_per_foreign_message_and_goes_on(tmp_path, raw):
+    """Each of these printed a traceback and ended the monitor."""
+    import zmq
+
+    from edgevid.messages import Status
+
+    good = Status(seq=7, uptime_s=3.0, sources=[]).model_dump_json().encode()
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.bind(endpoint)
+    proc = subprocess.Popen(edgevid("subscribe", "--endpoint", endpoint, "--count", "2", "--timeout", "60", *(["--json"] if raw else [])),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        end = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < end:  # the late joiner catches some round whole
+            for frames, _ in FOREIGN:
+                pub.send_multipart(frames)
+            pub.send_multipart([b"status", good])
+            time.sleep(0.05)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        pub.close(linger=0)
+        ctx.term()
+    assert proc.returncode == 0 and "Traceback" not in err, err[-2000:]
+    shown = out.splitlines()
+    assert len(shown) == 2
+    assert all((json.loads(line)["seq"] == 7) if raw else ("status #7 up 3 s" in line) for line in shown), shown
+    warnings = err.splitlines()
+    assert all(line.startswith("edgevid: warning: ignored a message") for line in warnings), warnings
+    last = warnings[-len(FOREIGN):]  # a whole round came between the two good messages, in order
+    assert len(last) == len(FOREIGN)
+    for line, (_, needle) in zip(last, FOREIGN):
+        assert needle in line, (needle, line)
