@@ -19,6 +19,7 @@ from typing import Any, Literal, Mapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from .capture import size_problem
 from .errors import ConfigError
 from .pipe import EVEN_HEIGHT, EVEN_WIDTH, PIXEL_FORMATS, split_command
 
@@ -81,6 +82,9 @@ class SourceConfig(_Strict):
                 split_command(self.uri)
             except ValueError as exc:
                 raise PydanticCustomError("pipe_uri", "uri: not a command line ({why})", {"why": str(exc)}) from None
+            too_big = size_problem(self.width, self.height) if self.width and self.height else None
+            if too_big:
+                raise PydanticCustomError("pipe_size", "width, height: {why}", {"why": too_big})
         return self
 
     def resolved_kind(self) -> str:

@@ -636,3 +636,104 @@ def test_subscribe_shows_one_line_per_foreign_message_and_goes_on(tmp_path, raw)
     assert len(last) == len(FOREIGN)
     for line, (_, needle) in zip(last, FOREIGN):
         assert needle in line, (needle, line)
+
+
+# -- 15. one resolution limit wherever frames enter ----------------------------------------------------------
+def _huge_jpeg(path: Path) -> Path:
+    """A real 5 kB JPEG whose start-of-frame header declares 60000x60000."""
+    import cv2
+
+    frame = cv2.resize(cv2.VideoCapture(str(CLIP)).read()[1], (64, 48))
+    data = bytearray(cv2.imencode(".jpg", frame)[1].tobytes())
+    sof = data.find(b"\xff\xc0")
+    assert sof > 0
+    data[sof + 5:sof + 9] = (60000).to_bytes(2, "big") * 2
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_jpeg_size_is_read_from_the_header():
+    import cv2
+
+    from edgevid.pipe import jpeg_size
+
+    frame = cv2.VideoCapture(str(CLIP)).read()[1]
+    for w, h in ((320, 240), (64, 48), (17, 9)):
+        for ext, params in ((".jpg", []), (".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])):
+            assert jpeg_size(cv2.imencode(ext, cv2.resize(frame, (w, h)), params)[1].tobytes()) == (w, h)
+    assert jpeg_size(b"\xff\xd8\xff\xda\x00\x02") is None and jpeg_size(b"\xff\xd8") is None
+
+
+def test_a_pipe_writing_jpegs_that_declare_a_huge_size_is_refused_before_decoding(env, tmp_path):
+    """Before: 0.8-2.4 GB RSS at 0 fps, state `running`, no last_error. Now each such frame ends
+    the command (restarted with backoff) with a last_error naming the size; memory stays flat."""
+    from daemon_util import proc_sample
+
+    jpeg = _huge_jpeg(tmp_path / "huge.jpg")
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    cfg = write_config(tmp_path / "p.toml", endpoint, [
+        {"id": "cam", "kind": "pipe", "uri": f"sh -c 'while :; do cat {jpeg}; sleep 0.05; done'", "pixel_format": "mjpeg", "fps": 10,
+         "reconnect_min": 0.1, "reconnect_max": 0.5}])
+    sub = Subscriber(endpoint, topics=("status",))
+    proc = start_daemon(cfg, env)
+    peak = 0.0
+    try:
+        def seen(got):
+            nonlocal peak
+            peak = max(peak, proc_sample(proc.pid)["rss_mb"])
+            cams = [s for _, m in got for s in m["sources"] if s["id"] == "cam"]
+            return bool(cams) and cams[-1]["reconnects"] >= 3 and "60000x60000" in (cams[-1]["last_error"] or "")
+        got = sub.until(seen, 60)
+    finally:
+        sub.close()
+        code, err = stop_daemon(proc)
+    assert code == 0 and "Traceback" not in err, err[-2000:]
+    cam = [s for _, m in got for s in m["sources"] if s["id"] == "cam"][-1]
+    assert cam["reconnects"] >= 3 and "larger than the 33.2 megapixel maximum" in cam["last_error"], cam
+    assert cam["extracted"] == 0 and cam["predictions"] == 0
+    assert peak < 400, f"peak RSS {peak:.0f} MB"  # 94 MB measured here; 0.8-2.4 GB before
+
+
+def test_a_raw_pipe_above_the_limit_is_a_config_error(env, tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[[sources]]\nid = "cam"\nkind = "pipe"\nuri = "cat /dev/zero"\npixel_format = "bgr24"\n'
+                   "width = 8192\nheight = 8192\nfps = 10\n")
+    proc = run_cli("config", "check", str(cfg), env=env)
+    assert proc.returncode == 2
+    one_line_error(proc, "c.toml", "sources.0", "8192x8192", "33.2 megapixel maximum")
+
+
+@pytest.fixture(scope="module")
+def clip_8k(tmp_path_factory):
+    if not HAS_FFMPEG:
+        pytest.skip("needs ffmpeg to make the clip")
+    return _x264(tmp_path_factory.mktemp("8k") / "huge.mp4", "8192x4608", "-frames:v", "2")
+
+
+def test_a_file_source_above_the_limit_fails_config_check_and_is_not_decoded_by_the_daemon(env, tmp_path, clip_8k):
+    """Before: `config check` said ok and the daemon ran it at 1.4 GB RSS."""
+    from daemon_util import proc_sample
+
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    cfg = write_config(tmp_path / "f.toml", endpoint, [{"id": "big", "uri": str(clip_8k), "reconnect_min": 0.1, "reconnect_max": 0.5},
+                                                       {"id": "good", "uri": str(CLIP), "loop": True}])
+    proc = run_cli("config", "check", str(cfg), env=env)
+    assert proc.returncode == 1 and "ok (" not in proc.stdout
+    one_line_error(proc, "sources.big", "huge.mp4", "8192x4608", "megapixel maximum")
+    sub = Subscriber(endpoint)
+    daemon = start_daemon(cfg, env)
+    peak = 0.0
+    try:
+        def seen(got):
+            nonlocal peak
+            peak = max(peak, proc_sample(daemon.pid)["rss_mb"])
+            big = [s for _, m in got if m["type"] == "status" for s in m["sources"] if s["id"] == "big"]
+            return (bool(big) and big[-1]["reconnects"] >= 2 and any(m["type"] == "prediction" and m["source"] == "good" for _, m in got))
+        got = sub.until(seen, 90)
+    finally:
+        sub.close()
+        code, err = stop_daemon(daemon)
+    assert code == 0
+    big = [s for _, m in got if m["type"] == "status" for s in m["sources"] if s["id"] == "big"][-1]
+    assert big["state"] == "reconnecting" and "8192x4608" in big["last_error"] and big["frames_in"] == 0, big
+    assert peak < 400, f"peak RSS {peak:.0f} MB"  # 125 MB measured here; reading the file was 1.4 GB
