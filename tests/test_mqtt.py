@@ -397,3 +397,46 @@ def test_a_hung_broker_holds_a_bounded_number_of_messages_and_is_reported_not_co
         out.close()
         b.kill()
         b.wait(10)
+
+
+def test_daemon_status_reports_a_hung_broker_and_its_recovery(tmp_path, env):
+    """The daemon's own status over ZeroMQ, with the broker SIGSTOPped (keepalive 3600 s): before,
+    `connected` stayed true with `queued 0`, `dropped 0`; now it goes false with the reason, drops
+    are counted, the queue stays bounded, and it is true again after SIGCONT."""
+    import os
+
+    from daemon_util import Subscriber
+    from edgevid.mqtt import INFLIGHT
+
+    port = free_port()
+    b = broker(port)
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    cfg = write_config(tmp_path / "h.toml", endpoint, [{"id": "cam0", "uri": str(CLIP), "loop": True}],
+                       extra=f'\n[mqtt]\nhost = "127.0.0.1"\nport = {port}\nkeepalive = 3600\nack_timeout = 1\nqueue = 5\n')
+    sub = Subscriber(endpoint, topics=("status",))
+    proc = start_daemon(cfg, env)
+
+    def mqtt_state(g):
+        return [m["outputs"]["mqtt"] for _, m in g if m["type"] == "status"]
+
+    try:
+        assert any(s["connected"] and s["sent"] > 0 for s in mqtt_state(sub.until(
+            lambda g: any(s["connected"] and s["sent"] > 0 for s in mqtt_state(g)), 60))), "never connected"
+        os.kill(b.pid, signal.SIGSTOP)
+        hung = [s for s in mqtt_state(sub.until(lambda g: any(not s["connected"] and s["dropped"] > 0 for s in mqtt_state(g)), 60))]
+        assert hung and not hung[-1]["connected"], f"still reported connected: {hung[-1:]}"
+        st = hung[-1]
+        assert "broker stopped acknowledging" in st["last_error"] and st["queued"] <= 5 + INFLIGHT, st
+        os.kill(b.pid, signal.SIGCONT)
+        back = mqtt_state(sub.until(lambda g: any(s["connected"] and s["sent"] > st["sent"] for s in mqtt_state(g)), 60))
+        assert back and back[-1]["connected"], f"not connected again: {back[-1:]}"
+        again = back[-1]
+        assert again["last_error"] is None and again["dropped"] >= st["dropped"], again
+    finally:
+        os.kill(b.pid, signal.SIGCONT)
+        sub.close()
+        code, err = stop_daemon(proc)
+        b.kill()
+        b.wait(10)
+    assert code == 0 and "Traceback" not in err, err[-2000:]
+    assert "broker stopped acknowledging" in err and "the broker takes messages again" in err
