@@ -395,6 +395,10 @@ def _merge(base: dict[str, Any], over: dict[str, Any], origin: Mapping[tuple[str
     return out
 
 
+def _unreadable(path: Path, exc: OSError) -> ConfigError:
+    return ConfigError(f"{path}: cannot read: {(exc.strerror or str(exc)).lower()}")
+
+
 def _read(path: Path) -> str:
     """The config file's text: a regular file (a FIFO or device is refused, not waited on or read
     forever) of at most CONFIG_MAX_BYTES."""
@@ -403,7 +407,7 @@ def _read(path: Path) -> str:
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {(exc.strerror or str(exc)).lower()}") from None
+        raise _unreadable(path, exc) from None
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
@@ -414,7 +418,7 @@ def _read(path: Path) -> str:
         try:
             data = f.read(CONFIG_MAX_BYTES + 1)
         except OSError as exc:
-            raise ConfigError(f"{path}: cannot read: {(exc.strerror or str(exc)).lower()}") from None
+            raise _unreadable(path, exc) from None
     if len(data) > CONFIG_MAX_BYTES:
         raise ConfigError(f"{path}: larger than {CONFIG_MAX_BYTES // 1024} KiB; expected a TOML config file of a few kB")
     try:

@@ -652,6 +652,27 @@ def _huge_jpeg(path: Path) -> Path:
     return path
 
 
+def _serve_watching_rss(cfg: Path, env: dict, endpoint: str, done, timeout: float, topics=("",)):
+    """Run the daemon until ``done(messages)``; the messages, its peak RSS (MB) meanwhile, its exit code and stderr."""
+    from daemon_util import proc_sample
+
+    sub = Subscriber(endpoint, topics=topics)
+    proc = start_daemon(cfg, env)
+    peak = 0.0
+
+    def watch(got) -> bool:
+        nonlocal peak
+        peak = max(peak, proc_sample(proc.pid)["rss_mb"])
+        return done(got)
+
+    try:
+        got = sub.until(watch, timeout)
+    finally:
+        sub.close()
+        code, err = stop_daemon(proc)
+    return got, peak, code, err
+
+
 def test_jpeg_size_is_read_from_the_header():
     import cv2
 
@@ -667,26 +688,16 @@ def test_jpeg_size_is_read_from_the_header():
 def test_a_pipe_writing_jpegs_that_declare_a_huge_size_is_refused_before_decoding(env, tmp_path):
     """Before: 0.8-2.4 GB RSS at 0 fps, state `running`, no last_error. Now each such frame ends
     the command (restarted with backoff) with a last_error naming the size; memory stays flat."""
-    from daemon_util import proc_sample
-
     jpeg = _huge_jpeg(tmp_path / "huge.jpg")
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     cfg = write_config(tmp_path / "p.toml", endpoint, [
         {"id": "cam", "kind": "pipe", "uri": f"sh -c 'while :; do cat {jpeg}; sleep 0.05; done'", "pixel_format": "mjpeg", "fps": 10,
          "reconnect_min": 0.1, "reconnect_max": 0.5}])
-    sub = Subscriber(endpoint, topics=("status",))
-    proc = start_daemon(cfg, env)
-    peak = 0.0
-    try:
-        def seen(got):
-            nonlocal peak
-            peak = max(peak, proc_sample(proc.pid)["rss_mb"])
-            cams = [s for _, m in got for s in m["sources"] if s["id"] == "cam"]
-            return bool(cams) and cams[-1]["reconnects"] >= 3 and "60000x60000" in (cams[-1]["last_error"] or "")
-        got = sub.until(seen, 60)
-    finally:
-        sub.close()
-        code, err = stop_daemon(proc)
+    def seen(got):
+        cams = [s for _, m in got for s in m["sources"] if s["id"] == "cam"]
+        return bool(cams) and cams[-1]["reconnects"] >= 3 and "60000x60000" in (cams[-1]["last_error"] or "")
+
+    got, peak, code, err = _serve_watching_rss(cfg, env, endpoint, seen, 60, topics=("status",))
     assert code == 0 and "Traceback" not in err, err[-2000:]
     cam = [s for _, m in got for s in m["sources"] if s["id"] == "cam"][-1]
     assert cam["reconnects"] >= 3 and "larger than the 33.2 megapixel maximum" in cam["last_error"], cam
@@ -712,27 +723,17 @@ def clip_8k(tmp_path_factory):
 
 def test_a_file_source_above_the_limit_fails_config_check_and_is_not_decoded_by_the_daemon(env, tmp_path, clip_8k):
     """Before: `config check` said ok and the daemon ran it at 1.4 GB RSS."""
-    from daemon_util import proc_sample
-
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     cfg = write_config(tmp_path / "f.toml", endpoint, [{"id": "big", "uri": str(clip_8k), "reconnect_min": 0.1, "reconnect_max": 0.5},
                                                        {"id": "good", "uri": str(CLIP), "loop": True}])
     proc = run_cli("config", "check", str(cfg), env=env)
     assert proc.returncode == 1 and "ok (" not in proc.stdout
     one_line_error(proc, "sources.big", "huge.mp4", "8192x4608", "megapixel maximum")
-    sub = Subscriber(endpoint)
-    daemon = start_daemon(cfg, env)
-    peak = 0.0
-    try:
-        def seen(got):
-            nonlocal peak
-            peak = max(peak, proc_sample(daemon.pid)["rss_mb"])
-            big = [s for _, m in got if m["type"] == "status" for s in m["sources"] if s["id"] == "big"]
-            return (bool(big) and big[-1]["reconnects"] >= 2 and any(m["type"] == "prediction" and m["source"] == "good" for _, m in got))
-        got = sub.until(seen, 90)
-    finally:
-        sub.close()
-        code, err = stop_daemon(daemon)
+    def seen(got):
+        big = [s for _, m in got if m["type"] == "status" for s in m["sources"] if s["id"] == "big"]
+        return bool(big) and big[-1]["reconnects"] >= 2 and any(m["type"] == "prediction" and m["source"] == "good" for _, m in got)
+
+    got, peak, code, _ = _serve_watching_rss(cfg, env, endpoint, seen, 90)
     assert code == 0
     big = [s for _, m in got if m["type"] == "status" for s in m["sources"] if s["id"] == "big"][-1]
     assert big["state"] == "reconnecting" and "8192x4608" in big["last_error"] and big["frames_in"] == 0, big
