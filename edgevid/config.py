@@ -383,13 +383,16 @@ def _merge(base: dict[str, Any], over: dict[str, Any], origin: Mapping[tuple[str
                     i = int(index)
                     if i >= len(items):
                         var = next(v for p, v in sorted(origin.items()) if p[:len(here) + 1] == (*here, index))
-                        raise ConfigError(f"{var}: {'.'.join(here)} has {len(items)} item(s) in the config file, so no item {i}; "
-                                          f"give the whole list as JSON in {ENV_PREFIX}{'__'.join(here).upper()}")
+                        has = (f"has {len(items)} item(s) in the config file, so no item {i}" if isinstance(old, list)
+                               else "is not a list in the config file, so it has no item to override")
+                        whole = (f"the whole list as JSON in {ENV_PREFIX}{key.upper()}" if len(here) == 1 else
+                                 f"the whole [{here[0]}] table as JSON in {ENV_PREFIX}{here[0].upper()}, or the list in the file")
+                        raise ConfigError(f"{var}: {'.'.join(here)} {has}; give {whole}")
                     items[i] = (_merge(items[i], item, origin, (*here, index)) if isinstance(item, dict) and isinstance(items[i], dict)
                                 else item)
                 out[key] = items
-            else:
-                out[key] = value
+            else:  # a table the file does not have: its keys may name list items in turn
+                out[key] = _merge({}, value, origin, here)
         else:
             out[key] = value
     return out
