@@ -38,6 +38,28 @@ MAX_PIXELS = 7680 * 4320
 SINGLE_THREAD_PIXELS = 3840 * 2160
 
 
+def size_problem(width: int, height: int) -> str | None:
+    """Why frames of this size are refused, else None: the one limit that ``classify``, ``config
+    check`` and every daemon source (file, stream, camera, pipe) apply."""
+    if width * height > MAX_PIXELS:
+        return (f"frames are {width}x{height}, larger than the {MAX_PIXELS / 1e6:.1f} megapixel maximum (8K UHD); "
+                "downscale the video first")
+    return None
+
+
+def file_size_problem(path: Path | str) -> str | None:
+    """``size_problem`` of a video file's frames as its header declares them (for ``config check``;
+    None as well when OpenCV cannot open it: reading it will say why)."""
+    cap = open_video(path)
+    try:
+        if not cap.isOpened():
+            return None
+        too_big = size_problem(int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        return f"{display(path)}: {too_big}" if too_big else None
+    finally:
+        cap.release()
+
+
 def display(path: Path | str) -> str:
     """A path as text that can always be printed: bytes that are not UTF-8 shown as ``\\xe9``."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")
@@ -91,10 +113,10 @@ def _open(path: Path) -> cv2.VideoCapture:
         cap.release()
         raise InputError(f"{display(path)}: not a video OpenCV/FFmpeg can open (unknown container or corrupt header)")
     width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    if width * height > MAX_PIXELS:
+    too_big = size_problem(width, height)
+    if too_big:
         cap.release()
-        raise InputError(f"{display(path)}: frames are {width}x{height}, larger than the {MAX_PIXELS / 1e6:.1f} megapixel maximum "
-                         "(8K UHD); downscale the video first")
+        raise InputError(f"{display(path)}: {too_big}")
     if width * height > SINGLE_THREAD_PIXELS:
         # Each decoder thread holds frames of its own: above 4K, one thread keeps memory down.
         cap.release()

@@ -345,8 +345,6 @@ def _load_key(path: Path, option: str, *, secret: bool) -> tuple[bytes, bytes | 
 
 
 def cmd_subscribe(args: argparse.Namespace) -> int:
-    import json
-
     import zmq
 
     if args.timeout is not None and not 0 < args.timeout < 1e6:
@@ -364,6 +362,7 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
         keys = (public, secret, server_public)
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.SUB)
+    sock.setsockopt(zmq.MAXMSGSIZE, 16 << 20)  # a bigger message is not edgevid's: its sender is disconnected, not buffered
     if keys:
         sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = keys
     try:
@@ -378,15 +377,48 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
         while args.count is None or received < args.count:
             if not sock.poll(int(args.timeout * 1000) if args.timeout else None):
                 raise EdgevidError(f"no message from {args.endpoint} within {args.timeout:g} s")
-            topic, payload = sock.recv_multipart()
-            received += 1
-            if args.json:
-                print(payload.decode(), flush=True)
+            frames = sock.recv_multipart()
+            line, problem = _subscribed_line(frames, args.json)
+            if problem is not None:  # not edgevid's: say so in one line and go on
+                print(f"edgevid: warning: {problem}", file=sys.stderr, flush=True)
                 continue
-            print(describe_message(json.loads(payload)), flush=True)
+            received += 1
+            print(line, flush=True)
     finally:
         sock.close(linger=0)
     return 0
+
+
+def _subscribed_line(frames: list[bytes], raw: bool) -> tuple[str | None, str | None]:
+    """What `subscribe` prints for one received message, or why it is not an edgevid message
+    (the wrong number of frames, not JSON, not an object, a field missing or of the wrong type)."""
+    import json
+
+    if len(frames) != 2:
+        return None, f"ignored a message of {len(frames)} frame(s), not edgevid's (topic, JSON): {frames[0][:40]!r}"
+    topic, payload = frames
+    where = f"ignored a message on topic {topic[:60].decode('utf-8', 'backslashreplace')!r}"
+    try:
+        msg = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None, f"{where}: not JSON: {payload[:40]!r}"
+    if not isinstance(msg, dict):
+        return None, f"{where}: a JSON {type(msg).__name__}, not an edgevid message (an object)"
+    kind = msg.get("type")
+    if kind not in ("prediction", "event", "status"):
+        return None, f"{where}: not an edgevid message (type {str(kind)[:20]!r}, expected prediction, event or status)"
+    try:
+        line = describe_message(msg)  # --json too: what is printed has the fields a reader expects
+    except KeyError as exc:
+        return None, f"{where}: not an edgevid {kind} message: no field {exc}"
+    except (TypeError, ValueError, AttributeError, IndexError):
+        return None, f"{where}: not an edgevid {kind} message: a field of the wrong type"
+    if raw:
+        try:
+            return payload.decode(), None
+        except UnicodeDecodeError:  # JSON in UTF-16/32: print it as UTF-8
+            return json.dumps(msg), None
+    return line, None
 
 
 def _command(sub, name: str, summary: str, example: str, func=None) -> argparse.ArgumentParser:

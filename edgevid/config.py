@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any, Literal, Mapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from .capture import size_problem
 from .errors import ConfigError
 from .pipe import EVEN_HEIGHT, EVEN_WIDTH, PIXEL_FORMATS, split_command
 
@@ -80,6 +82,9 @@ class SourceConfig(_Strict):
                 split_command(self.uri)
             except ValueError as exc:
                 raise PydanticCustomError("pipe_uri", "uri: not a command line ({why})", {"why": str(exc)}) from None
+            too_big = size_problem(self.width, self.height) if self.width and self.height else None
+            if too_big:
+                raise PydanticCustomError("pipe_size", "width, height: {why}", {"why": too_big})
         return self
 
     def resolved_kind(self) -> str:
@@ -167,12 +172,54 @@ class MetricsConfig(_Strict):
         return v
 
 
+MQTT_STRING_MAX = 65535  # bytes: the length field of every MQTT string (topic name, client id, user name)
+# What the daemon appends to each prefix (mqtt.py builds these topics): a source id is at most 64
+# ASCII characters, a binary sensor's label at most MQTT_LABEL_MAX bytes.
+MQTT_LABEL_MAX = 255
+_TOPIC_TAIL = len("/") + 64 + len("/prediction")
+_DISCOVERY_TAIL = len("/binary_sensor/edgevid_") + 64 + len("/") + MQTT_LABEL_MAX + len("/config")
+
+
+def _mqtt_text(value: str, *, max_bytes: int = MQTT_STRING_MAX) -> bytes:
+    """An MQTT UTF-8 string as brokers accept it (MQTT 3.1.1 section 1.5.3, and what Mosquitto
+    enforces): valid UTF-8, no NUL, no control characters, no non-characters, at most
+    ``max_bytes`` bytes."""
+    try:
+        raw = value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PydanticCustomError("mqtt_utf8", "not valid UTF-8 (MQTT strings must be)") from None
+    for ch in value:
+        c = ord(ch)
+        if c == 0:
+            raise PydanticCustomError("mqtt_nul", "contains a NUL character, which MQTT does not allow")
+        if c < 0x20 or 0x7F <= c <= 0x9F or 0xFDD0 <= c <= 0xFDEF or (c & 0xFFFE) == 0xFFFE:
+            raise PydanticCustomError("mqtt_char", "contains the character {c}, which MQTT brokers refuse", {"c": f"U+{c:04X}"})
+    if len(raw) > max_bytes:
+        raise PydanticCustomError("mqtt_long", "{n} bytes long; at most {max} bytes here (MQTT strings hold at most 65535)",
+                                  {"n": len(raw), "max": max_bytes})
+    return raw
+
+
+def _mqtt_topic_part(value: str, tail: int) -> str:
+    """A prefix of the topic names the daemon publishes to: no wildcards, not a broker topic ($),
+    and short enough that the longest topic under it (``tail`` bytes more) fits an MQTT string."""
+    if not value:
+        raise PydanticCustomError("mqtt_empty", "must not be empty")
+    _mqtt_text(value, max_bytes=MQTT_STRING_MAX - tail)
+    for wildcard in "#+":
+        if wildcard in value:
+            raise PydanticCustomError("mqtt_wildcard", "contains the wildcard '{w}'; topics published to cannot (MQTT)", {"w": wildcard})
+    if value.startswith("$"):
+        raise PydanticCustomError("mqtt_dollar", "starts with '$': such topics are the broker's own ($SYS), clients cannot publish there")
+    return value
+
+
 class MqttConfig(_Strict):
     """Optional MQTT output beside ZeroMQ (needs the ``mqtt`` extra: paho-mqtt); see edgevid.mqtt."""
 
-    host: str = Field(min_length=1, description="broker host name or address")
+    host: str = Field(min_length=1, max_length=253, description="broker host name or address")
     port: int = Field(1883, ge=1, le=65535)
-    topic_prefix: str = Field("edgevid", pattern=r"^[^#+]+$", description="topics are <topic_prefix>/<source>/...")
+    topic_prefix: str = Field("edgevid", description="topics are <topic_prefix>/<source>/...")
     discovery_prefix: str | None = Field("homeassistant", description="Home Assistant discovery prefix ('' or null: no discovery)")
     binary_sensors: list[str] = Field(default_factory=list, description="labels that get a Home Assistant binary sensor per source")
     username: str | None = None
@@ -181,8 +228,53 @@ class MqttConfig(_Strict):
     client_id: str | None = None
     keepalive: int = Field(30, ge=5, le=3600, description="seconds; the broker sends the last will after 1.5x this without us")
     queue: int = Field(1000, ge=1, le=1_000_000, description="messages held while the broker is slow or away; more are dropped and counted")
+    ack_timeout: float = Field(10.0, ge=0.5, le=3600, description="seconds a message may wait for the broker to take it (QoS 1: its "
+                               "acknowledgement) before the broker is reported as not connected")
     reconnect_min: float = Field(1.0, gt=0, le=3600)
     reconnect_max: float = Field(30.0, gt=0, le=86400)
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        if any(ch.isspace() or ord(ch) < 0x20 or ch in "/#?@" for ch in v):
+            raise PydanticCustomError("mqtt_host", "expected a host name or IP address (no spaces, control characters, '/', '#', '?' or '@')")
+        return v
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _topic_prefix(cls, v: str) -> str:
+        return _mqtt_topic_part(v, _TOPIC_TAIL)
+
+    @field_validator("discovery_prefix")
+    @classmethod
+    def _discovery_prefix(cls, v: str | None) -> str | None:
+        return _mqtt_topic_part(v, _DISCOVERY_TAIL) if v else v
+
+    @field_validator("binary_sensors")
+    @classmethod
+    def _labels(cls, v: list[str]) -> list[str]:
+        for i, label in enumerate(v):
+            try:
+                _mqtt_topic_part(label, MQTT_STRING_MAX - MQTT_LABEL_MAX)
+                if "/" in label:
+                    raise PydanticCustomError("mqtt_level", "contains '/'; a label is one topic level")
+            except PydanticCustomError as exc:
+                raise PydanticCustomError("mqtt_label", "item {i} ('{label}'): {why}", {"i": i, "label": label[:40], "why": str(exc)}) from None
+        return v
+
+    @field_validator("username", "client_id")
+    @classmethod
+    def _string(cls, v: str | None) -> str | None:
+        if v is not None:
+            _mqtt_text(v)
+        return v
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, v: str | None) -> str | None:
+        if v is not None and len(v.encode("utf-8", "surrogateescape")) > MQTT_STRING_MAX:
+            raise PydanticCustomError("mqtt_long", "longer than 65535 bytes, the most MQTT allows")
+        return v
 
 
 class ModelsConfig(_Strict):
@@ -211,12 +303,40 @@ class DaemonConfig(_Strict):
 
 
 ENV_PREFIX = "EDGEVID_"
+CONFIG_MAX_BYTES = 1 << 20  # a config is a few kB; anything bigger is the wrong file
+MAX_DEPTH = 16  # tables and lists inside each other; a config nests at most 4 deep
+
+
+def _too_deep(value: Any, limit: int = MAX_DEPTH) -> tuple[str, ...] | None:
+    """The key path where ``value`` nests deeper than ``limit`` tables/lists, else None (iterative:
+    no recursion limit to hit)."""
+    stack: list[tuple[Any, tuple[str, ...]]] = [(value, ())]
+    while stack:
+        node, where = stack.pop()
+        if len(where) > limit:
+            return where
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        stack.extend((child, (*where, str(key))) for key, child in items)
+    return None
+
+
+def _parse_json(name: str, raw: str, what: str) -> Any:
+    try:
+        value = json.loads(raw)
+    except RecursionError:
+        raise ConfigError(f"{name}: nested too deeply to be a config value") from None
+    except ValueError:
+        raise ConfigError(f"{name}: expected JSON for the whole {what}, got {raw[:40]!r}; set one key with {name}__<KEY>=value") from None
+    if _too_deep(value, MAX_DEPTH - 1) is not None:
+        raise ConfigError(f"{name}: nested more than {MAX_DEPTH} levels deep; a config nests at most 4")
+    return value
 
 
 def env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
     """``EDGEVID_<KEY>[__<SUB>...]`` variables naming config keys, as a nested dict, and which
     variable set each key path (so errors can name it). Other ``EDGEVID_*`` variables (such as
-    ``EDGEVID_MODEL_DIR``) are not config keys and are left alone."""
+    ``EDGEVID_MODEL_DIR``) are not config keys and are left alone. A number as a part names an item
+    of a list in the file: ``EDGEVID_SOURCES__0__URI``."""
     data: dict[str, Any] = {}
     origin: dict[tuple[str, ...], str] = {}
     for name in sorted(environ):
@@ -225,14 +345,12 @@ def env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[tupl
         path = tuple(part.lower() for part in name[len(ENV_PREFIX):].split("__"))
         if path[0] not in DaemonConfig.model_fields or not all(path):
             continue
+        if len(path) > MAX_DEPTH:
+            raise ConfigError(f"{name}: more than {MAX_DEPTH} key parts; a config nests at most 4")
         raw = environ[name]
         value: Any = raw
         if len(path) == 1 and path[0] != "log_level":  # a whole table or list
-            try:
-                value = json.loads(raw)
-            except ValueError:
-                raise ConfigError(f"{name}: expected JSON for the whole [{path[0]}] {'list' if path[0] == 'sources' else 'table'}, "
-                                  f"got {raw[:40]!r}; set one key with {name}__<KEY>=value") from None
+            value = _parse_json(name, raw, f"[{path[0]}] {'list' if path[0] == 'sources' else 'table'}")
         node = data
         for part in path[:-1]:
             child = node.setdefault(part, {})
@@ -244,35 +362,96 @@ def env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[tupl
     return data, origin
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """``over`` on top of ``base``; tables merge key by key, anything else is replaced."""
+def _merge(base: dict[str, Any], over: dict[str, Any], origin: Mapping[tuple[str, ...], str] = {},
+           where: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``over`` on top of ``base``; tables merge key by key, numbered keys (from
+    ``EDGEVID_SOURCES__0__URI``) into the items of a list, anything else is replaced."""
     out = dict(base)
     for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+        here = (*where, key)
+        old = out.get(key)
+        if isinstance(value, dict) and isinstance(old, dict):
+            out[key] = _merge(old, value, origin, here)
+        elif isinstance(value, dict) and here not in origin:  # set through numbered parts, not as JSON
+            if not all(k.isdigit() for k in value) and isinstance(old, list):
+                var = next(v for p, v in sorted(origin.items()) if p[:len(here)] == here and not p[len(here)].isdigit())
+                raise ConfigError(f"{var}: {'.'.join(here)} is a list: name an item by its number, e.g. "
+                                  f"{ENV_PREFIX}{'__'.join(here).upper()}__0__...")
+            if all(k.isdigit() for k in value):
+                items = list(old) if isinstance(old, list) else []
+                for index, item in sorted(value.items(), key=lambda kv: int(kv[0])):
+                    i = int(index)
+                    if i >= len(items):
+                        var = next(v for p, v in sorted(origin.items()) if p[:len(here) + 1] == (*here, index))
+                        has = (f"has {len(items)} item(s) in the config file, so no item {i}" if isinstance(old, list)
+                               else "is not a list in the config file, so it has no item to override")
+                        whole = (f"the whole list as JSON in {ENV_PREFIX}{key.upper()}" if len(here) == 1 else
+                                 f"the whole [{here[0]}] table as JSON in {ENV_PREFIX}{here[0].upper()}, or the list in the file")
+                        raise ConfigError(f"{var}: {'.'.join(here)} {has}; give {whole}")
+                    items[i] = (_merge(items[i], item, origin, (*here, index)) if isinstance(item, dict) and isinstance(items[i], dict)
+                                else item)
+                out[key] = items
+            else:  # a table the file does not have: its keys may name list items in turn
+                out[key] = _merge({}, value, origin, here)
         else:
             out[key] = value
     return out
+
+
+def _unreadable(path: Path, exc: OSError) -> ConfigError:
+    return ConfigError(f"{path}: cannot read: {(exc.strerror or str(exc)).lower()}")
+
+
+def _read(path: Path) -> str:
+    """The config file's text: a regular file (a FIFO or device is refused, not waited on or read
+    forever) of at most CONFIG_MAX_BYTES."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # O_NONBLOCK: opening a FIFO does not wait for a writer
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
+                else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a file")
+        raise ConfigError(f"{path}: not a regular file ({kind}); expected a TOML config file")
+    with open(fd, "rb", closefd=True) as f:
+        try:
+            data = f.read(CONFIG_MAX_BYTES + 1)
+        except OSError as exc:
+            raise _unreadable(path, exc) from None
+    if len(data) > CONFIG_MAX_BYTES:
+        raise ConfigError(f"{path}: larger than {CONFIG_MAX_BYTES // 1024} KiB; expected a TOML config file of a few kB")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: cannot read: not UTF-8 text (byte {exc.start})") from None
 
 
 def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> DaemonConfig:
     """Read and validate a TOML config with environment overrides; any problem is one ConfigError
     naming the file and key, or the environment variable the bad value came from."""
     path = Path(path)
+    text = _read(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+        data = tomllib.loads(text)
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML for a config: nested too deeply") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    deep = _too_deep(data)
+    if deep is not None:
+        raise ConfigError(f"{path}: {'.'.join(deep[:4])}...: nested more than {MAX_DEPTH} levels deep; a config nests at most 4")
     env, origin = env_overrides(os.environ if environ is None else environ)
     try:
-        return DaemonConfig(**_merge(data, env))
+        return DaemonConfig(**_merge(data, env, origin))
     except ValidationError as exc:
         loc = tuple(str(p) for p in exc.errors()[0]["loc"])
         var = next((origin[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in origin), None)
+        if var is None:  # the value at loc was built from variables naming keys under it
+            var = next((v for p, v in sorted(origin.items()) if p[:len(loc)] == loc), None) if loc else None
         raise ConfigError(f"{var if var else path}: {describe(exc)}") from None
 
 

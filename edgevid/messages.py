@@ -125,10 +125,10 @@ class OutputStatus(BaseModel):
     """An optional output's health: it never blocks the daemon, so what it could not send is counted."""
 
     model_config = ConfigDict(extra="forbid")
-    connected: bool
-    sent: int
-    dropped: int  # messages dropped: queue full while the broker was slow or away
-    queued: int
+    connected: bool  # False also while a connected broker stopped taking messages (see last_error)
+    sent: int  # messages the broker took (QoS 0: written to it, QoS 1: acknowledged)
+    dropped: int  # messages dropped: queue full while the broker was slow or away, or lost with a connection
+    queued: int  # messages held: waiting in edgevid's queue or handed over and not yet taken
     reconnects: int
     last_error: str | None = None
 

@@ -84,9 +84,13 @@ class Metrics:
                 yield GaugeMetricFamily("edgevid_overloaded", "1 while live sources are served in turns", value=float(st.overloaded))
                 yield GaugeMetricFamily("edgevid_uptime_seconds", "seconds since the daemon started", value=st.uptime_s)
                 for out, o in sorted(st.outputs.items()):
-                    yield CounterMetricFamily(f"edgevid_{out}_sent", f"messages handed to the {out} broker", value=o.sent)
+                    yield CounterMetricFamily(f"edgevid_{out}_sent", f"messages the {out} broker took", value=o.sent)
                     yield CounterMetricFamily(f"edgevid_{out}_dropped", f"messages dropped for {out} (queue full)", value=o.dropped)
-                    yield GaugeMetricFamily(f"edgevid_{out}_connected", f"1 while connected to the {out} broker", value=float(o.connected))
+                    yield GaugeMetricFamily(f"edgevid_{out}_connected", f"1 while connected to the {out} broker and it takes messages",
+                                            value=float(o.connected))
+                    yield GaugeMetricFamily(f"edgevid_{out}_queued", f"messages held for the {out} broker (queued or not yet taken)",
+                                            value=o.queued)
+                    yield CounterMetricFamily(f"edgevid_{out}_reconnects", f"reconnections to the {out} broker", value=o.reconnects)
 
         self.registry.register(_StatusCollector())
         self.stage = prom.Histogram("edgevid_inference_seconds", "seconds per frame (extract) or per window (head)",

@@ -3,8 +3,14 @@
 
 ZeroMQ stays the primary bus. Nothing here blocks the daemon: :meth:`MqttOutput.send` puts the
 message in a bounded queue (full: dropped and counted in status); one sender thread hands queued
-messages to paho while connected; paho's network thread reconnects with backoff (``reconnect_min``
-to ``reconnect_max`` seconds).
+messages to paho while connected, at most ``INFLIGHT`` of them not yet taken by the broker (QoS 0:
+written to the socket, QoS 1: acknowledged), so a broker that stops reading cannot grow paho's own
+queue without bound; paho's network thread reconnects with backoff (``reconnect_min`` to
+``reconnect_max`` seconds). A message that waits ``ack_timeout`` seconds for the broker means the
+broker stopped taking messages (hung, or a half-open connection): status reports it as not
+connected, with that reason, until it takes them again. ``sent`` counts messages the broker took,
+``queued`` those held (in the queue and in flight), ``dropped`` those refused or lost with a
+connection.
 
 Topics (QoS, retain):
 
@@ -12,17 +18,21 @@ Topics (QoS, retain):
 - ``<prefix>/<source>/prediction``: every prediction (0, not retained: a firehose);
 - ``<prefix>/<source>/event``: start / update / end (1, not retained);
 - ``<prefix>/<source>/state``: the current event as JSON, ``{"action": label|"none", ...}`` (1, retained);
-- ``<prefix>/<source>/status`` and ``<prefix>/status``: the heartbeat (0, retained);
+- ``<prefix>/status``: the heartbeat (1, retained: its acknowledgement tells a hung broker apart);
+- ``<prefix>/<source>/status``: each source's part of it (0, retained);
 - ``<discovery_prefix>/sensor|binary_sensor/...config``: Home Assistant discovery (1, retained).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import queue
 import socket
 import threading
+import time
+from collections import deque
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
@@ -70,6 +80,81 @@ def check(cfg: "MqttConfig", labels: list[str]):
     return mqtt
 
 
+INFLIGHT = 100  # messages handed to paho and not yet taken by the broker, at most
+
+
+class Inflight:
+    """Messages handed to paho and not yet taken by the broker, oldest first, with the rule that
+    says a broker stopped taking them. Each entry is paho's ``MQTTMessageInfo``: published once
+    written to the socket (QoS 0) or acknowledged (QoS 1); an ``rc`` other than success means paho
+    lost it (QoS 0 packets are dropped when the connection is). Clock readings come from the caller."""
+
+    def __init__(self, limit: int, ack_timeout: float) -> None:
+        self.limit = limit
+        self.ack_timeout = ack_timeout
+        self._pending: deque = deque()  # (info, handed at)
+        self._since = 0.0  # waiting counts from here at the earliest (the last (re)connection)
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def full(self) -> bool:
+        return len(self._pending) >= self.limit
+
+    def add(self, info, now: float) -> None:
+        self._pending.append((info, now))
+
+    def restart(self, now: float) -> None:
+        """A (re)connection: what is still pending waits afresh (paho sends QoS 1 again)."""
+        self._since = now
+
+    def sweep(self) -> tuple[int, int]:
+        """Forget what the broker took or paho lost: (taken, lost)."""
+        taken = lost = 0
+        keep: deque = deque()
+        for info, at in self._pending:
+            outcome = _outcome(info)
+            if outcome == "taken":
+                taken += 1
+            elif outcome == "lost":
+                lost += 1
+            else:
+                keep.append((info, at))
+        self._pending = keep
+        return taken, lost
+
+    def waited(self, now: float) -> float:
+        """How long the oldest pending message has waited for the broker (0: none pending)."""
+        if not self._pending:
+            return 0.0
+        return max(0.0, now - max(self._pending[0][1], self._since))
+
+    def stalled(self, now: float) -> bool:
+        return bool(self._pending) and self.waited(now) >= self.ack_timeout
+
+
+def _outcome(info) -> str:
+    """paho's view of one message: "taken" by the broker, "lost", or still "pending"."""
+    from paho.mqtt.client import MQTTErrorCode
+
+    if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
+        return "lost"
+    try:
+        return "taken" if info.is_published() else "pending"
+    except (ValueError, RuntimeError):  # paho marked it lost just now
+        return "lost"
+
+
+def client_id(cfg: "MqttConfig") -> str:
+    """The configured client id, else one from the host name and prefix (a digest when that would be long)."""
+    if cfg.client_id:
+        return cfg.client_id
+    cid = f"edgevid-{socket.gethostname()}-{cfg.topic_prefix}".replace("/", "_")
+    if len(cid.encode()) > 64:
+        cid = "edgevid-" + hashlib.sha256(cid.encode()).hexdigest()[:32]
+    return cid
+
+
 class MqttOutput:
     """The MQTT side of the daemon: ``send(topic, message)`` with the daemon's own topic names."""
 
@@ -86,14 +171,18 @@ class MqttOutput:
         self.queue: queue.Queue = queue.Queue(cfg.queue)
         self.sent = self.dropped = self.reconnects = 0
         self.connected = False
+        self.inflight = Inflight(INFLIGHT, cfg.ack_timeout)
+        self._holding = 0  # the message the sender took from the queue and has not handed over yet
+        self._lock = threading.Lock()  # counters and the in-flight list change together
+        self._was_stalled = False
         self.last_error: str | None = None
         self._ever_connected = False
         self._stop = threading.Event()
         self._wake = threading.Condition()
         self._state = {sid: {"action": "none"} for sid in sources}  # retained per source, sent again on reconnect
         self._discovery = discovery(cfg, sources, labels, model, __version__) if cfg.discovery_prefix else []
-        client_id = cfg.client_id or f"edgevid-{socket.gethostname()}-{self.prefix}".replace("/", "_")
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id(cfg))
+        c.suppress_exceptions = True  # an exception in a callback must not end paho's network thread
         c.will_set(self.availability, "offline", qos=1, retain=True)
         if cfg.username is not None:
             c.username_pw_set(cfg.username, cfg.password)
@@ -126,6 +215,8 @@ class MqttOutput:
             client.publish(f"{self.prefix}/{sid}/state", json.dumps(state), qos=1, retain=True)
         if self._ever_connected:
             self.reconnects += 1
+        with self._lock:
+            self.inflight.restart(time.monotonic())
         self._ever_connected = True
         self.connected = True
         self.last_error = None
@@ -148,7 +239,8 @@ class MqttOutput:
             try:
                 self.queue.put_nowait(item)
             except queue.Full:
-                self.dropped += 1
+                with self._lock:
+                    self.dropped += 1
 
     def _translate(self, topic: str, message: BaseModel) -> list[tuple[str, str, int, bool]]:
         p = self.prefix
@@ -162,38 +254,68 @@ class MqttOutput:
             return [(f"{p}/{message.source}/event", message.model_dump_json(), 1, False),
                     (f"{p}/{message.source}/state", json.dumps(state), 1, True)]
         if isinstance(message, Status):
-            return [(f"{p}/status", message.model_dump_json(), 0, True)] + [
+            return [(f"{p}/status", message.model_dump_json(), 1, True)] + [
                 (f"{p}/{s.id}/status", s.model_dump_json(), 0, True) for s in message.sources]
         return [(f"{p}/{topic}", message.model_dump_json(), 0, False)]
 
+    def _sweep(self) -> None:
+        with self._lock:
+            taken, lost = self.inflight.sweep()
+            self.sent += taken
+            self.dropped += lost
+            stalled = self.connected and self.inflight.stalled(time.monotonic())
+        if stalled != self._was_stalled:
+            self._was_stalled = stalled
+            if stalled:
+                log.warning("mqtt: %s", self._stall_reason(time.monotonic()))
+            else:
+                log.info("mqtt: the broker takes messages again")
+
+    def _stall_reason(self, now: float) -> str:
+        return (f"broker stopped acknowledging: {len(self.inflight)} message(s) not taken, the oldest for "
+                f"{self.inflight.waited(now):.0f} s (ack_timeout {self.cfg.ack_timeout:g} s)")
+
+    def _ready(self) -> bool:
+        """Connected, the broker taking messages, and room in flight."""
+        with self._lock:
+            return self.connected and not self.inflight.full() and not self.inflight.stalled(time.monotonic())
+
     def _send_loop(self) -> None:
         while not self._stop.is_set():
+            self._sweep()
+            if not self._ready():  # messages wait in the bounded queue, not in paho
+                with self._wake:
+                    self._wake.wait(0.1)
+                continue
             try:
                 topic, payload, qos, retain = self.queue.get(timeout=0.2)
             except queue.Empty:
                 continue
-            with self._wake:
-                while not self.connected and not self._stop.is_set():
-                    self._wake.wait(0.2)
-            if self._stop.is_set():
-                return
+            with self._lock:
+                self._holding = 1
             info = self.client.publish(topic, payload, qos=qos, retain=retain)
-            if info.rc == self._mqtt.MQTT_ERR_SUCCESS:
-                self.sent += 1
-            else:  # paho's own bounded queue is full, or the connection dropped just now
-                self.dropped += 1
+            with self._lock:
+                self._holding = 0
+                if info.rc == self._mqtt.MQTT_ERR_SUCCESS:
+                    self.inflight.add(info, time.monotonic())
+                else:  # paho's own bounded queue is full, or the connection dropped just now
+                    self.dropped += 1
 
     def status(self) -> OutputStatus:
-        return OutputStatus(connected=self.connected, sent=self.sent, dropped=self.dropped, queued=self.queue.qsize(),
-                            reconnects=self.reconnects, last_error=self.last_error)
+        self._sweep()
+        now = time.monotonic()
+        with self._lock:
+            stalled = self.connected and self.inflight.stalled(now)
+            return OutputStatus(connected=self.connected and not stalled, sent=self.sent, dropped=self.dropped,
+                                queued=self.queue.qsize() + self._holding + len(self.inflight), reconnects=self.reconnects,
+                                last_error=self._stall_reason(now) if stalled else self.last_error)
 
     def close(self, timeout: float = 2.0) -> None:
         """Send what is queued (briefly, if connected), say ``offline``, disconnect."""
-        import time
-
         end = time.monotonic() + timeout
-        while self.connected and not self.queue.empty() and time.monotonic() < end:
+        while self.connected and (not self.queue.empty() or len(self.inflight)) and time.monotonic() < end:
             time.sleep(0.02)
+            self._sweep()
         self._stop.set()
         with self._wake:
             self._wake.notify_all()

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .capture import size_problem
+
 #: Raw layouts: (rows per frame as a multiple of the height, bytes per pixel of a row, channels, cv2
 #: conversion to BGR or None). Planar YUV 4:2:0 is one ``height * 3 / 2`` x ``width`` byte plane.
 RAW_FORMATS: dict[str, tuple[float, int, int, int | None]] = {
@@ -96,6 +98,27 @@ class RawFramer:
     def pending(self) -> int:
         """Bytes of a frame begun but not complete (left over when the command exits)."""
         return len(self._buf)
+
+
+#: JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic): they carry the size.
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def jpeg_size(image: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's start-of-frame header, read before anything is decoded
+    (None: no such header before the scan)."""
+    pos = 2
+    while pos + 4 <= len(image) and image[pos] == 0xFF:
+        marker = image[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if marker in _SOF and pos + 9 <= len(image):
+            return (image[pos + 7] << 8) | image[pos + 8], (image[pos + 5] << 8) | image[pos + 6]
+        if marker == 0xDA:
+            return None
+        pos += 2 + ((image[pos + 2] << 8) | image[pos + 3])
+    return None
 
 
 class JpegSplitter:
@@ -342,6 +365,13 @@ class PipeCapture:
                 return False
             self._read(wait)
         self._current = self._frames.popleft()
+        if self.spec.pixel_format == "mjpeg":  # its header's size, checked before decoding (imdecode would allocate it)
+            size = jpeg_size(self._current)
+            too_big = size_problem(*size) if size else None
+            if too_big:
+                self._current = None
+                self.ended = f"{too_big} (the JPEG header of frame {self.frames_out + 1})"
+                return False
         self.frames_out += 1
         return True
 

@@ -17,7 +17,7 @@ from typing import Callable, Protocol
 import cv2
 import numpy as np
 
-from .capture import check_file, open_video
+from .capture import check_file, file_size_problem, open_video, size_problem
 from .config import SourceConfig, SourceTiming
 from .errors import InputError
 from .pipe import PipeCapture, PipeSpec, command_problem
@@ -108,6 +108,10 @@ def open_capture(cfg: SourceConfig) -> Opened:
     if not cap.isOpened():
         cap.release()
         raise SourceError(f"cannot open {kind} {cfg.uri!r}")
+    too_big = size_problem(int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    if too_big:
+        cap.release()
+        raise SourceError(too_big)
     try:
         backend = cap.getBackendName()
     except cv2.error:
@@ -116,12 +120,13 @@ def open_capture(cfg: SourceConfig) -> Opened:
 
 
 def source_problem(cfg: SourceConfig) -> str | None:
-    """What would keep a source from opening, found without opening it (for ``config check``)."""
+    """What would keep a source from opening, found without reading frames (for ``config check``)."""
     if cfg.resolved_kind() == "file":
         try:
             check_file(cfg.uri)
         except InputError as exc:
             return str(exc)
+        return file_size_problem(cfg.uri)
     if cfg.resolved_kind() == "pipe":
         return command_problem(cfg.uri)
     return None

@@ -523,3 +523,218 @@ def test_full_cache_disk_is_one_line_and_stops(tmp_path):
                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "cannot write the feature cache: no space left on device" in proc.stderr
+
+
+# == Reliability round three ==================================================================================
+# -- 13. config input: FIFOs, devices, huge files, deep nesting, list items from the environment -----------------
+@pytest.mark.parametrize("command", [("config", "check"), ("run", "--config")])
+def test_a_config_path_that_is_a_fifo_or_a_device_is_refused_not_waited_on(env, tmp_path, command):
+    """A FIFO hung `config check` and `run` (waiting for a writer); /dev/zero was read without bound."""
+    fifo = tmp_path / "edgevid.toml"
+    os.mkfifo(fifo)
+    for path, needle in ((fifo, "a FIFO"), (Path("/dev/zero"), "a character device"), (tmp_path, "a folder")):
+        proc = run_cli(*command, str(path), env=env, timeout=60)
+        assert proc.returncode == 2, (path, proc.stderr[-1000:])
+        one_line_error(proc, str(path), "not a regular file", needle, "expected a TOML config file")
+
+
+def test_a_config_file_larger_than_a_config_is_refused(env, tmp_path):
+    cfg = tmp_path / "big.toml"
+    cfg.write_text(f'[[sources]]\nid = "a"\nuri = "{CLIP}"\n' + "# padding\n" * 120_000)
+    proc = run_cli("config", "check", str(cfg), env=env)
+    assert proc.returncode == 2
+    one_line_error(proc, "big.toml", "larger than 1024 KiB")
+
+
+@pytest.mark.parametrize("value,needle", [("[" * 5000 + "]" * 5000, "nested too deeply"),
+                                          ("{ a = " * 3000 + "1" + " }" * 3000, "nested too deeply"),
+                                          ("[" * 40 + "]" * 40, "nested more than 16 levels deep")])
+def test_deeply_nested_toml_is_one_line(env, tmp_path, value, needle):
+    """Was a RecursionError traceback (tomllib) for the first two."""
+    cfg = tmp_path / "deep.toml"
+    cfg.write_text(f'[[sources]]\nid = "a"\nuri = "{CLIP}"\n\n[publish]\nsend_hwm = {value}\n')
+    proc = run_cli("config", "check", str(cfg), env=env)
+    assert proc.returncode == 2
+    one_line_error(proc, "deep.toml", needle)
+
+
+@pytest.mark.parametrize("depth", [20_000, 40])
+def test_deeply_nested_json_in_the_environment_names_the_variable(env, tmp_path, depth):
+    cfg = write_config(tmp_path / "c.toml", "tcp://127.0.0.1:1", [{"id": "a", "uri": str(CLIP)}])
+    proc = run_cli("config", "check", str(cfg), env={**env, "EDGEVID_SOURCES": "[" * depth + "]" * depth})
+    assert proc.returncode == 2
+    err = one_line_error(proc, "EDGEVID_SOURCES", "nested")
+    assert "c.toml" not in err
+
+
+def test_environment_overrides_of_list_items_merge_with_the_file_or_name_the_variable(env, tmp_path):
+    """`EDGEVID_SOURCES__0__URI=/x` was blamed on the file ("sources: Input should be a valid list")."""
+    cfg = write_config(tmp_path / "c.toml", "tcp://127.0.0.1:1", [{"id": "a", "uri": str(tmp_path / "gone.avi")}])
+    proc = run_cli("config", "check", str(cfg), env={**env, "EDGEVID_SOURCES__0__URI": str(CLIP), "EDGEVID_SOURCES__0__ID": "b"})
+    assert proc.returncode == 0, proc.stderr
+    assert "source b:" in proc.stdout and "(1 source(s)" in proc.stdout
+    cases = [({"EDGEVID_SOURCES__0__HOP": "inf"}, "EDGEVID_SOURCES__0__HOP", "sources.0.hop"),
+             ({"EDGEVID_SOURCES__0__WINDW": "2"}, "EDGEVID_SOURCES__0__WINDW", "unknown key"),
+             ({"EDGEVID_SOURCES__3__URI": str(CLIP)}, "EDGEVID_SOURCES__3__URI", "no item 3"),
+             ({"EDGEVID_SOURCES__URI": str(CLIP)}, "EDGEVID_SOURCES__URI", "is a list")]
+    for environ, var, needle in cases:
+        proc = run_cli("config", "check", str(cfg), env={**env, "EDGEVID_SOURCES__0__URI": str(CLIP), **environ})
+        assert proc.returncode == 2, (environ, proc.stderr)
+        err = one_line_error(proc, var, needle)
+        assert "c.toml" not in err, err
+
+
+# -- 14. subscribe on messages that are not edgevid's ----------------------------------------------------------
+FOREIGN = [
+    ([b"pred/x", b"not json at all"], "not JSON"),
+    ([b"status"], "1 frame(s)"),
+    ([b"status", b"{}", b"extra"], "3 frame(s)"),
+    ([b"pred/x", b'{"type": "prediction", "source": "x", "seq": 1}'], "no field"),
+    ([b"status", b"[1, 2, 3]"], "a JSON list"),
+    ([b"event/x", b'{"type": "event", "source": 5, "phase": "start", "label": "golf", "id": "e", "duration_s": "long", "best_score": 1}'],
+     "wrong type"),
+    ([b"status", b'{"hello": "world"}'], "not an edgevid message"),
+    ([b"\xff\xfe", b"\xff" * 10], "not JSON"),
+]
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_subscribe_shows_one_line_per_foreign_message_and_goes_on(tmp_path, raw):
+    """Each of these printed a traceback and ended the monitor."""
+    import zmq
+
+    from edgevid.messages import Status
+
+    good = Status(seq=7, uptime_s=3.0, sources=[]).model_dump_json().encode()
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.bind(endpoint)
+    proc = subprocess.Popen(edgevid("subscribe", "--endpoint", endpoint, "--count", "2", "--timeout", "60", *(["--json"] if raw else [])),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        end = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < end:  # the late joiner catches some round whole
+            for frames, _ in FOREIGN:
+                pub.send_multipart(frames)
+            pub.send_multipart([b"status", good])
+            time.sleep(0.05)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        pub.close(linger=0)
+        ctx.term()
+    assert proc.returncode == 0 and "Traceback" not in err, err[-2000:]
+    shown = out.splitlines()
+    assert len(shown) == 2
+    assert all((json.loads(line)["seq"] == 7) if raw else ("status #7 up 3 s" in line) for line in shown), shown
+    warnings = err.splitlines()
+    assert all(line.startswith("edgevid: warning: ignored a message") for line in warnings), warnings
+    last = warnings[-len(FOREIGN):]  # a whole round came between the two good messages, in order
+    assert len(last) == len(FOREIGN)
+    for line, (_, needle) in zip(last, FOREIGN):
+        assert needle in line, (needle, line)
+
+
+# -- 15. one resolution limit wherever frames enter ----------------------------------------------------------
+def _huge_jpeg(path: Path) -> Path:
+    """A real 5 kB JPEG whose start-of-frame header declares 60000x60000."""
+    import cv2
+
+    frame = cv2.resize(cv2.VideoCapture(str(CLIP)).read()[1], (64, 48))
+    data = bytearray(cv2.imencode(".jpg", frame)[1].tobytes())
+    sof = data.find(b"\xff\xc0")
+    assert sof > 0
+    data[sof + 5:sof + 9] = (60000).to_bytes(2, "big") * 2
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _serve_watching_rss(cfg: Path, env: dict, endpoint: str, done, timeout: float, topics=("",)):
+    """Run the daemon until ``done(messages)``; the messages, its peak RSS (MB) meanwhile, its exit code and stderr."""
+    from daemon_util import proc_sample
+
+    sub = Subscriber(endpoint, topics=topics)
+    proc = start_daemon(cfg, env)
+    peak = 0.0
+
+    def watch(got) -> bool:
+        nonlocal peak
+        peak = max(peak, proc_sample(proc.pid)["rss_mb"])
+        return done(got)
+
+    try:
+        got = sub.until(watch, timeout)
+    finally:
+        sub.close()
+        code, err = stop_daemon(proc)
+    return got, peak, code, err
+
+
+def test_jpeg_size_is_read_from_the_header():
+    import cv2
+
+    from edgevid.pipe import jpeg_size
+
+    frame = cv2.VideoCapture(str(CLIP)).read()[1]
+    for w, h in ((320, 240), (64, 48), (17, 9)):
+        for ext, params in ((".jpg", []), (".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])):
+            assert jpeg_size(cv2.imencode(ext, cv2.resize(frame, (w, h)), params)[1].tobytes()) == (w, h)
+    assert jpeg_size(b"\xff\xd8\xff\xda\x00\x02") is None and jpeg_size(b"\xff\xd8") is None
+
+
+def test_a_pipe_writing_jpegs_that_declare_a_huge_size_is_refused_before_decoding(env, tmp_path):
+    """Before: 0.8-2.4 GB RSS at 0 fps, state `running`, no last_error. Now each such frame ends
+    the command (restarted with backoff) with a last_error naming the size; memory stays flat."""
+    jpeg = _huge_jpeg(tmp_path / "huge.jpg")
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    cfg = write_config(tmp_path / "p.toml", endpoint, [
+        {"id": "cam", "kind": "pipe", "uri": f"sh -c 'while :; do cat {jpeg}; sleep 0.05; done'", "pixel_format": "mjpeg", "fps": 10,
+         "reconnect_min": 0.1, "reconnect_max": 0.5}])
+    def seen(got):
+        cams = [s for _, m in got for s in m["sources"] if s["id"] == "cam"]
+        return bool(cams) and cams[-1]["reconnects"] >= 3 and "60000x60000" in (cams[-1]["last_error"] or "")
+
+    got, peak, code, err = _serve_watching_rss(cfg, env, endpoint, seen, 60, topics=("status",))
+    assert code == 0 and "Traceback" not in err, err[-2000:]
+    cam = [s for _, m in got for s in m["sources"] if s["id"] == "cam"][-1]
+    assert cam["reconnects"] >= 3 and "larger than the 33.2 megapixel maximum" in cam["last_error"], cam
+    assert cam["extracted"] == 0 and cam["predictions"] == 0
+    assert peak < 400, f"peak RSS {peak:.0f} MB"  # 94 MB measured here; 0.8-2.4 GB before
+
+
+def test_a_raw_pipe_above_the_limit_is_a_config_error(env, tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[[sources]]\nid = "cam"\nkind = "pipe"\nuri = "cat /dev/zero"\npixel_format = "bgr24"\n'
+                   "width = 8192\nheight = 8192\nfps = 10\n")
+    proc = run_cli("config", "check", str(cfg), env=env)
+    assert proc.returncode == 2
+    one_line_error(proc, "c.toml", "sources.0", "8192x8192", "33.2 megapixel maximum")
+
+
+@pytest.fixture(scope="module")
+def clip_8k(tmp_path_factory):
+    if not HAS_FFMPEG:
+        pytest.skip("needs ffmpeg to make the clip")
+    return _x264(tmp_path_factory.mktemp("8k") / "huge.mp4", "8192x4608", "-frames:v", "2")
+
+
+def test_a_file_source_above_the_limit_fails_config_check_and_is_not_decoded_by_the_daemon(env, tmp_path, clip_8k):
+    """Before: `config check` said ok and the daemon ran it at 1.4 GB RSS."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    cfg = write_config(tmp_path / "f.toml", endpoint, [{"id": "big", "uri": str(clip_8k), "reconnect_min": 0.1, "reconnect_max": 0.5},
+                                                       {"id": "good", "uri": str(CLIP), "loop": True}])
+    proc = run_cli("config", "check", str(cfg), env=env)
+    assert proc.returncode == 1 and "ok (" not in proc.stdout
+    one_line_error(proc, "sources.big", "huge.mp4", "8192x4608", "megapixel maximum")
+    def seen(got):
+        big = [s for _, m in got if m["type"] == "status" for s in m["sources"] if s["id"] == "big"]
+        return bool(big) and big[-1]["reconnects"] >= 2 and any(m["type"] == "prediction" and m["source"] == "good" for _, m in got)
+
+    got, peak, code, _ = _serve_watching_rss(cfg, env, endpoint, seen, 90)
+    assert code == 0
+    big = [s for _, m in got if m["type"] == "status" for s in m["sources"] if s["id"] == "big"][-1]
+    assert big["state"] == "reconnecting" and "8192x4608" in big["last_error"] and big["frames_in"] == 0, big
+    assert peak < 400, f"peak RSS {peak:.0f} MB"  # 125 MB measured here; reading the file was 1.4 GB
