@@ -15,6 +15,7 @@ from typing import Sequence
 
 from . import __version__
 from .errors import EdgevidError, InputError, UsageError
+from .outputs.render import render
 
 
 def _die(exc: EdgevidError) -> int:
@@ -133,7 +134,7 @@ def _classify_live(args: argparse.Namespace, live: list[str]) -> int:
         if args.json:
             print(message.model_dump_json(exclude_none=True), flush=True)
         else:
-            print(describe_message(message.model_dump(mode="json")), flush=True)  # as `edgevid subscribe` shows it
+            print(render(message.model_dump(mode="json")), flush=True)  # as `edgevid subscribe` shows it
 
     return live_check(live[0], windows=args.windows, timeout=args.timeout, top_k=args.top_k, head=args.head,
                       extractor=args.extractor, model_dir=args.model_dir, threads=args.threads, emit=emit)
@@ -289,44 +290,6 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def describe_message(msg: dict, now: float | None = None) -> str:
-    """One human line per message: local time received, then what it says (every status counter)."""
-    import time
-
-    stamp = time.strftime("%H:%M:%S", time.localtime(now if now is not None else time.time()))
-    if msg.get("type") == "prediction":
-        top = ", ".join(f"{s['label']} {s['score']:.2f}" for s in msg["top"])
-        where = ""
-        if msg.get("media_start") is not None:
-            loop = f", pass {msg['loop'] + 1}" if msg.get("loop") else ""
-            where = f" [{msg['media_start']:.2f}-{msg['media_end']:.2f} s{loop}]"
-        cost = f"{msg.get('frames', '?')} frames, {msg.get('gaps', 0)} gaps, {msg['new_frames']} new, {msg['latency']['capture_to_publish_ms']:.0f} ms"
-        if msg.get("label") == "unknown":
-            top = f"unknown (below min_score: {top})"
-        return f"{stamp} {msg['source']} #{msg['seq']}{where}: {top} ({cost})"
-    if msg.get("type") == "event":
-        score = "" if msg.get("score") is None else f", score {msg['score']:.2f}"
-        return (f"{stamp} {msg['source']} event {msg['phase']} {msg['label']} ({msg['id']}): {msg['duration_s']:.1f} s, "
-                f"best {msg['best_score']:.2f}{score}")
-    parts = []
-    for s in msg.get("sources", []):
-        skipped = ", ".join(f"{k} {v}" for k, v in sorted((s.get("skipped") or {}).items()))
-        line = (f"{s['id']} {s['state']}: {s['fps_in']:.1f} fps in, {s['fps_processed']:.1f} processed, frames {s['frames_in']}, "
-                f"sampled {s['sampled']}, extracted {s.get('extracted', '?')}, dropped {s['dropped']}, predictions {s['predictions']}, "
-                f"skipped {s['skipped_windows']}{f' ({skipped})' if skipped else ''}, reconnects {s['reconnects']}")
-        if s.get("loop"):
-            line += f", loops {s['loop']}"
-        if s.get("last_error"):
-            line += f", last error: {s['last_error']}"
-        parts.append(line)
-    head = f"{stamp} status #{msg.get('seq', '?')} up {msg.get('uptime_s', 0):.0f} s"
-    if msg.get("extract_ms_per_frame") is not None:
-        head += f", {msg['extract_ms_per_frame']:.1f} ms/frame"
-    if msg.get("overloaded"):
-        head += f", OVERLOADED: {msg.get('overload')}"
-    return head + ": " + "; ".join(parts)
-
-
 def _load_key(path: Path, option: str, *, secret: bool) -> tuple[bytes, bytes | None]:
     """A zmq.auth certificate file as (public, secret), refused in one line if it is not one."""
     import zmq.auth
@@ -408,7 +371,7 @@ def _subscribed_line(frames: list[bytes], raw: bool) -> tuple[str | None, str | 
     if kind not in ("prediction", "event", "status"):
         return None, f"{where}: not an edgevid message (type {str(kind)[:20]!r}, expected prediction, event or status)"
     try:
-        line = describe_message(msg)  # --json too: what is printed has the fields a reader expects
+        line = render(msg)  # --json too: what is printed has the fields a reader expects
     except KeyError as exc:
         return None, f"{where}: not an edgevid {kind} message: no field {exc}"
     except (TypeError, ValueError, AttributeError, IndexError):

@@ -166,7 +166,7 @@ class MetricsConfig(_Strict):
     @classmethod
     def _address(cls, v: str | None) -> str | None:
         if v is not None:
-            from .metrics import parse_listen
+            from .outputs.metrics import parse_listen
 
             parse_listen(v)
         return v
@@ -215,7 +215,7 @@ def _mqtt_topic_part(value: str, tail: int) -> str:
 
 
 class MqttConfig(_Strict):
-    """Optional MQTT output beside ZeroMQ (needs the ``mqtt`` extra: paho-mqtt); see edgevid.mqtt."""
+    """Optional MQTT output beside ZeroMQ (needs the ``mqtt`` extra: paho-mqtt); see edgevid.outputs.mqtt."""
 
     host: str = Field(min_length=1, max_length=253, description="broker host name or address")
     port: int = Field(1883, ge=1, le=65535)

@@ -122,12 +122,15 @@ class Status(BaseModel):
 
 
 class OutputStatus(BaseModel):
-    """An optional output's health: it never blocks the daemon, so what it could not send is counted."""
+    """An output's health: it never blocks the daemon, so what it could not send is counted."""
 
     model_config = ConfigDict(extra="forbid")
     connected: bool  # False also while a connected broker stopped taking messages (see last_error)
-    sent: int  # messages the broker took (QoS 0: written to it, QoS 1: acknowledged)
-    dropped: int  # messages dropped: queue full while the broker was slow or away, or lost with a connection
+    sent: int  # mqtt: messages the broker took (QoS 0: written to it, QoS 1: acknowledged); zmq: handed to the socket
+    # Messages dropped: queue full while the broker was slow or away, or lost with a connection.
+    # None where the output cannot know: a ZeroMQ PUB socket drops for one slow subscriber at its
+    # send_hwm without telling the sender (subscribers see the gap in ``seq``).
+    dropped: int | None
     queued: int  # messages held: waiting in edgevid's queue or handed over and not yet taken
     reconnects: int
     last_error: str | None = None

@@ -161,7 +161,7 @@ def test_each_action_change_gives_one_start_and_one_end(tmp_path, extractor, mod
 
 
 def test_subscribe_prints_an_event_on_one_line():
-    from edgevid.cli import describe_message
+    from edgevid.outputs.render import render as describe_message
 
     start = play(tracker(), ["wave"] * 3)[0]
     line = describe_message(start.model_dump(), now=0)

@@ -278,7 +278,7 @@ def test_the_longest_topic_prefix_allowed_works_against_a_real_broker(env):
     daemon publishes (65535 bytes for the prediction of a 64-character source id) reaches the broker."""
     from edgevid.config import MqttConfig
     from edgevid.messages import PredictionLatency, ModelIds, Prediction, Score
-    from edgevid.mqtt import MqttOutput
+    from edgevid.outputs.mqtt import MqttOutput
 
     port = free_port()
     b = broker(port)
@@ -310,7 +310,7 @@ def test_inflight_rule_on_a_fake_clock():
     the oldest message not taken waits ack_timeout; a (re)connection restarts the wait."""
     from paho.mqtt.client import MQTTErrorCode, MQTTMessageInfo
 
-    from edgevid.mqtt import Inflight
+    from edgevid.outputs.mqtt import Inflight
 
     infl = Inflight(limit=3, ack_timeout=10.0)
     infl.restart(0.0)
@@ -351,7 +351,7 @@ def test_a_hung_broker_holds_a_bounded_number_of_messages_and_is_reported_not_co
     from pydantic import BaseModel
 
     from edgevid.config import MqttConfig
-    from edgevid.mqtt import INFLIGHT, MqttOutput
+    from edgevid.outputs.mqtt import INFLIGHT, MqttOutput
 
     class Blob(BaseModel):
         data: str
@@ -406,7 +406,7 @@ def test_daemon_status_reports_a_hung_broker_and_its_recovery(tmp_path, env):
     import os
 
     from daemon_util import Subscriber
-    from edgevid.mqtt import INFLIGHT
+    from edgevid.outputs.mqtt import INFLIGHT
 
     port = free_port()
     b = broker(port)

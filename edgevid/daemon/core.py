@@ -16,10 +16,10 @@ import numpy as np
 from ..config import DaemonConfig, source_timing
 from ..events import SourceEvents
 from ..extractor import preprocess
-from ..messages import Event, ModelIds, Prediction, Status
+from ..messages import ModelIds, Prediction, Status
 from ..motion import MotionEstimator
 from ..pipeline import ClipClassifier
-from ..publish import event_topic, prediction_topic
+from ..outputs import Output, event_topic, prediction_topic
 from ..scheduler import Admission
 from ..sources import Captured, FrameSource
 from ..timing import Fill, Liveness
@@ -76,8 +76,8 @@ class Daemon:
         self.load = LoadMeter(self.started)
         self.rates = Rates(self.started)
         self.worker = Liveness(WORKER_GRACE_S, self.started)
-        self.outputs: list[Any] = []  # every output: ZeroMQ first, then MQTT and the like (send/status/close)
-        self.metrics = None  # opt-in Prometheus endpoint
+        self.outputs: list[Output] = []  # in publishing order, ZeroMQ first (edgevid.outputs)
+        self.metrics: Any = None  # the Prometheus output, when on: the worker observes stage times on it
         self.loop: asyncio.AbstractEventLoop | None = None
         self.status_seq = 0
 
@@ -120,8 +120,6 @@ class Daemon:
         """Every message to every output, in order; outputs queue without blocking."""
         for out in self.outputs:
             out.send(topic, message)
-        if self.metrics is not None and isinstance(message, Event):
-            self.metrics.events.labels(message.source, message.phase).inc()
 
     def status(self, peek: bool = False) -> Status:
         """The heartbeat's status; ``peek`` (a metrics scrape): the same counters without starting
@@ -134,4 +132,4 @@ class Daemon:
         cost = None if self.load.cost_s is None else round(self.load.cost_s * 1e3, 3)
         return Status(seq=self.status_seq, uptime_s=round(now - self.started, 3), overloaded=self.admitted.overloaded,
                       overload=self.admitted.reason, extract_ms_per_frame=cost, sources=sources,
-                      outputs={o.name: o.status() for o in self.outputs if o.name is not None})
+                      outputs={o.name: st for o in self.outputs if (st := o.status()) is not None})

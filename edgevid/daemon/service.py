@@ -14,7 +14,7 @@ import time
 from ..config import DaemonConfig, load_config
 from ..errors import EdgevidError
 from ..pipeline import ClipClassifier, load_classifier
-from ..publish import STATUS_TOPIC, Publisher
+from ..outputs import STATUS_TOPIC, Context, check_outputs, open_outputs
 from ..sources import source_problem
 from .core import Daemon
 from .worker import Worker
@@ -38,33 +38,19 @@ def sd_notify(state: str) -> bool:
 
 
 def preflight(cfg: DaemonConfig) -> tuple[ClipClassifier, list[str]]:
-    """What ``run`` checks before serving, without serving: the models load and fit (else an
-    EdgevidError), and each source's problem that can be seen without opening it."""
+    """What ``run`` checks before serving, without serving: the models load and fit and the
+    outputs can start (else an EdgevidError), and each source's problem that can be seen without
+    opening it."""
     classifier = load_classifier(cfg.models.head, cfg.models.extractor, cfg.models.dir, cfg.models.threads)
-    if cfg.metrics.listen:
-        from ..metrics import require_client
-
-        require_client()
-    if cfg.mqtt is not None:
-        from ..mqtt import check
-
-        check(cfg.mqtt, classifier.head.labels)
+    check_outputs(cfg, classifier.head.labels)
     problems = [f"sources.{s.id}: {p}" for s in cfg.sources if (p := source_problem(s))]
     return classifier, problems
 
 
-def open_outputs(d: Daemon) -> None:
-    """ZeroMQ first (the primary bus), then the optional outputs the config turns on."""
-    cfg = d.cfg
-    d.outputs.append(Publisher(cfg.publish))
-    if cfg.metrics.listen:
-        from ..metrics import Metrics
-
-        d.metrics = Metrics(cfg.metrics.listen, lambda: d.status(peek=True))
-    if cfg.mqtt is not None:
-        from ..mqtt import MqttOutput
-
-        d.outputs.append(MqttOutput(cfg.mqtt, list(d.sources), d.head.labels, d.head.manifest.name))
+def start_outputs(d: Daemon) -> None:
+    ctx = Context(sources=list(d.sources), labels=d.head.labels, model=d.head.manifest.name, status=lambda: d.status(peek=True))
+    d.outputs = open_outputs(d.cfg, ctx)
+    d.metrics = next((o for o in d.outputs if o.name == "metrics"), None)
 
 
 class Service:
@@ -117,7 +103,7 @@ class Service:
         loop.add_signal_handler(signal.SIGHUP, self._hangup)
         if timeout is not None:
             loop.call_later(timeout, self.stop.set)
-        open_outputs(d)
+        start_outputs(d)
         worker = threading.Thread(target=Worker(d).run, name="inference", daemon=True)
         worker.start()
         for src in d.sources.values():
@@ -147,6 +133,4 @@ class Service:
         d.emit(STATUS_TOPIC, d.status())
         for out in reversed(d.outputs):
             out.close()
-        if d.metrics is not None:
-            d.metrics.close()
         log.info("stopped")

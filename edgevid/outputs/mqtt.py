@@ -37,13 +37,13 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from .errors import ConfigError
-from .messages import Event, OutputStatus, Prediction, Status
+from ..errors import ConfigError
+from ..messages import Event, OutputStatus, Prediction, Status
 
 if TYPE_CHECKING:
-    from .config import MqttConfig
+    from ..config import MqttConfig
 
-log = logging.getLogger("edgevid.mqtt")
+log = logging.getLogger("edgevid.outputs.mqtt")
 
 
 def discovery(cfg: "MqttConfig", sources: list[str], labels: list[str], model: str, version: str) -> list[tuple[str, dict]]:
@@ -162,7 +162,7 @@ class MqttOutput:
 
     def __init__(self, cfg: "MqttConfig", sources: list[str], labels: list[str], model: str) -> None:
         mqtt = check(cfg, labels)
-        from . import __version__
+        from .. import __version__
 
         self.cfg = cfg
         self._mqtt = mqtt

@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Callable
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 if TYPE_CHECKING:
-    from .messages import Status
+    from ..messages import OutputStatus, Status
 
-log = logging.getLogger("edgevid.metrics")
+log = logging.getLogger("edgevid.outputs.metrics")
 
 #: Seconds: a frame's extractor share is ~5-150 ms, the head ~1-40 ms, capture to publish up to ~2 s.
 STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -84,13 +84,15 @@ class Metrics:
                 yield GaugeMetricFamily("edgevid_overloaded", "1 while live sources are served in turns", value=float(st.overloaded))
                 yield GaugeMetricFamily("edgevid_uptime_seconds", "seconds since the daemon started", value=st.uptime_s)
                 for out, o in sorted(st.outputs.items()):
-                    yield CounterMetricFamily(f"edgevid_{out}_sent", f"messages the {out} broker took", value=o.sent)
-                    yield CounterMetricFamily(f"edgevid_{out}_dropped", f"messages dropped for {out} (queue full)", value=o.dropped)
-                    yield GaugeMetricFamily(f"edgevid_{out}_connected", f"1 while connected to the {out} broker and it takes messages",
+                    yield CounterMetricFamily(f"edgevid_{out}_sent", f"messages the {out} output delivered (for mqtt: the broker took them)", value=o.sent)
+                    if o.dropped is not None:  # zmq cannot know
+                        yield CounterMetricFamily(f"edgevid_{out}_dropped", f"messages the {out} output dropped (queue full or connection lost)",
+                                                  value=o.dropped)
+                    yield GaugeMetricFamily(f"edgevid_{out}_connected", f"1 while the {out} output is connected and delivering",
                                             value=float(o.connected))
-                    yield GaugeMetricFamily(f"edgevid_{out}_queued", f"messages held for the {out} broker (queued or not yet taken)",
+                    yield GaugeMetricFamily(f"edgevid_{out}_queued", f"messages the {out} output holds (queued or not yet taken)",
                                             value=o.queued)
-                    yield CounterMetricFamily(f"edgevid_{out}_reconnects", f"reconnections to the {out} broker", value=o.reconnects)
+                    yield CounterMetricFamily(f"edgevid_{out}_reconnects", f"reconnections of the {out} output", value=o.reconnects)
 
         self.registry.register(_StatusCollector())
         self.stage = prom.Histogram("edgevid_inference_seconds", "seconds per frame (extract) or per window (head)",
@@ -104,6 +106,16 @@ class Metrics:
         except OSError as exc:
             raise ConfigError(f"metrics.listen: cannot listen on {listen}: {exc}") from None
         log.info("metrics on http://%s/metrics", listen)
+
+    # -- as an output: events are counted as they are published; the rest is read at scrape time
+    name = "metrics"
+
+    def send(self, topic: str, message) -> None:
+        if getattr(message, "type", None) == "event":
+            self.events.labels(message.source, message.phase).inc()
+
+    def status(self) -> "OutputStatus | None":
+        return None  # a pull endpoint: nothing queued, nothing to drop
 
     def close(self) -> None:
         self.server.shutdown()
