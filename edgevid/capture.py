@@ -106,18 +106,25 @@ def open_video(path: Path | str, *params: int) -> cv2.VideoCapture:
     return cv2.VideoCapture(name, cv2.CAP_FFMPEG, list(params))
 
 
+def unusable(cap: cv2.VideoCapture, not_open: str) -> str | None:
+    """Why an OpenCV capture cannot be used (it is released then): ``not_open`` when it did not
+    open, the size limit (:func:`size_problem`) when its frames are too large; else None."""
+    if not cap.isOpened():
+        cap.release()
+        return not_open
+    too_big = size_problem(int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    if too_big:
+        cap.release()
+    return too_big
+
+
 def _open(path: Path) -> cv2.VideoCapture:
     check_file(path)
     cap = open_video(path)
-    if not cap.isOpened():
-        cap.release()
-        raise InputError(f"{display(path)}: not a video OpenCV/FFmpeg can open (unknown container or corrupt header)")
-    width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    too_big = size_problem(width, height)
-    if too_big:
-        cap.release()
-        raise InputError(f"{display(path)}: {too_big}")
-    if width * height > SINGLE_THREAD_PIXELS:
+    problem = unusable(cap, "not a video OpenCV/FFmpeg can open (unknown container or corrupt header)")
+    if problem:
+        raise InputError(f"{display(path)}: {problem}")
+    if cap.get(cv2.CAP_PROP_FRAME_WIDTH) * cap.get(cv2.CAP_PROP_FRAME_HEIGHT) > SINGLE_THREAD_PIXELS:
         # Each decoder thread holds frames of its own: above 4K, one thread keeps memory down.
         cap.release()
         cap = open_video(path, cv2.CAP_PROP_N_THREADS, 1)

@@ -113,11 +113,11 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 def _is_live(raw: str) -> bool:
     """A camera index, /dev/videoN or URL, by the daemon's own rule, unless a file of that name exists."""
-    from .config import SourceConfig
-
     if Path(raw).is_file():
         return False
-    return SourceConfig.model_construct(uri=raw).resolved_kind() in ("camera", "stream")
+    from .sources.kinds import detect
+
+    return not detect(raw).file  # a camera or a stream (a pipe is never detected from a uri)
 
 
 def _classify_live(args: argparse.Namespace, live: list[str]) -> int:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .timing import TIME_EPS
+
 #: Frames per clip in the study: M where none is given (a head's own M is in its manifest, 12 for the bundled one).
 DEFAULT_FRAMES = 25
 
@@ -55,11 +57,11 @@ def window_indices(n_frames: int, fps: float, window_s: float, m: int, start_s: 
     if times is None:
         # Rational form of floor(instant * fps), rounded in the last bit so a slot exactly on a
         # frame boundary belongs to the later frame, as in sample_indices.
-        return np.clip(np.floor(instants * fps + 1e-9).astype(np.int64), 0, n_frames - 1)
+        return np.clip(np.floor(instants * fps + TIME_EPS).astype(np.int64), 0, n_frames - 1)
     centres = np.asarray(times, np.float64)[:n_frames] + 0.5 / fps
-    later = np.clip(np.searchsorted(centres, instants - 1e-9), 0, len(centres) - 1)
+    later = np.clip(np.searchsorted(centres, instants - TIME_EPS), 0, len(centres) - 1)
     earlier = np.maximum(later - 1, 0)
-    take_earlier = (instants - centres[earlier]) < (centres[later] - instants) - 1e-9
+    take_earlier = (instants - centres[earlier]) < (centres[later] - instants) - TIME_EPS
     return np.where(take_earlier, earlier, later).astype(np.int64)
 
 
@@ -72,9 +74,9 @@ def window_starts(n_frames: int, fps: float, window_s: float, hop_s: float, time
     """Start times (s) of every window of ``window_s`` that fits inside the clip, ``hop_s`` apart
     (the windows a file source publishes); empty when the clip is shorter than one window."""
     duration = clip_duration(n_frames, fps, times)
-    if duration + 1e-9 < window_s:
+    if duration + TIME_EPS < window_s:
         return np.zeros(0)
-    count = int(np.floor((duration - window_s) / hop_s + 1e-9)) + 1
+    count = int(np.floor((duration - window_s) / hop_s + TIME_EPS)) + 1
     return np.arange(count) * hop_s
 
 

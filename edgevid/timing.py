@@ -3,6 +3,7 @@
 - :class:`SlotFiller`: M-slot windows on a time grid, each slot filled by the nearest captured frame.
 - :class:`StreamClock` / :class:`FileClock`: the time of a captured frame (its own timestamp while sane).
 - :class:`Backoff`: reconnect delays.
+- :class:`SlotHold`: a file's settled slots, handed over only once the file reaches their end.
 
 Times here are seconds on one monotonic axis per source (``time.monotonic()`` for live sources,
 the position in the file for files); wall-clock time is only ever a label.
@@ -16,6 +17,10 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+#: Seconds of float rounding every time comparison here absorbs (slot instants, ties between two
+#: frames, a slot's end against the file's): one tolerance for the daemon and ``classify`` alike.
+TIME_EPS = 1e-9
 
 #: A window may have at most this fraction of its slots far from any captured frame ("gaps");
 #: beyond it the window is skipped rather than published with frames repeated to fill the holes.
@@ -57,14 +62,14 @@ class SlotFiller(Generic[T]):
         return self.origin + (k + 0.5) * self.dt
 
     def _new_is_nearer(self, t: float, s: float) -> bool:
-        # Ties go to the later frame, as in sample_indices; 1e-9 s absorbs float rounding.
-        return self._prev is None or (t - s) <= (s - self._prev[0]) + 1e-9
+        # Ties go to the later frame, as in sample_indices; TIME_EPS absorbs float rounding.
+        return self._prev is None or (t - s) <= (s - self._prev[0]) + TIME_EPS
 
     def wants(self, t: float) -> bool:
         """Should the frame at ``t`` be kept? Yes if it is the nearer frame for a slot it settles,
         or if the next slot is closer to it than to the frame expected after it."""
         k = self.next_k
-        while self.instant(k) <= t + 1e-9:
+        while self.instant(k) <= t + TIME_EPS:
             if self._new_is_nearer(t, self.instant(k)):
                 return True
             k += 1
@@ -73,7 +78,7 @@ class SlotFiller(Generic[T]):
     def push(self, t: float, frame: T | None) -> list[Fill[T]]:
         """Add the frame at ``t`` (None: not kept); returns the slots it settles, in order."""
         out: list[Fill[T]] = []
-        while self.instant(self.next_k) <= t + 1e-9:
+        while self.instant(self.next_k) <= t + TIME_EPS:
             s = self.instant(self.next_k)
             new = (abs(t - s), frame)
             prev = (abs(s - self._prev[0]), self._prev[1]) if self._prev is not None else (math.inf, None)
@@ -81,7 +86,7 @@ class SlotFiller(Generic[T]):
             candidates = [new, prev] if self._new_is_nearer(t, s) else [prev, new]
             kept = [(d, f) for d, f in candidates if f is not None]
             dist, chosen = kept[0] if kept else (math.inf, None)
-            out.append(Fill(self.next_k, chosen, gap=dist > self.dt + 1e-9))
+            out.append(Fill(self.next_k, chosen, gap=dist > self.dt + TIME_EPS))
             self.next_k += 1
         if self._prev is not None and t > self._prev[0]:
             # Smoothed frame interval (live cameras drift from their nominal rate).
@@ -187,3 +192,27 @@ class Liveness:
 
     def alive(self, now: float) -> bool:
         return now - self.last < self.grace
+
+
+class SlotHold(Generic[T]):
+    """A file's settled slots, held until the file is known to reach the end of each slot's
+    interval: a window is published only if it fits in the file (as ``sampling.window_starts``
+    counts them). Released in runs that share their ``paused`` flag, in slot order."""
+
+    def __init__(self, dt: float) -> None:
+        self.dt = dt
+        self._held: list[tuple[Fill[T], bool]] = []
+
+    def add(self, fills: list[Fill[T]], paused: bool) -> None:
+        self._held.extend((f, paused) for f in fills)
+
+    def release(self, end: float) -> list[tuple[list[Fill[T]], bool]]:
+        """The runs of held slots whose interval ends by ``end`` (seconds into the file)."""
+        runs: list[tuple[list[Fill[T]], bool]] = []
+        held = self._held
+        while held and (held[0][0].k + 1) * self.dt <= end + TIME_EPS:
+            paused, run = held[0][1], []
+            while held and held[0][1] == paused and (held[0][0].k + 1) * self.dt <= end + TIME_EPS:
+                run.append(held.pop(0)[0])
+            runs.append((run, paused))
+        return runs

@@ -678,7 +678,7 @@ def _serve_watching_rss(cfg: Path, env: dict, endpoint: str, done, timeout: floa
 def test_jpeg_size_is_read_from_the_header():
     import cv2
 
-    from edgevid.pipe import jpeg_size
+    from edgevid.sources.pipe import jpeg_size
 
     frame = cv2.VideoCapture(str(CLIP)).read()[1]
     for w, h in ((320, 240), (64, 48), (17, 9)):

@@ -95,7 +95,7 @@ def test_file_source_pairs_each_sampled_frame_with_its_predecessor(extractor):
     import threading
 
     from edgevid.config import SourceConfig
-    from edgevid.sources import FrameSource
+    from edgevid.sources.source import FrameSource
     from edgevid.config import source_timing
 
     clip = jhmdb_clip("jump")

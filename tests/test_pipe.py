@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from conftest import DATA, run_cli
 from daemon_util import Subscriber, free_port, start_daemon, stop_daemon, write_config
 from edgevid.config import DaemonConfig, describe
-from edgevid.pipe import (JpegSplitter, PipeCapture, PipeSpec, RawFramer, StderrTail, command_problem, describe_exit,
+from edgevid.sources.pipe import (JpegSplitter, PipeCapture, PipeSpec, RawFramer, StderrTail, command_problem, describe_exit,
                           frame_bytes, to_bgr)
 from edgevid.timing import Backoff, Liveness
 
@@ -286,7 +286,8 @@ def test_a_wrong_frame_size_is_hinted_at_when_the_command_ends():
 def test_program_not_found_is_a_one_line_source_error():
     """The daemon retries such a source with backoff; this line is its `last_error`."""
     from edgevid.config import SourceConfig
-    from edgevid.sources import SourceError, open_capture
+    from edgevid.sources.base import SourceError
+    from edgevid.sources.kinds import open_capture
 
     cfg = SourceConfig(id="picam", kind="pipe", uri="rpicam-vid-not-here -t 0 -o -", pixel_format="yuv420p", width=640, height=480, fps=15)
     with pytest.raises(SourceError, match=r"^cannot start command: 'rpicam-vid-not-here' not found on PATH$"):

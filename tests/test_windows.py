@@ -17,7 +17,7 @@ from conftest import DATA, jhmdb_clip
 from edgevid.config import SourceConfig, SourceTiming
 from edgevid.sampling import sample_indices
 from edgevid.scheduler import Admission
-from edgevid.sources import FrameSource
+from edgevid.sources.source import FrameSource
 from edgevid.timing import MAX_GAP_FRACTION, Backoff, FileClock, SlotFiller, StreamClock
 from edgevid.windows import FrameInfo, Ready, Skipped, WindowAssembler
 

@@ -28,7 +28,7 @@ from edgevid.capture import frame_times
 from edgevid.errors import EdgevidError
 from edgevid.extractor import Extractor
 from edgevid.motion import MotionEstimator, MotionSpec
-from edgevid.pipe import die_with_parent
+from edgevid.sources.pipe import die_with_parent
 from edgevid.pipeline import clip_features
 from edgevid.sampling import clip_duration, sample_indices
 from edgevid.store import write_atomic

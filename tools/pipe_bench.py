@@ -4,7 +4,7 @@
 
 A real clip (Kinetics sample, H.264) is scaled to the Pi camera's 640x480 and written once as raw
 I420 and as MJPEG (what ``rpicam-vid --codec yuv420`` / ``--codec mjpeg`` write); ``cat`` then plays
-each file into :class:`edgevid.pipe.PipeCapture`, so the camera's own cost is not counted. Measured
+each file into :class:`edgevid.sources.pipe.PipeCapture`, so the camera's own cost is not counted. Measured
 on the reading thread's CPU clock: cutting frames out of the pipe (every frame), converting to BGR
 and preprocessing to the extractor's input (the frames that fill a slot), and the extractor itself
 (batches of 8, 2 threads). The daemon's load per second of a 15 fps camera with the bundled head:
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from edgevid.extractor import Extractor, preprocess
-from edgevid.pipe import PipeCapture, PipeSpec
+from edgevid.sources.pipe import PipeCapture, PipeSpec
 
 SHARED = Path(os.environ.get("EDGEVID_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 MNV2 = SHARED / "models" / "mobilenet_v2_1.0_224_quant.tflite"

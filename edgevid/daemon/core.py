@@ -21,7 +21,9 @@ from ..motion import MotionEstimator
 from ..pipeline import ClipClassifier
 from ..outputs import Output, event_topic, prediction_topic
 from ..scheduler import Admission
-from ..sources import Captured, FrameSource
+from ..sources.base import Captured
+from ..sources.kinds import kind_of
+from ..sources.source import FrameSource
 from ..timing import Fill, Liveness
 from ..windows import WindowAssembler
 from .feed import FeedQueue
@@ -60,7 +62,7 @@ class Daemon:
         self.source_cfg = {s.id: s for s in cfg.sources}
         self.stop_event = threading.Event()
         self.cv = threading.Condition()
-        self.queue: FeedQueue[Captured] = FeedQueue({s.id: not (s.resolved_kind() == "file" and not s.realtime) for s in cfg.sources})
+        self.queue: FeedQueue[Captured] = FeedQueue({s.id: not (kind_of(s).file and not s.realtime) for s in cfg.sources})
         self.windows = {s.id: WindowAssembler(m, self.timing[s.id].hop) for s in cfg.sources}
         self.admission = Admission([s.id for s in cfg.sources if self.queue.feeds[s.id].live])
         self.admitted = self.admission.state
@@ -126,7 +128,7 @@ class Daemon:
         a new rate interval or taking a sequence number."""
         now = time.monotonic()
         sources = [source_status(sid, src.stats, self.timing[sid], self.windows[sid].skipped, self.paused(sid),
-                                 self.rates.of(sid, now, src.stats.frames_in, src.stats.extracted, peek), src.kind == "file")
+                                 self.rates.of(sid, now, src.stats.frames_in, src.stats.extracted, peek), src.is_file)
                    for sid, src in self.sources.items()]
         self.status_seq += 0 if peek else 1
         cost = None if self.load.cost_s is None else round(self.load.cost_s * 1e3, 3)

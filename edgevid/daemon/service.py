@@ -15,7 +15,7 @@ from ..config import DaemonConfig, load_config
 from ..errors import EdgevidError
 from ..pipeline import ClipClassifier, load_classifier
 from ..outputs import STATUS_TOPIC, Context, check_outputs, open_outputs
-from ..sources import source_problem
+from ..sources.kinds import source_problem
 from .core import Daemon
 from .worker import Worker
 

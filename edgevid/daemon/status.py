@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..config import SourceTiming
 from ..messages import SourceStatus
-from ..sources import SourceStats
+from ..sources.base import SourceStats
 
 
 class Rates:

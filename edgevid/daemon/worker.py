@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from ..sources import Captured
+from ..sources.base import Captured
 from ..windows import Ready
 from .core import Daemon
 from .feed import Segment, Taken

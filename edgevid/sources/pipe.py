@@ -4,7 +4,7 @@ On Raspberry Pi OS Bookworm the camera module goes through libcamera, which Open
 the camera apps (and ``ffmpeg`` for any other device) write raw or MJPEG frames to stdout instead.
 :class:`PipeCapture` starts such a command and offers the few ``cv2.VideoCapture`` calls the live
 reader uses (``grab``/``retrieve``/``get``/``release``), so a pipe is read, timed, stall-checked and
-restarted by the same code as a camera or a stream (:class:`edgevid.sources.FrameSource`).
+restarted by the same code as a camera or a stream (:class:`edgevid.sources.source.FrameSource`).
 
 The child runs without a shell, in its own session (so stopping it reaches its whole process
 group) and with ``PR_SET_PDEATHSIG`` = SIGKILL, so it dies with the thread that started it, even
@@ -28,11 +28,16 @@ import subprocess
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-from .capture import size_problem
+from ..capture import size_problem
+from .base import Kind, Opened, SourceError
+
+if TYPE_CHECKING:
+    from ..config import SourceConfig
 
 #: Raw layouts: (rows per frame as a multiple of the height, bytes per pixel of a row, channels, cv2
 #: conversion to BGR or None). Planar YUV 4:2:0 is one ``height * 3 / 2`` x ``width`` byte plane.
@@ -462,3 +467,15 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def open_pipe(cfg: "SourceConfig") -> Opened:
+    try:
+        pipe = PipeCapture(PipeSpec(cfg.uri, cfg.pixel_format, cfg.width, cfg.height, cfg.fps))
+    except (OSError, ValueError) as exc:
+        raise SourceError(f"cannot start command: {exc}") from None
+    return Opened(pipe, cfg.width or 0, cfg.height or 0, cfg.fps, f"pipe {cfg.pixel_format}")
+
+
+#: Only when the config says ``kind = "pipe"``: the URI is a command line.
+KIND = Kind("pipe", None, open_pipe, lambda cfg: command_problem(cfg.uri))

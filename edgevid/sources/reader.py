@@ -1,0 +1,144 @@
+"""Reading one opened capture: each frame timed, the slots it settles, and only the frames that
+fill a slot converted (straight to the extractor's input size). A file is paced at its own
+timestamps and its slots held until the file reaches them; a live capture is timed on arrival and
+reopened when it stalls."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from ..config import SourceConfig, SourceTiming
+from ..timing import TIME_EPS, FileClock, Fill, Liveness, SlotFiller, SlotHold, StreamClock
+from .base import FPS_RANGE, Captured, Opened, Sink, SourceError, SourceStats
+from .pipe import PipeCapture
+
+
+@dataclass
+class Outcome:
+    frames: int = 0
+    ended: bool = False  # end of file / stream
+    error: str | None = None
+
+
+class FrameReader:
+    """A source's frames, across reopenings: frame ids only grow, so a window never mixes two."""
+
+    def __init__(self, cfg: SourceConfig, timing: SourceTiming, sink: Sink, stats: SourceStats, stop,
+                 convert: Callable[[np.ndarray], np.ndarray], clock: Callable[[], float],
+                 motion_grey: Callable[[np.ndarray], np.ndarray] | None, is_file: bool) -> None:
+        self.cfg, self.timing, self.sink, self.stats, self.stop_event = cfg, timing, sink, stats, stop
+        self.convert, self.clock, self.is_file = convert, clock, is_file
+        self._fid = 0
+        self._handed = 0  # frames with fid <= this were handed over
+        # Motion stream: every frame is kept as a small grey image, the predecessor of the next.
+        self.motion_grey = motion_grey
+        self._prev_grey: np.ndarray | None = None
+
+    def _keep(self, cap, t: float, mono: float, wall: float, media: float | None, wanted: bool = True) -> Captured | None:
+        """Retrieve the grabbed frame if it fills a slot (``wanted``) or the motion stream needs it as
+        the next frame's predecessor; a Captured only for a wanted frame."""
+        ok, frame = cap.retrieve()
+        if not ok or frame is None:
+            self._prev_grey = None
+            return None
+        grey = self.motion_grey(frame) if self.motion_grey is not None else None
+        prev, self._prev_grey = self._prev_grey, grey
+        if not wanted:
+            return None
+        self._fid += 1
+        loop = self.stats.loop if self.is_file else None
+        return Captured(self._fid, t, mono, wall, media, loop, image=self.convert(frame),
+                        motion_pair=(prev, grey) if grey is not None else None)
+
+    def hand_over(self, fills: list[Fill[Captured]], paused: bool) -> None:
+        if not fills:
+            return
+        new = []
+        for f in fills:
+            if f.frame is not None and f.frame.fid > self._handed:
+                self._handed = f.frame.fid
+                new.append(f.frame)
+        self.stats.sampled += len(new)
+        self.sink.fills(self.cfg.id, fills, new, paused)
+
+    def _offer(self, cap, filler: SlotFiller[Captured], t: float, mono: float, wall: float,
+               media: float | None) -> tuple[list[Fill[Captured]], bool]:
+        """One grabbed frame at ``t``: converted only if it can fill a slot (and the source is not
+        paused); returns the slots it settles and whether the source is paused."""
+        paused = self.sink.paused(self.cfg.id)
+        wanted = not paused and filler.wants(t)
+        frame = None
+        if wanted or (self.motion_grey is not None and not paused):
+            frame = self._keep(cap, t, mono, wall, media, wanted)
+        else:
+            self._prev_grey = None  # a frame not looked at: the next one has no known predecessor
+        return filler.push(t, frame), paused
+
+    def _start(self) -> None:
+        self._prev_grey = None
+        self.sink.segment(self.cfg.id)
+
+    def read_file(self, opened: Opened, running: Callable[[], None]) -> Outcome:
+        fps = opened.fps
+        if not FPS_RANGE[0] <= fps <= FPS_RANGE[1]:
+            raise SourceError(f"{self.cfg.uri}: header frame rate {fps:g} fps is outside {FPS_RANGE[0]:g}-{FPS_RANGE[1]:g} fps; "
+                              "re-mux the file with a real frame rate")
+        cap, frame_s, dt = opened.cap, 1.0 / fps, self.timing.dt
+        clock, filler, hold = FileClock(fps), SlotFiller[Captured](dt, 0.0, frame_s), SlotHold[Captured](dt)
+        self._start()
+        running()
+        start, n, position = self.clock(), 0, 0.0
+        while not self.stop_event.is_set():
+            if not cap.grab():
+                if n:  # end of file: the slots inside the last frame's display interval
+                    end = position + frame_s
+                    hold.add(filler.push(end - 0.5 * dt + TIME_EPS, None), False)
+                    self._release(hold, end)
+                return Outcome(n, ended=True)
+            n += 1
+            self.stats.frames_in += 1
+            position = clock.position(cap.get(cv2.CAP_PROP_POS_MSEC))
+            if self.cfg.realtime:
+                ahead = start + position - self.clock()
+                if ahead > 0 and self.stop_event.wait(ahead):
+                    break
+            # The frame's time is the centre of its display interval.
+            fills, paused = self._offer(cap, filler, position + 0.5 * frame_s, self.clock(), time.time(), position)
+            hold.add(fills, paused)
+            self._release(hold, position + frame_s)
+        return Outcome(n)
+
+    def _release(self, hold: SlotHold[Captured], end: float) -> None:
+        for run, paused in hold.release(end):
+            self.hand_over(run, paused)
+
+    def read_live(self, opened: Opened, running: Callable[[], None]) -> Outcome:
+        cap, clock = opened.cap, StreamClock()
+        filler: SlotFiller[Captured] | None = None
+        nominal = 1.0 / opened.fps if FPS_RANGE[0] <= opened.fps <= FPS_RANGE[1] else self.timing.dt
+        self._start()
+        running()
+        n, live = 0, Liveness(self.cfg.stall_timeout, self.clock())
+        while not self.stop_event.is_set():
+            if not cap.grab():
+                if isinstance(cap, PipeCapture) and cap.ended:  # the command exited: restart it
+                    return Outcome(n, ended=True, error=cap.ended)
+                if not live.alive(self.clock()):  # stalled
+                    said = cap.stderr.text() if isinstance(cap, PipeCapture) else ""  # e.g. a camera timeout
+                    return Outcome(n, error=f"no frame for {self.cfg.stall_timeout:g} s (stalled){': ' + said if said else ''}")
+                self.stop_event.wait(0.01)
+                continue
+            mono, wall = self.clock(), time.time()
+            live.beat(mono)
+            n += 1
+            self.stats.frames_in += 1
+            t = clock.time(mono, cap.get(cv2.CAP_PROP_POS_MSEC))
+            if filler is None:  # slot 0 falls on the first frame
+                filler = SlotFiller(self.timing.dt, t - 0.5 * self.timing.dt, nominal)
+            self.hand_over(*self._offer(cap, filler, t, mono, wall, None))
+        return Outcome(n)

@@ -1,0 +1,36 @@
+"""Source kinds and the file slot hold: pure rules, no video."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgevid.config import SourceConfig
+from edgevid.sources.kinds import KINDS, NAMES, detect
+from edgevid.timing import TIME_EPS, Fill, SlotHold
+
+
+@pytest.mark.parametrize("uri,kind", [("0", "camera"), ("/dev/video2", "camera"), ("rtsp://cam/1", "stream"),
+                                      ("http://x/y.mjpg", "stream"), ("clips/a.mp4", "file"), ("/dev/videos.mp4", "camera")])
+def test_auto_kind_is_the_first_registered_kind_that_knows_the_uri(uri, kind):
+    assert detect(uri).name == kind == SourceConfig(id="a", uri=uri).resolved_kind()
+
+
+def test_every_kind_is_in_the_registry_once_and_config_accepts_exactly_those():
+    assert len(set(NAMES)) == len(KINDS) and NAMES[-1] == "file"  # the fallback is last
+    assert [k.name for k in KINDS if k.file] == ["file"] and next(k for k in KINDS if k.name == "pipe").detect is None
+    with pytest.raises(Exception, match="must be auto or one of camera, stream, pipe, file"):
+        SourceConfig(id="a", uri="x", kind="bogus")
+
+
+def test_a_file_slot_is_handed_over_only_once_the_file_reaches_its_end_in_runs_of_one_pause_state():
+    dt = 0.1
+    hold: SlotHold[str] = SlotHold(dt)
+    hold.add([Fill(0, "f0", False), Fill(1, "f1", False)], paused=False)
+    hold.add([Fill(2, "f2", False)], paused=True)
+    hold.add([Fill(3, "f3", False)], paused=False)
+    assert hold.release(0.15) == [([Fill(0, "f0", False)], False)]  # slot 1 ends at 0.2: not yet
+    # 0.2 within float rounding of slot 1's end: released; then slot 2 (paused) and 3 in their own runs
+    assert hold.release(0.2 - TIME_EPS / 2) == [([Fill(1, "f1", False)], False)]
+    assert hold.release(0.4) == [([Fill(2, "f2", False)], True), ([Fill(3, "f3", False)], False)]
+    assert hold.release(10.0) == []
+
