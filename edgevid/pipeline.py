@@ -153,23 +153,9 @@ def clip_features(
         # The motion stream also needs the frame before each sampled one.
         return np.union1d(idx, np.maximum(np.asarray(idx) - 1, 0)) if motion is not None else idx
 
-    # Without views the frames are reduced as they are decoded: to the extractor's input (the
-    # preprocess resize is then an exact copy) and, for the motion stream, to its small grey image:
-    # memory stays flat whatever the resolution. The time spent reducing is preprocessing, not
-    # decoding. (Views need whole frames: training only.)
-    spent = [0.0, 0.0]  # reducing for the extractor (preprocessing), for the motion stream
-
-    def reduce(frame: np.ndarray):
-        t = time.perf_counter()
-        small = cv2.resize(frame, (extractor.input_size, extractor.input_size), interpolation=cv2.INTER_LINEAR)
-        t_small = time.perf_counter()
-        spent[0] += t_small - t
-        if motion is None:
-            return small
-        grey = motion.grey(frame)
-        spent[1] += time.perf_counter() - t_small
-        return small, grey
-
+    # Without views the frames are reduced as they are decoded (:class:`_Reducer`): memory stays
+    # flat whatever the resolution. (Views need whole frames: training only.)
+    reduce = _Reducer(extractor.input_size if extractor is not None else 0, motion)
     reduced = not views and extractor is not None
     clip = read_clip(path, m, wanted, times, reduce if reduced else None)
     indices = plan["idx"] if motion is not None else clip.indices
@@ -192,16 +178,45 @@ def clip_features(
         feats = extractor.extract(batch)[inverse]
         t3 = time.perf_counter()
         extra = [extractor.extract(extractor.preprocess([view(f) for f in unique_frames]))[inverse] for view in views]
+    spent = reduce.spent
     timings = StageTimings(
         decode_ms=(t1 - t0 - spent[0] - spent[1]) * 1e3, preprocess_ms=(t2 - t1 + spent[0]) * 1e3, extract_ms=(t3 - t2) * 1e3,
         total_ms=(t3 - t0 - spent[1]) * 1e3,
     )
-    flow, flow_views = None, []
-    if motion is not None:
-        t4 = time.perf_counter()
-        flow = clip_motion(motion, motion_frames, unique, greys=are_greys)[inverse]
-        timings.motion_ms = (time.perf_counter() - t4 + spent[1]) * 1e3
-        timings.total_ms += timings.motion_ms
-        needed = sorted(decoded)
-        flow_views = [clip_motion(motion, {i: view(decoded[i]) for i in needed}, unique)[inverse] for view in views]
+    flow, flow_views = _motion_streams(motion, motion_frames, are_greys, decoded, unique, inverse, views, timings, spent[1])
     return ClipFeatures(feats, indices, clip.n_frames, clip.fps, timings, extra, flow, flow_views)
+
+
+class _Reducer:
+    """Each decoded frame reduced at once to the extractor's input (the preprocess resize is then
+    an exact copy) and, for the motion stream, to its small grey image. ``spent``: seconds spent
+    reducing for the extractor (counted as preprocessing) and for the motion stream."""
+
+    def __init__(self, size: int, motion: MotionEstimator | None) -> None:
+        self.size, self.motion = size, motion
+        self.spent = [0.0, 0.0]
+
+    def __call__(self, frame: np.ndarray):
+        t = time.perf_counter()
+        small = cv2.resize(frame, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+        t_small = time.perf_counter()
+        self.spent[0] += t_small - t
+        if self.motion is None:
+            return small
+        grey = self.motion.grey(frame)
+        self.spent[1] += time.perf_counter() - t_small
+        return small, grey
+
+
+def _motion_streams(motion: MotionEstimator | None, frames: dict, are_greys: bool, decoded: dict, unique: np.ndarray,
+                    inverse: np.ndarray, views: Sequence[Callable[[np.ndarray], np.ndarray]], timings: StageTimings,
+                    reducing_s: float) -> tuple[np.ndarray | None, list[np.ndarray]]:
+    """The motion stream into each sampled frame (and each view's), timed into ``timings``."""
+    if motion is None:
+        return None, []
+    t = time.perf_counter()
+    flow = clip_motion(motion, frames, unique, greys=are_greys)[inverse]
+    timings.motion_ms = (time.perf_counter() - t + reducing_s) * 1e3
+    timings.total_ms += timings.motion_ms
+    needed = sorted(decoded)
+    return flow, [clip_motion(motion, {i: view(decoded[i]) for i in needed}, unique)[inverse] for view in views]

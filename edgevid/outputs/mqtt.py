@@ -155,6 +155,42 @@ def client_id(cfg: "MqttConfig") -> str:
     return cid
 
 
+def make_client(mqtt, cfg: "MqttConfig", availability: str):
+    """A paho client set up from config: id, last will (``offline``), credentials, TLS, backoff,
+    paho's own queue bounded as edgevid's."""
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id(cfg))
+    c.suppress_exceptions = True  # an exception in a callback must not end paho's network thread
+    c.will_set(availability, "offline", qos=1, retain=True)
+    if cfg.username is not None:
+        c.username_pw_set(cfg.username, cfg.password)
+    if cfg.tls_ca is not None:
+        try:
+            c.tls_set(ca_certs=str(cfg.tls_ca))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"mqtt.tls_ca: cannot use {cfg.tls_ca}: {exc}") from None
+    c.reconnect_delay_set(min_delay=max(1, round(cfg.reconnect_min)), max_delay=max(1, round(cfg.reconnect_max)))
+    c.max_queued_messages_set(cfg.queue)
+    return c
+
+
+def translate(prefix: str, topic: str, message: BaseModel, state: dict[str, dict]) -> list[tuple[str, str, int, bool]]:
+    """A daemon message as MQTT publishes ``(topic, payload, qos, retain)``; an event also updates
+    its source's retained ``state`` (sent again on every reconnect)."""
+    p = prefix
+    if isinstance(message, Prediction):
+        return [(f"{p}/{message.source}/prediction", message.model_dump_json(), 0, False)]
+    if isinstance(message, Event):
+        state[message.source] = {"action": message.label if message.phase != "end" else "none", "event_id": message.id,
+                                 "phase": message.phase, "score": message.score, "best_score": message.best_score,
+                                 "started_at": message.started_at, "duration_s": message.duration_s}
+        return [(f"{p}/{message.source}/event", message.model_dump_json(), 1, False),
+                (f"{p}/{message.source}/state", json.dumps(state[message.source]), 1, True)]
+    if isinstance(message, Status):
+        return [(f"{p}/status", message.model_dump_json(), 1, True)] + [
+            (f"{p}/{s.id}/status", s.model_dump_json(), 0, True) for s in message.sources]
+    return [(f"{p}/{topic}", message.model_dump_json(), 0, False)]
+
+
 class MqttOutput:
     """The MQTT side of the daemon: ``send(topic, message)`` with the daemon's own topic names."""
 
@@ -181,18 +217,7 @@ class MqttOutput:
         self._wake = threading.Condition()
         self._state = {sid: {"action": "none"} for sid in sources}  # retained per source, sent again on reconnect
         self._discovery = discovery(cfg, sources, labels, model, __version__) if cfg.discovery_prefix else []
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id(cfg))
-        c.suppress_exceptions = True  # an exception in a callback must not end paho's network thread
-        c.will_set(self.availability, "offline", qos=1, retain=True)
-        if cfg.username is not None:
-            c.username_pw_set(cfg.username, cfg.password)
-        if cfg.tls_ca is not None:
-            try:
-                c.tls_set(ca_certs=str(cfg.tls_ca))
-            except (OSError, ValueError) as exc:
-                raise ConfigError(f"mqtt.tls_ca: cannot use {cfg.tls_ca}: {exc}") from None
-        c.reconnect_delay_set(min_delay=max(1, round(cfg.reconnect_min)), max_delay=max(1, round(cfg.reconnect_max)))
-        c.max_queued_messages_set(cfg.queue)
+        c = make_client(mqtt, cfg, self.availability)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         self.client = c
@@ -235,28 +260,12 @@ class MqttOutput:
     # -- the daemon's side ----------------------------------------------------------------------
     def send(self, topic: str, message: BaseModel) -> None:
         """Queue the message's MQTT form; never blocks (a full queue drops and counts)."""
-        for item in self._translate(topic, message):
+        for item in translate(self.prefix, topic, message, self._state):
             try:
                 self.queue.put_nowait(item)
             except queue.Full:
                 with self._lock:
                     self.dropped += 1
-
-    def _translate(self, topic: str, message: BaseModel) -> list[tuple[str, str, int, bool]]:
-        p = self.prefix
-        if isinstance(message, Prediction):
-            return [(f"{p}/{message.source}/prediction", message.model_dump_json(), 0, False)]
-        if isinstance(message, Event):
-            state = {"action": message.label if message.phase != "end" else "none", "event_id": message.id, "phase": message.phase,
-                     "score": message.score, "best_score": message.best_score, "started_at": message.started_at,
-                     "duration_s": message.duration_s}
-            self._state[message.source] = state
-            return [(f"{p}/{message.source}/event", message.model_dump_json(), 1, False),
-                    (f"{p}/{message.source}/state", json.dumps(state), 1, True)]
-        if isinstance(message, Status):
-            return [(f"{p}/status", message.model_dump_json(), 1, True)] + [
-                (f"{p}/{s.id}/status", s.model_dump_json(), 0, True) for s in message.sources]
-        return [(f"{p}/{topic}", message.model_dump_json(), 0, False)]
 
     def _sweep(self) -> None:
         with self._lock:
