@@ -243,10 +243,11 @@ class Daemon:
         self._busy[1] += len(batch)
         if self.metrics is not None:
             self.metrics.stage.labels("extract").observe(seconds / len(batch))
+        ready = time.monotonic()
         for job, feature in zip(batch, feats, strict=True):
             job.frame.image = job.frame.motion_pair = None  # the feature is all that is kept
             self.sources[job.source].stats.extracted += 1
-            self.windows[job.source].add_feature(job.frame.fid, feature, seconds * 1e3 / len(batch))
+            self.windows[job.source].add_feature(job.frame.fid, feature, seconds * 1e3 / len(batch), ready)
 
     def _publish_ready(self, sid: str) -> None:
         for result in self.windows[sid].windows():
@@ -271,7 +272,8 @@ class Daemon:
             media_start=first.media, media_end=last.media, loop=last.loop,
             top=top_k(probs, self.head.labels, self.source_cfg[sid].top_k), models=self.models,
             frames=len({f.fid for f in w.frames}), gaps=w.gaps, new_frames=w.new_frames,
-            latency=PredictionLatency(extract_ms=round(w.extract_ms, 3), head_ms=round(head_s * 1e3, 3), capture_to_publish_ms=0.0),
+            latency=PredictionLatency(extract_ms=round(w.extract_ms, 3), head_ms=round(head_s * 1e3, 3),
+                                      floor_ms=round(w.pending_ms + head_s * 1e3, 3), capture_to_publish_ms=0.0),
         )
         newest = max(f.mono for f in w.frames)
         if self.loop is not None:
