@@ -319,6 +319,9 @@ def daemon_run(source: dict, seconds: float, head_dir: Path | None, frame_s: flo
         "capture_to_publish_p99_ms": _pct(lat, 0.99),
         "floor_p50_ms": _pct(floor, 0.5), "floor_p90_ms": _pct(floor, 0.9),
         "wait_p50_ms": _pct(wait, 0.5), "wait_p90_ms": _pct(wait, 0.9),  # latency - floor, per window
+        # Windows that waited more than half a frame interval beyond their floor: for a live source,
+        # its last slot took the frame before the slot's instant and was settled by the next one.
+        "waited_over_half_frame": sum(x > 500 * frame_s for x in wait) / max(1, len(wait)),
         "gaps": sum(m["gaps"] for m in preds), "skipped_windows": src.get("skipped_windows"), "dropped": src.get("dropped"),
         "cpu_s_per_prediction": cpu / max(1, len(preds)),
         "rss_mb_after_warmup": warm["rss_mb"], "rss_mb_at_end": end["rss_mb"], "threads": end["threads"], "fds": end["fds"],
@@ -341,7 +344,7 @@ def daemon_costs(clip: Path, seconds: float, head_dir: Path | None = None) -> di
             print(f"   {name}: window {r['window_s']} s, {r['predictions']} predictions; capture -> publish p50 / p90 "
                   f"{r['capture_to_publish_p50_ms']:.1f} / {r['capture_to_publish_p90_ms']:.1f} ms, floor p50 {r['floor_p50_ms']:.1f} ms "
                   f"(latency / floor {r['capture_to_publish_p50_ms'] / r['floor_p50_ms']:.2f}x), wait p50 / p90 "
-                  f"{r['wait_p50_ms']:.1f} / {r['wait_p90_ms']:.1f} ms{goal}; load {r['load_avg_after'][0]:.2f}", flush=True)
+                  f"{r['wait_p50_ms']:.1f} / {r['wait_p90_ms']:.1f} ms ({r['waited_over_half_frame']:.0%} of windows waited over half a frame){goal}; load {r['load_avg_after'][0]:.2f}", flush=True)
     return result
 
 
