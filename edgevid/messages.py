@@ -38,7 +38,7 @@ class ClipResult(BaseModel):
     error: str | None = None
 
 
-SCHEMA_VERSION = 3  # 2: window contract (frames, gaps, loop), overload and skip reasons in status; 3: label (unknown below min_score), MQTT drops in status
+SCHEMA_VERSION = 4  # 2: window contract (frames, gaps, loop), overload and skip reasons in status; 3: label (unknown below min_score), MQTT drops in status; 4: latency.floor_ms, every output in status (zmq's dropped unknown: null)
 EVENT_SCHEMA_VERSION = 1
 UNKNOWN = "unknown"
 
@@ -55,6 +55,9 @@ class PredictionLatency(BaseModel):
     model_config = ConfigDict(extra="forbid")
     extract_ms: float  # extractor time for the frames new in this window
     head_ms: float
+    #: The least capture_to_publish_ms could be: the extractor and motion time of the frames this
+    #: window still needed when its newest frame was captured, plus head_ms (the rest is waiting).
+    floor_ms: float
     capture_to_publish_ms: float  # newest frame's capture -> message sent (monotonic clock)
 
 
@@ -68,7 +71,7 @@ class Prediction(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     type: Literal["prediction"] = "prediction"
-    schema_version: Literal[3] = SCHEMA_VERSION
+    schema_version: Literal[4] = SCHEMA_VERSION
     source: str
     seq: int
     label: str  # top-1, or "unknown" when its (calibrated) score is below the source's min_score
@@ -111,7 +114,7 @@ class Status(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     type: Literal["status"] = "status"
-    schema_version: Literal[3] = SCHEMA_VERSION
+    schema_version: Literal[4] = SCHEMA_VERSION
     seq: int
     uptime_s: float
     overloaded: bool = False  # live sources need more extractor time than there is: served in turns

@@ -40,6 +40,10 @@ class Ready:
     gaps: int
     new_frames: int  # distinct frames not in the previous window: the extractor runs it cost
     extract_ms: float
+    #: Extractor (+ motion) ms of the frames whose features were not ready yet when the window's
+    #: newest frame was captured: the work its capture -> publish latency cannot avoid (its floor,
+    #: with the head's time).
+    pending_ms: float = 0.0
 
 
 @dataclass
@@ -61,7 +65,7 @@ class WindowAssembler:
     hop: int
     max_gaps: int = -1  # default: MAX_GAP_FRACTION of m
     slots: dict[int, _Slot] = field(default_factory=dict)
-    features: dict[int, tuple[np.ndarray, float]] = field(default_factory=dict)  # fid -> (feature, extract ms)
+    features: dict[int, tuple[np.ndarray, float, float]] = field(default_factory=dict)  # fid -> (feature, extract ms, ready at)
     dropped: set[int] = field(default_factory=set)
     skipped: Counter = field(default_factory=Counter)
     next_end: int = -1
@@ -83,8 +87,9 @@ class WindowAssembler:
     def add_slot(self, k: int, frame: FrameInfo | None, gap: bool, paused: bool = False) -> None:
         self.slots[k] = _Slot(frame, gap or frame is None, paused)
 
-    def add_feature(self, fid: int, feature: np.ndarray, extract_ms: float) -> None:
-        self.features[fid] = (feature, extract_ms)
+    def add_feature(self, fid: int, feature: np.ndarray, extract_ms: float, ready: float) -> None:
+        """Frame ``fid``'s feature, what it cost (ms) and when it was ready (on the frames' ``mono`` clock)."""
+        self.features[fid] = (feature, extract_ms, ready)
 
     def drop(self, fid: int) -> None:
         """This frame will never be extracted: every window holding it is skipped."""
@@ -126,7 +131,9 @@ class WindowAssembler:
         fids = frozenset(f.fid for f in filled)
         new = fids - self._last  # what this window cost beyond the previous one
         self._last = fids
-        return Ready(end, features, filled, gaps, len(new), sum(self.features[f][1] for f in new))
+        newest = max(f.mono for f in filled)
+        pending = sum(self.features[f][1] for f in fids if self.features[f][2] > newest)
+        return Ready(end, features, filled, gaps, len(new), sum(self.features[f][1] for f in new), pending)
 
     def _prune(self, first_needed: int) -> None:
         for k in [k for k in self.slots if k < first_needed]:

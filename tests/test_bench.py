@@ -35,8 +35,13 @@ def test_bench_smoke(tmp_path):
     # Our features are the reference path's (OpenCV vs PIL resize: cosine 0.97-0.99; a channel
     # swap or a wrong frame would fall to 0.76-0.87).
     assert r["reference"]["feature_cosine_min"] >= 0.95
-    d = r["daemon"]
-    assert d["predictions"] >= 8 and d["extractor_frames_per_prediction"] <= 6  # the feature ring at work
-    assert d["rss_mb_at_end"] > 0
+    runs = r["daemon"]["runs"]
+    assert set(runs) == {"file", "file_window_2.5s", "pipe_25fps", "pipe_15fps"}
+    for name, d in runs.items():
+        assert d["predictions"] >= 8 and d["extractor_frames_per_prediction"] <= 6, name  # the feature ring at work
+        assert d["rss_mb_at_end"] > 0 and d["floor_p50_ms"] > 0, name  # every window reports its floor
+        # At the head's window (1.2 s, 12 slots) unless the run sets its own; hop 0.2 s = 2 slots.
+        assert (d["window_s"], d["hop_s"]) == ((2.5, 0.4167) if name == "file_window_2.5s" else (1.2, 0.2)), name
+        assert ("goal_met" in d) == d["live"] == name.startswith("pipe"), name
     motion = r["motion"]["specs"]["dis_ultrafast-160x120"]  # the motion stream costed beside the extractor
     assert motion["classify_motion_ms_per_frame"] > 0 and motion["daemon_motion_over_extract"] > 0

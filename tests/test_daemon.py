@@ -70,11 +70,13 @@ def test_daemon_windows_average_to_what_classify_says_and_it_stops_on_sigterm(tm
     assert "Traceback" not in err
     preds = _preds(msgs)
     first = preds[0]
-    assert first["schema_version"] == 3 and first["source"] == "cam0" and first["seq"] == 1
+    assert first["schema_version"] == 4 and first["source"] == "cam0" and first["seq"] == 1
     assert first["new_frames"] == m and first["frames"] == m and first["gaps"] == 0 and len(first["top"]) == len(labels)
     assert first["window_end"] >= first["window_start"] and first["media_start"] < window / m
     assert len(first["models"]["extractor"]) == 12 and len(first["models"]["head"]) == 12
     assert first["latency"]["capture_to_publish_ms"] >= 0
+    # The floor: the head's time plus the extractor's on what was still pending (never less than the head's).
+    assert all(p["latency"]["floor_ms"] >= p["latency"]["head_ms"] for p in preds)
     assert [p["seq"] for p in preds] == list(range(1, len(expected) + 1))  # every window inside the file, once
     for p, idx in zip(preds, expected, strict=True):
         assert np.allclose([p["media_start"], p["media_end"]], [times[idx[0]], times[idx[-1]]])

@@ -94,7 +94,7 @@ def _window_run(fills, m=25, hop=5, lost=()):
                 w.drop(info.fid)
             else:
                 extracted[info.fid] += 1
-                w.add_feature(info.fid, np.full(4, info.fid, np.float32), 1.0)
+                w.add_feature(info.fid, np.full(4, info.fid, np.float32), 1.0, 0.0)
         out += w.windows()
     return out, extracted, w
 
@@ -108,6 +108,23 @@ def test_each_distinct_frame_is_extracted_once_and_windows_are_complete():
     assert all(r.features.shape == (25, 4) for r in ready)
     assert sum(r.new_frames for r in ready) == len(extracted)  # what windows say they cost is what ran
     assert [r.end_k for r in ready] == list(range(24, len(fills), 5))
+
+
+def test_a_windows_floor_is_the_work_still_pending_when_its_newest_frame_was_captured():
+    # A 4-slot window, a prediction every 2 slots; frames captured at mono = fid / 10 s. Each
+    # feature costs fid ms and is ready 0.05 s after capture, except frame 3, ready only at 0.45.
+    w = WindowAssembler(4, 2)
+    out = []
+    for k in range(6):
+        info = FrameInfo(k + 1, k / 10, (k + 1) / 10, 0.0)
+        w.add_slot(k, info, False)
+        w.add_feature(info.fid, np.zeros(2, np.float32), float(info.fid), 0.45 if info.fid == 3 else info.mono + 0.05)
+        out += w.windows()
+    first, second = out
+    # Window of frames 1-4, newest captured at 0.4: frames 3 (0.45) and 4 (0.45) were still pending.
+    assert [f.fid for f in first.frames] == [1, 2, 3, 4] and first.pending_ms == 3 + 4
+    # Frames 3-6, newest at 0.6: only frame 6 (ready 0.65) was pending.
+    assert [f.fid for f in second.frames] == [3, 4, 5, 6] and second.pending_ms == 6
 
 
 def test_gappy_and_broken_windows_are_skipped_with_their_reason():

@@ -9,7 +9,9 @@
    invoke per window; and the first head's floor, 25 frames and one invoke, for comparison;
 3. a plain reference implementation of the study's inference path, and our speed-up over it;
 4. ai-edge-litert vs tflite-runtime (``--other-python`` names an interpreter that has it);
-5. the daemon: extractor invokes per prediction, capture-to-publish latency, CPU per prediction, RSS;
+5. the daemon at the head's window, on a paced file and on camera-paced pipes: capture -> publish
+   latency p50/p90 against each window's floor (the extractor, motion and head time of the frames
+   it still needed when its newest frame was captured), extractor invokes per prediction, CPU, RSS;
 6. the motion stream per sampled frame beside the extractor's, as ``classify`` and the daemon pay it.
 
 Absolute times drift on a shared machine; compare the ratios, which come from the same run.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -251,30 +254,98 @@ def runtime_comparison(other_python: str | None, head_files: dict[str, Path]) ->
     return result
 
 
-def daemon_costs(clip: Path, seconds: float, head_dir: Path | None = None) -> dict:
-    """5: run `edgevid run` on a looping paced file and measure it from outside."""
+def _pct(values: list[float], q: float) -> float | None:
+    v = sorted(values)
+    return v[min(len(v) - 1, int(len(v) * q))] if v else None
+
+
+def clip_geometry(clip: Path) -> tuple[int, int, float]:
+    cap = cv2.VideoCapture(str(clip))
+    try:
+        return int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), cap.get(cv2.CAP_PROP_FPS) or 25.0
+    finally:
+        cap.release()
+
+
+def daemon_sources(clip: Path) -> dict[str, tuple[dict, float, bool]]:
+    """5: the sources the daemon is measured on, each in its own run: name -> (source config,
+    frame interval s, live). Every one at the head's window (none set) and a 0.2 s hop, except
+    ``file_window_2.5s``, the config of the first daemon's benchmark, kept for comparison. The pipes
+    play the clip like a camera: ffmpeg paced at its rate (-re), looping, raw I420 on stdout (as
+    ``tests/test_pipe.py`` does), at the clip's own rate and at 15 fps."""
+    w, h, fps = clip_geometry(clip)
+    src = f"-re -stream_loop -1 -i {shlex.quote(str(clip))} -an"
+
+    def pipe(rate: float | None) -> dict:
+        vf = f" -vf fps={rate:g}" if rate else ""
+        return {"kind": "pipe", "uri": f"ffmpeg -hide_banner -nostdin -loglevel error {src}{vf} -f rawvideo -pix_fmt yuv420p -",
+                "pixel_format": "yuv420p", "width": w, "height": h, "fps": rate or fps}
+
+    return {
+        "file": ({"uri": str(clip), "hop": 0.2, "loop": True}, 1 / fps, False),
+        "file_window_2.5s": ({"uri": str(clip), "window": 2.5, "hop": 0.5, "loop": True}, 1 / fps, False),
+        f"pipe_{fps:g}fps": ({**pipe(None), "hop": 0.2}, 1 / fps, True),
+        "pipe_15fps": ({**pipe(15), "hop": 0.2}, 1 / 15, True),
+    }
+
+
+def daemon_run(source: dict, seconds: float, head_dir: Path | None, frame_s: float, live: bool) -> dict:
+    """Run `edgevid run` on one source and measure it from outside: capture -> publish latency
+    against each window's floor (``latency.floor_ms``: the extractor, motion and head time of the
+    frames the window still needed when its newest frame was captured), extractor runs per
+    prediction, CPU, RSS. Goal for live sources: p50 <= one frame interval + 2x the floor's p50."""
     from tools.probe import DaemonProbe
 
-    with tempfile.TemporaryDirectory() as tmp, DaemonProbe(Path(tmp), [{"id": "bench", "uri": str(clip), "window": 2.5, "hop": 0.5, "loop": True}],
-                                                       head=head_dir, env={"EDGEVID_MODEL_DIR": str(MNV2.parent)}) as probe:
-        probe.collect(10)  # warm-up
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp, DaemonProbe(Path(tmp), [{"id": "bench", **source}], head=head_dir,
+                                                       env={"EDGEVID_MODEL_DIR": str(MNV2.parent)}) as probe:
+        probe.collect(min(10.0, seconds))  # warm-up
         warm = probe.sample()
         msgs = probe.collect(seconds)
         end = probe.sample()
     preds = [m for m in msgs if m["type"] == "prediction"]
-    lat = sorted(m["latency"]["capture_to_publish_ms"] for m in preds)
+    status = [m for m in msgs if m["type"] == "status"]
+    src = status[-1]["sources"][0] if status else {}
+    lat = [m["latency"]["capture_to_publish_ms"] for m in preds]
+    floor = [m["latency"]["floor_ms"] for m in preds]
+    wait = [m["latency"]["capture_to_publish_ms"] - m["latency"]["floor_ms"] for m in preds]
     steady = [m["new_frames"] for m in preds if m["seq"] > 1]
     cpu = end["cpu_s"] - warm["cpu_s"]
-    return {
-        "seconds": seconds, "predictions": len(preds),
+    out = {
+        "source": {k: v for k, v in source.items() if k != "uri"}, "live": live, "seconds": seconds, "predictions": len(preds),
+        "window_s": src.get("window_s"), "hop_s": src.get("hop_s"), "frame_interval_ms": round(frame_s * 1e3, 3),
         "extractor_frames_per_prediction": statistics.mean(steady) if steady else None,
-        "window_frames": Head(head_dir or default_head_dir()).frames,
-        "capture_to_publish_p50_ms": lat[len(lat) // 2] if lat else None,
-        "capture_to_publish_p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None,
+        "capture_to_publish_p50_ms": _pct(lat, 0.5), "capture_to_publish_p90_ms": _pct(lat, 0.9),
+        "capture_to_publish_p99_ms": _pct(lat, 0.99),
+        "floor_p50_ms": _pct(floor, 0.5), "floor_p90_ms": _pct(floor, 0.9),
+        "wait_p50_ms": _pct(wait, 0.5), "wait_p90_ms": _pct(wait, 0.9),  # latency - floor, per window
+        # Windows that waited more than half a frame interval beyond their floor: for a live source,
+        # its last slot took the frame before the slot's instant and was settled by the next one.
+        "waited_over_half_frame": sum(x > 500 * frame_s for x in wait) / max(1, len(wait)),
+        "gaps": sum(m["gaps"] for m in preds), "skipped_windows": src.get("skipped_windows"), "dropped": src.get("dropped"),
         "cpu_s_per_prediction": cpu / max(1, len(preds)),
-        "rss_mb_after_warmup": warm["rss_mb"], "rss_mb_at_end": end["rss_mb"],
-        "threads": end["threads"], "fds": end["fds"],
+        "rss_mb_after_warmup": warm["rss_mb"], "rss_mb_at_end": end["rss_mb"], "threads": end["threads"], "fds": end["fds"],
+        "load_avg_before": load_before, "load_avg_after": os.getloadavg(),
     }
+    if live and preds:
+        out["goal_p50_ms"] = frame_s * 1e3 + 2 * out["floor_p50_ms"]
+        out["goal_met"] = out["capture_to_publish_p50_ms"] <= out["goal_p50_ms"]
+    return out
+
+
+def daemon_costs(clip: Path, seconds: float, head_dir: Path | None = None) -> dict:
+    """5: the daemon on each of :func:`daemon_sources`, one run after the other."""
+    result: dict = {"clip": clip.name, "window_frames": Head(head_dir or default_head_dir()).frames, "runs": {}}
+    for name, (source, frame_s, live) in daemon_sources(clip).items():
+        print(f"   {name} ...", flush=True)
+        r = result["runs"][name] = daemon_run(source, seconds, head_dir, frame_s, live)
+        if r["predictions"]:
+            goal = f", goal p50 <= {r['goal_p50_ms']:.1f} ms: {'met' if r['goal_met'] else 'NOT met'}" if live else ""
+            print(f"   {name}: window {r['window_s']} s, {r['predictions']} predictions; capture -> publish p50 / p90 "
+                  f"{r['capture_to_publish_p50_ms']:.1f} / {r['capture_to_publish_p90_ms']:.1f} ms, floor p50 {r['floor_p50_ms']:.1f} ms "
+                  f"(latency / floor {r['capture_to_publish_p50_ms'] / r['floor_p50_ms']:.2f}x), wait p50 / p90 "
+                  f"{r['wait_p50_ms']:.1f} / {r['wait_p90_ms']:.1f} ms ({r['waited_over_half_frame']:.0%} of windows waited over half a frame){goal}; load {r['load_avg_after'][0]:.2f}", flush=True)
+    return result
 
 
 def motion_costs(clips: list[Path], specs: list[str], head_dir: Path) -> dict:
@@ -340,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--motion", default="dis_ultrafast-80x60,dis_ultrafast-160x120,dis_fast-160x120,farneback-80x60,farneback-160x120",
                    help="motion streams to cost (6), comma-separated METHOD-WxH; empty: skip")
     p.add_argument("--motion-only", action="store_true", help="run section 6 alone")
+    p.add_argument("--daemon-only", action="store_true", help="run section 5 alone")
     p.add_argument("--out", type=Path, help="write the results as JSON here")
     args = p.parse_args(argv)
     head_dir = args.head or default_head_dir()
@@ -347,6 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"machine": {"cpus": os.cpu_count(), "runtime": backend()[0], "python": sys.version.split()[0]}}
     if args.motion_only:
         args.daemon_seconds = 0
+    elif args.daemon_only:
+        args.motion = ""
     else:
         run_sections_1_to_4(results, clips, head_dir, args)
     if args.daemon_seconds > 0:

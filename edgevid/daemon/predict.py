@@ -22,5 +22,6 @@ def prediction(sid: str, seq: int, w: Ready, probs: np.ndarray, labels: list[str
         window_start=first.wall, window_end=last.wall, media_start=first.media, media_end=last.media, loop=last.loop,
         top=top_k(probs, labels, cfg.top_k), models=models, frames=len({f.fid for f in w.frames}), gaps=w.gaps,
         new_frames=w.new_frames,
-        latency=PredictionLatency(extract_ms=round(w.extract_ms, 3), head_ms=round(head_ms, 3), capture_to_publish_ms=0.0),
+        latency=PredictionLatency(extract_ms=round(w.extract_ms, 3), head_ms=round(head_ms, 3),
+                                  floor_ms=round(w.pending_ms + head_ms, 3), capture_to_publish_ms=0.0),
     )

@@ -76,10 +76,11 @@ class Worker:
         d.load.busy(seconds, len(batch))
         if d.metrics is not None:
             d.metrics.stage.labels("extract").observe(seconds / len(batch))
+        ready = time.monotonic()
         for (sid, frame), feature in zip(batch, feats, strict=True):
             frame.image = frame.motion_pair = None  # the feature is all that is kept
             d.sources[sid].stats.extracted += 1
-            d.windows[sid].add_feature(frame.fid, feature, seconds * 1e3 / len(batch))
+            d.windows[sid].add_feature(frame.fid, feature, seconds * 1e3 / len(batch), ready)
 
     def publish_ready(self, sid: str) -> None:
         for result in self.d.windows[sid].windows():
