@@ -38,6 +38,25 @@ MAX_PIXELS = 7680 * 4320
 SINGLE_THREAD_PIXELS = 3840 * 2160
 
 
+#: Frame rates outside this range are not believed (a header saying 0.001 fps would make one
+#: frame last 17 minutes); one range for files, streams, pipes and classify.
+FPS_RANGE = (1.0, 240.0)
+
+
+def believable(fps: float) -> bool:
+    return FPS_RANGE[0] <= fps <= FPS_RANGE[1]
+
+
+def header_fps(path: Path | str) -> float:
+    """The clip's frame rate as its header says (what ``read_clip`` records), 0.0 if unknown: the
+    one frame-rate reader of ``classify``, the training cache and the benchmarks."""
+    cap = open_video(path)
+    try:
+        return float(cap.get(cv2.CAP_PROP_FPS) or 0.0) if cap.isOpened() else 0.0
+    finally:
+        cap.release()
+
+
 def size_problem(width: int, height: int) -> str | None:
     """Why frames of this size are refused, else None: the one limit that ``classify``, ``config
     check`` and every daemon source (file, stream, camera, pipe) apply."""
@@ -164,7 +183,7 @@ def frame_times(path: Path) -> np.ndarray | None:
                 pts.append(cap.get(cv2.CAP_PROP_POS_MSEC))
     finally:
         cap.release()
-    clock = FileClock(fps if 1.0 <= fps <= 240.0 else 30.0)
+    clock = FileClock(fps if believable(fps) else 30.0)
     return np.array([clock.position(p) for p in sorted(pts)], np.float64)
 
 

@@ -19,7 +19,7 @@ from typing import Any, Literal, Mapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from .capture import size_problem
+from .capture import FPS_RANGE, size_problem
 from .errors import ConfigError
 from .sources.pipe import EVEN_HEIGHT, EVEN_WIDTH, PIXEL_FORMATS, split_command
 
@@ -55,7 +55,7 @@ class SourceConfig(_Strict):
     pixel_format: Literal[PIXEL_FORMATS] | None = Field(None, validate_default=True, description="pipe: frame layout on stdout")
     width: int | None = Field(None, ge=16, le=8192, validate_default=True, description="pipe: frame width (pixels)")
     height: int | None = Field(None, ge=16, le=8192, validate_default=True, description="pipe: frame height (pixels)")
-    fps: float | None = Field(None, ge=1, le=240, validate_default=True, description="pipe: the command's frame rate")
+    fps: float | None = Field(None, ge=FPS_RANGE[0], le=FPS_RANGE[1], validate_default=True, description="pipe: the command's frame rate")
 
     @field_validator("kind")
     @classmethod

@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from .capture import display, frame_times, open_video, read_clip
+from .capture import display, frame_times, header_fps, read_clip
 from .errors import EdgevidError
 from .extractor import Extractor
 from .head import Head
@@ -50,7 +50,7 @@ class ClipClassifier:
             cf = clip_features(self.extractor, path, m, motion=self.motion)
             windows = np.arange(m)[None]  # positions in cf.feats
         else:
-            fps, times = _header_fps(path), frame_times(Path(path))
+            fps, times = header_fps(path), frame_times(Path(path))
             plan: dict[str, np.ndarray] = {}
 
             def indices_for(n: int) -> np.ndarray:
@@ -100,15 +100,6 @@ def load_classifier(head: Path | None = None, extractor: Path | None = None, mod
     h = Head(head or default_head_dir(), num_threads=threads)
     path = extractor or extractor_path(h.manifest.extractor.name, model_dir)
     return ClipClassifier(Extractor(Path(path), num_threads=threads), h)
-
-
-def _header_fps(path: Path | str) -> float:
-    """The clip's frame rate as OpenCV reports it (what ``read_clip`` records), 0.0 if unknown."""
-    cap = open_video(path)
-    try:
-        return float(cap.get(cv2.CAP_PROP_FPS) or 0.0) if cap.isOpened() else 0.0
-    finally:
-        cap.release()
 
 
 @dataclass

@@ -92,6 +92,12 @@ def model_dir(tmp_path_factory) -> Path:
     return d
 
 
+@pytest.fixture(scope="session")
+def env(model_dir) -> dict:
+    """What a test adds to the environment of an ``edgevid`` process: the fetched model directory."""
+    return {"EDGEVID_MODEL_DIR": str(model_dir)}
+
+
 def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the real `edgevid` entry point in a subprocess (exit codes, stderr as a user sees them)."""
     full_env = {**os.environ, **(env or {})}

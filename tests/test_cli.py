@@ -11,10 +11,6 @@ from conftest import DATA, HEAD_DIR, MNV2, ROOT, V3SMALL, jhmdb_clip, run_cli
 from edgevid.manifest import sha256_file
 
 
-@pytest.fixture(scope="module")
-def env(model_dir):
-    return {"EDGEVID_MODEL_DIR": str(model_dir)}
-
 
 def _one_line_error(proc, *needles):
     assert "Traceback" not in proc.stderr

@@ -8,7 +8,6 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
-import pytest
 
 from conftest import DATA, HEAD_DIR, run_cli
 from daemon_util import Subscriber, curve_keys, free_port, start_daemon, stop_daemon, write_config
@@ -16,10 +15,6 @@ from edgevid.capture import read_clip
 
 CLIP = sorted((DATA / "ucf101_sample").rglob("*.avi"))[0]
 
-
-@pytest.fixture(scope="module")
-def env(model_dir):
-    return {"EDGEVID_MODEL_DIR": str(model_dir)}
 
 
 def _preds(msgs, source=None):

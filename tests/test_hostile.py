@@ -30,10 +30,6 @@ CLIP = sorted((DATA / "ucf101_sample").rglob("*.avi"))[0]
 HAS_FFMPEG = shutil.which("ffmpeg") is not None
 
 
-@pytest.fixture(scope="module")
-def env(model_dir):
-    return {"EDGEVID_MODEL_DIR": str(model_dir)}
-
 
 def one_line_error(proc, *needles: str) -> str:
     """The process failed with exactly one `edgevid: error:` line naming every needle, no traceback."""

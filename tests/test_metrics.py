@@ -14,10 +14,6 @@ parser = pytest.importorskip("prometheus_client.parser", reason="prometheus_clie
 CLIP = sorted((DATA / "ucf101_sample").rglob("*.avi"))[0]
 
 
-@pytest.fixture(scope="module")
-def env(model_dir):
-    return {"EDGEVID_MODEL_DIR": str(model_dir)}
-
 
 def scrape(port: int) -> dict[str, list]:
     """Metric family name -> samples, parsed by prometheus_client's own exposition parser."""

@@ -24,10 +24,6 @@ if MOSQUITTO is None:
 CLIP = sorted((DATA / "ucf101_sample").rglob("*.avi"))[0]
 
 
-@pytest.fixture(scope="module")
-def env(model_dir):
-    return {"EDGEVID_MODEL_DIR": str(model_dir)}
-
 
 def broker(port: int) -> subprocess.Popen:
     proc = subprocess.Popen([MOSQUITTO, "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

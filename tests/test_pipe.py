@@ -330,10 +330,6 @@ def _pipe(sid: str, command: str, fmt: str, **extra) -> dict:
     return {"id": sid, "kind": "pipe", "uri": command, "pixel_format": fmt, "fps": 25, **size, "top_k": 21, **extra}
 
 
-@pytest.fixture(scope="module")
-def env(model_dir):
-    return {"EDGEVID_MODEL_DIR": str(model_dir)}
-
 
 @pytest.fixture(scope="module")
 def classify_top(env) -> str:

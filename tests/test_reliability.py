@@ -25,10 +25,6 @@ from edgevid.sampling import sample_indices
 CLIP = sorted((DATA / "ucf101_sample").rglob("*.avi"))[0]
 
 
-@pytest.fixture(scope="module")
-def env(model_dir):
-    return {"EDGEVID_MODEL_DIR": str(model_dir)}
-
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):

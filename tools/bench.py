@@ -37,7 +37,8 @@ from edgevid.capture import read_clip
 from edgevid.extractor import Extractor
 from edgevid.head import Head
 from edgevid.motion import MotionEstimator, clip_motion
-from edgevid.pipeline import ClipClassifier, clip_features
+from edgevid.daemon.feed import BATCH
+from edgevid.pipeline import ClipClassifier, clip_features, load_classifier
 from edgevid.runtime import backend, make_interpreter
 from edgevid.sampling import sample_indices
 from edgevid.store import default_head_dir
@@ -194,7 +195,7 @@ def window_floor(clip: Path, clf: ClipClassifier) -> dict:
 def reference_comparison(clips: list[Path], head_dir: Path, head_float: Path) -> dict:
     """3: ours (shipped head, 2 threads) vs the reference; label agreement with the same head."""
     ref = Reference(head_float)
-    ours = ClipClassifier(Extractor(MNV2, num_threads=2), Head(head_dir, num_threads=2))
+    ours = load_classifier(head_dir, MNV2, threads=2)
     ours_same_head = make_interpreter(head_float, num_threads=1)
     ratios, agree, cosines = [], 0, []
     ex = ours.extractor
@@ -356,7 +357,7 @@ def motion_costs(clips: list[Path], specs: list[str], head_dir: Path) -> dict:
     daemon: a source shrinks every decoded frame to grey (the next frame's predecessor) and the
     worker describes each sampled pair; per sampled frame that is one descriptor plus the grey
     images of the decoded frames per slot (fps x slot period), against the extractor run in the
-    daemon's batches (2 threads, batch of 4)."""
+    daemon's batches (2 threads, the daemon's batch size)."""
     from edgevid.motion import parse_spec
 
     head = Head(head_dir)
@@ -385,7 +386,7 @@ def motion_costs(clips: list[Path], specs: list[str], head_dir: Path) -> dict:
             grey_ms = _ms(lambda: [est.grey(f) for f in frames[:10]], 3) / min(10, len(frames))
             greys = [est.grey(f) for f in frames]
             describe_ms = _ms(lambda: [est.describe(greys[i - 1] if i else None, greys[i]) for i in idx], 3) / len(idx)
-            batch = ex2.preprocess([frames[i] for i in idx[:4]])
+            batch = ex2.preprocess([frames[i] for i in idx[:BATCH]])
             extract_ms = _ms(lambda: ex2.extract(batch), 3) / len(batch)
             rows.append({
                 "classify_motion_ms_per_frame": statistics.median(t.motion_ms for t in runs) / head.frames,

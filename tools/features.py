@@ -24,12 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevid.capture import frame_times
+from edgevid.capture import frame_times, header_fps
 from edgevid.errors import EdgevidError
 from edgevid.extractor import Extractor
 from edgevid.motion import MotionEstimator, MotionSpec
-from edgevid.sources.pipe import die_with_parent
 from edgevid.pipeline import clip_features
+from edgevid.sources.pipe import die_with_parent
 from edgevid.sampling import clip_duration, sample_indices
 from edgevid.store import write_atomic
 
@@ -195,7 +195,7 @@ def load_cached(path: Path, clip: Path, crops: int = 0) -> CachedClip | None:
             if len(views) < 1 + crops:  # crops < 0: the original frames are all that is needed
                 return None
             # Entries written before fps was cached read it from the clip's header (cheap: no decoding).
-            fps = float(z["fps"]) if "fps" in z.files else clip_fps(clip)
+            fps = float(z["fps"]) if "fps" in z.files else header_fps(clip)
             n = int(z["n_frames"])
             # Frame times: cached, or read from the clip's packets (no decoding: milliseconds).
             times = z["times"] if "times" in z.files else frame_times(clip)
@@ -204,17 +204,6 @@ def load_cached(path: Path, clip: Path, crops: int = 0) -> CachedClip | None:
             return CachedClip(z["indices"], z["feats"], views[: 1 + crops], n, fps, times)
     except (OSError, KeyError, ValueError, EOFError):
         return None
-
-
-def clip_fps(clip: Path) -> float:
-    """The frame rate OpenCV reports for a clip (what ``edgevid`` itself uses), 0.0 if unknown."""
-    import cv2
-
-    cap = cv2.VideoCapture(str(clip), cv2.CAP_FFMPEG)
-    try:
-        return float(cap.get(cv2.CAP_PROP_FPS) or 0.0) if cap.isOpened() else 0.0
-    finally:
-        cap.release()
 
 
 def mirror(frame: np.ndarray) -> np.ndarray:

@@ -41,9 +41,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgevid.capture import believable, header_fps
 from edgevid.config import SourceConfig
 from edgevid.extractor import Extractor
 from edgevid.head import Head
+from edgevid.daemon.feed import BATCH
 from edgevid.pipeline import ClipClassifier
 from edgevid.runtime import backend
 from edgevid.sampling import window_starts
@@ -254,8 +256,9 @@ def clip_info(path: Path) -> tuple[int, float, float]:
     one frame). They differ: a JHMDB avi has empty packets (a repeated frame) on ~1 in 6 slots, so
     40 decoded frames span 48 frame periods (1.6 s at 30 fps); the daemon positions frames by the
     timestamps, ``classify`` samples the decoded frames."""
+    fps = header_fps(path)
+    fps = fps if believable(fps) else 30.0
     cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
     n, last = 0, 0.0
     while cap.grab():
         n += 1
@@ -562,13 +565,13 @@ def event_scores(files: list[dict], events: dict[int, list[dict]], window: float
 
 
 # -- 3. overload ------------------------------------------------------------------------------------
-def extractor_throughput(setup: Setup, clips: list[Path], seconds: float, batch: int = 8) -> dict:
+def extractor_throughput(setup: Setup, clips: list[Path], seconds: float, batch: int = BATCH) -> dict:
     """Frames/s of ``Extractor.extract`` (preprocessed frames, batches of ``batch``, the daemon's
     thread count), in this process; preprocessing timed separately."""
     frames = []
     for n_clip, clip in enumerate(dict.fromkeys(clips), 1):
         cap = cv2.VideoCapture(str(clip), cv2.CAP_FFMPEG)
-        while len(frames) < 8 * n_clip:
+        while len(frames) < batch * n_clip:
             ok, f = cap.read()
             if not ok:
                 break

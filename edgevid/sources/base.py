@@ -14,10 +14,6 @@ from ..windows import FrameInfo
 if TYPE_CHECKING:
     from ..config import SourceConfig
 
-#: File frame rates outside this range are not believed (a header saying 0.001 fps would make
-#: one frame last 17 minutes).
-FPS_RANGE = (1.0, 240.0)
-
 
 @dataclass
 class Captured(FrameInfo):

@@ -12,9 +12,10 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from ..capture import FPS_RANGE, believable
 from ..config import SourceConfig, SourceTiming
 from ..timing import TIME_EPS, FileClock, Fill, Liveness, SlotFiller, SlotHold, StreamClock
-from .base import FPS_RANGE, Captured, Opened, Sink, SourceError, SourceStats
+from .base import Captured, Opened, Sink, SourceError, SourceStats
 from .pipe import PipeCapture
 
 
@@ -85,7 +86,7 @@ class FrameReader:
 
     def read_file(self, opened: Opened, running: Callable[[], None]) -> Outcome:
         fps = opened.fps
-        if not FPS_RANGE[0] <= fps <= FPS_RANGE[1]:
+        if not believable(fps):
             raise SourceError(f"{self.cfg.uri}: header frame rate {fps:g} fps is outside {FPS_RANGE[0]:g}-{FPS_RANGE[1]:g} fps; "
                               "re-mux the file with a real frame rate")
         cap, frame_s, dt = opened.cap, 1.0 / fps, self.timing.dt
@@ -120,7 +121,7 @@ class FrameReader:
     def read_live(self, opened: Opened, running: Callable[[], None]) -> Outcome:
         cap, clock = opened.cap, StreamClock()
         filler: SlotFiller[Captured] | None = None
-        nominal = 1.0 / opened.fps if FPS_RANGE[0] <= opened.fps <= FPS_RANGE[1] else self.timing.dt
+        nominal = 1.0 / opened.fps if believable(opened.fps) else self.timing.dt
         self._start()
         running()
         n, live = 0, Liveness(self.cfg.stall_timeout, self.clock())
