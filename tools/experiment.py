@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -37,7 +38,7 @@ from edgevid.store import DEFAULT_EXTRACTOR, EXTRACTORS, default_head_dir, extra
 
 from .calibrate import fit_calibration
 from .convert import agreement, op_versions, run_tflite, runtime_used, to_tflite
-from .datasets import Dataset, DatasetError, check_split, read_folders, read_jhmdb, read_ucf101
+from .datasets import Dataset, DatasetError, check_group_pattern, check_split, read_folders, read_jhmdb, read_ucf101
 from .evaluate import evaluate, plot_confusion
 from .features import CacheWriteError, cache_path, extract_dataset, extract_motion, load_cached, load_motion, motion_cache_dir, with_motion
 from .heads import SPECS
@@ -57,13 +58,14 @@ def load_dataset(args: argparse.Namespace) -> Dataset:
     return read_folders(args.data, test_fraction=args.test_fraction, splits_dir=args.splits, **common)
 
 
-def groups_needed(args: argparse.Namespace) -> str:
-    """What a class needs for this split, in the user's terms."""
+def groups_needed(args: argparse.Namespace) -> tuple[str, int, bool]:
+    """What a class needs for this split, in the user's terms: (text, groups, counted in the train list only)."""
     groups = "groups (files matching --group-pattern alike)" if args.group_pattern else "groups (clips of one source video or actor)"
     if args.dataset == "folders" and not args.splits:
         return (f"each class needs at least 3 {groups}: one each for train, validation (--val-fraction {args.val_fraction:g}) "
-                f"and test (--test-fraction {args.test_fraction:g})")
-    return f"each class needs at least 2 {groups} in its train list: one for train, one for validation (--val-fraction {args.val_fraction:g})"
+                f"and test (--test-fraction {args.test_fraction:g})", 3, False)
+    return (f"each class needs at least 2 {groups} in its train list: one for train, one for validation "
+            f"(--val-fraction {args.val_fraction:g})", 2, True)
 
 
 def _fmt(x: float) -> str:
@@ -77,7 +79,8 @@ def run(args: argparse.Namespace) -> dict:
     print(ds.summary())
     for p in ds.problems:
         print(f"  problem: {p}")
-    check_split(ds, groups_needed(args))
+    check_group_pattern(ds, args.group_pattern)
+    check_split(ds, *groups_needed(args))
     extractor = Extractor(args.extractor, num_threads=1)
     ext_name = next((e.name for e in EXTRACTORS.values() if extractor.sha256 in e.sha256), Path(args.extractor).stem)
     cache = Path(args.cache or f"cache/features/{extractor.id}")
@@ -408,6 +411,14 @@ EPILOG = """examples:
 """
 
 
+def _regex(text: str) -> str:
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise argparse.ArgumentTypeError(f"not a regular expression ({exc})") from None
+    return text
+
+
 def _abandon(message: str, code: int) -> int:
     """Leave at once when a run stops mid-extraction: the interpreter's exit hook joins the process
     pool's manager thread, which can wait forever on workers it saw die (under load, Ctrl-C hung
@@ -426,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--splits", type=Path, help="split files folder: jhmdb/ucf101 official lists; folders: train.txt and test.txt "
                    "listing <class>/<file> (default for folders: a seeded split by groups)")
     p.add_argument("--split", type=int, default=1, help="official split number (jhmdb, ucf101; default 1)")
-    p.add_argument("--group-pattern", help="regex on the file name whose match (or first group) names a clip's group "
+    p.add_argument("--group-pattern", type=_regex, help="regex on the file name whose match (or first group) names a clip's group "
                    "(actor/scene); groups never straddle train, validation and test (default: the dataset's convention, else the file)")
     p.add_argument("--test-fraction", type=float, default=0.28, help="share of clips held out for test, folders without --splits (default 0.28)")
     p.add_argument("--val-fraction", type=float, default=0.14, help="share of clips held out of train for validation, by whole groups (default 0.14)")
