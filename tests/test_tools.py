@@ -284,3 +284,105 @@ def test_export_chooses_by_validation_then_fewer_parameters():
     assert choose_head({a: reports[a]}) == (a, "gru128n")
     with pytest.raises(ExportError, match="no head 'lstm1280'.*frame, frame_m, gru1280, gru128n"):
         choose_head(reports, "lstm1280")
+
+
+# -- direction-safe mirroring --------------------------------------------------------------------------
+#: Real JHMDB side-view walk/run clips and the way the person moves on screen (looked at: first,
+#: middle and last frames; all tagged ``le``/``ri`` by HMDB).
+MOVES = {"walk/AgriculturalAviation_walk_f_nm_np1_le_med_1.avi": "left", "walk/Veoh_Alpha_Dog_2_walk_u_nm_np1_le_med_29.avi": "left",
+         "walk/prelinger_LetsPlay1949_walk_f_nm_np1_le_med_10.avi": "left", "walk/OldSchool_walk_f_nm_np1_ri_med_0.avi": "right",
+         "walk/TheLastManOnearth_walk_f_cm_np1_ri_med_2.avi": "right", "walk/likebeckam_walk_f_cm_np1_ri_med_31.avi": "right",
+         "run/20060723sfjffangelina_run_f_nm_np1_ri_med_2.avi": "right", "run/The_Matrix_3_run_f_cm_np1_ri_med_7.avi": "right"}
+OTHER = {"left": "right", "right": "left"}
+
+
+def direction_set(root):
+    """``moves_left/`` and ``moves_right/``: each clip of MOVES under the way it moves, and its mirror
+    image (every frame flipped, written losslessly) under the other: ``<source>_orig.avi`` / ``<source>_mirror.avi``."""
+    import cv2
+
+    for rel, way in MOVES.items():
+        src = JHMDB / rel
+        for d in OTHER:
+            (root / f"moves_{d}").mkdir(parents=True, exist_ok=True)
+        (root / f"moves_{way}" / f"{src.stem}_orig.avi").symlink_to(src)
+        cap = cv2.VideoCapture(str(src))
+        fps, frames = cap.get(cv2.CAP_PROP_FPS), []
+        while (got := cap.read())[0]:
+            frames.append(got[1])
+        cap.release()
+        out = cv2.VideoWriter(str(root / f"moves_{OTHER[way]}" / f"{src.stem}_mirror.avi"), cv2.VideoWriter_fourcc(*"FFV1"), fps,
+                              (frames[0].shape[1], frames[0].shape[0]))
+        for f in frames:
+            out.write(np.ascontiguousarray(f[:, ::-1]))
+        out.release()
+    return root
+
+
+@pytest.fixture(scope="module")
+def directions(tmp_path_factory):
+    """The direction set, its folder dataset (groups: one source clip and its mirror image) and a
+    feature cache holding every clip with its mirrored view."""
+    root = direction_set(tmp_path_factory.mktemp("directions") / "clips")
+    ds = read_folders(root, group_pattern=r"^(.+)_(?:orig|mirror)\.avi$")
+    cache = root.parent / "cache"
+    items = ds.train + ds.val + ds.test
+    assert extract_dataset([i.path for i in items], root, cache, MNV2, workers=1, progress=False) == {}
+    return root, ds, cache
+
+
+def test_mirror_pairs_by_name_and_refusals():
+    from tools.mirror import MirrorError, mirror_plan, parse_pairs
+
+    plan = mirror_plan(["swipe_left", "swipe_right", "wave", "point_left", "TurnClockwise", "TurnCounterClockwise"])
+    assert plan.pairs == [("swipe_left", "swipe_right"), ("TurnClockwise", "TurnCounterClockwise")]
+    assert plan.target == [1, 0, 2, None, 5, 4]  # point_left has no twin: its mirror image is no class, never trained
+    assert "swipe_left<->swipe_right" in plan.describe() and "point_left" in plan.describe()
+    given = mirror_plan(["wave_in", "wave_out", "clap"], pairs=parse_pairs("wave_out=wave_in"))
+    assert given.target == [1, 0, 2] and "(--mirror-pairs)" in given.describe()
+    assert mirror_plan(["swipe_left", "swipe_right"], off=True).target == [None, None]
+    with pytest.raises(MirrorError, match="'wave_up' is not a class"):
+        mirror_plan(["wave_in", "wave_out"], pairs=[("wave_in", "wave_up")])
+    with pytest.raises(ValueError, match="CLASS=MIRROR_CLASS"):
+        parse_pairs("wave_in")
+
+
+@pytest.mark.slow
+def test_mirroring_never_trains_a_direction_on_its_opposites_frames(directions):
+    """Every training sample, from any view, is labelled with the class whose clip it shows: a
+    mirrored moves_left clip is a moves_right clip (the same frames, exactly), and trains as one."""
+    from tools.features import view_flips
+    from tools.mirror import MirrorPlan, mirror_plan, view_labels
+    from tools.train import Quant, epoch_batch
+
+    root, ds, cache = directions
+    items = ds.train + ds.val + ds.test
+    clips = [load_cached(cache_path(cache, root, i.path), i.path) for i in items]
+    y = np.array([i.label for i in items])
+    # The check's data: a clip's cached mirrored view is its mirror file's features (lossless file, same frames).
+    by_name = {(i.path.parent.name, i.path.name): c for i, c in zip(items, clips)}
+    for i, c in zip(items, clips):
+        if i.path.name.endswith("_orig.avi"):
+            twin = by_name[(f"moves_{OTHER[i.path.parent.name[6:]]}", i.path.name.replace("_orig", "_mirror"))]
+            assert np.abs(c.flipped.astype(int) - twin.feats.astype(int)).max() <= 2
+            assert np.abs(c.feats.astype(int) - twin.feats.astype(int)).mean() > 5 * np.abs(c.flipped.astype(int) - twin.feats.astype(int)).mean()
+    frames = np.concatenate([c.feats for c in clips]).astype(np.float32)
+    owner = np.concatenate([[k] * len(c.feats) for k, c in enumerate(clips)])
+
+    def wrong_labels(plan) -> int:
+        """Samples over 30 epochs labelled with another class than the clip whose frames they are."""
+        labels = view_labels(y, plan, [view_flips(i.path, root, 0) for i in items])
+        rng, wrong = np.random.default_rng(0), 0
+        for _ in range(30):
+            x, lab = epoch_batch(clips, labels, y, 8, rng, Quant(1.0, 0))
+            for row, label in zip(x, lab):
+                nearest = owner[np.argmin(((frames[None] - row[:, None]) ** 2).sum(-1), axis=1)]
+                wrong += int(np.any(y[nearest] != label))
+        return wrong
+
+    plan = mirror_plan(ds.classes)
+    assert plan.pairs == [("moves_left", "moves_right")]
+    assert wrong_labels(plan) == 0
+    assert wrong_labels(mirror_plan(ds.classes, off=True)) == 0
+    # The old rule (a mirror image keeps its label) fails this check: about half the mirrored samples.
+    assert wrong_labels(MirrorPlan(ds.classes, [0, 1])) > 100

@@ -40,8 +40,9 @@ from .calibrate import fit_calibration
 from .convert import agreement, op_versions, run_tflite, runtime_used, to_tflite
 from .datasets import Dataset, DatasetError, check_group_pattern, check_split, read_folders, read_jhmdb, read_ucf101
 from .evaluate import evaluate, plot_confusion
-from .features import CacheWriteError, cache_path, extract_dataset, extract_motion, load_cached, load_motion, motion_cache_dir, with_motion
+from .features import CacheWriteError, cache_path, view_flips, extract_dataset, extract_motion, load_cached, load_motion, motion_cache_dir, with_motion
 from .heads import SPECS
+from .mirror import MirrorError, mirror_plan, parse_pairs, view_labels
 from .timescale import duration_percentiles, durations, scores, seconds, window_set
 from .train import Quant, predict_members, save_history, train_members, window_sampler
 
@@ -81,6 +82,8 @@ def run(args: argparse.Namespace) -> dict:
         print(f"  problem: {p}")
     check_group_pattern(ds, args.group_pattern)
     check_split(ds, *groups_needed(args))
+    plan = mirror_plan(ds.classes, off=args.mirror == "off", pairs=args.mirror_pairs)
+    print(plan.describe())
     extractor = Extractor(args.extractor, num_threads=1)
     ext_name = next((e.name for e in EXTRACTORS.values() if extractor.sha256 in e.sha256), Path(args.extractor).stem)
     cache = Path(args.cache or f"cache/features/{extractor.id}")
@@ -115,6 +118,8 @@ def run(args: argparse.Namespace) -> dict:
         return [with_motion(c, load_motion(cache_path(mdir, ds.root, i.path), i.path), quant) for c, i in zip(clips, items, strict=True)]
 
     (tr, y_tr), (va, y_va), (te, y_te) = load(ds.train, crops), load(ds.val, crops), load(ds.test, -1)
+    # The label each augmentation view of each training clip trains (a mirror image: its class's mirror class).
+    labels_tr = view_labels(y_tr, plan, [view_flips(i.path, ds.root, crops) for i in ds.train if str(i.path) not in failures])
     # The time scale: whole clips (window = their median duration) or fixed windows of --window s.
     fit = args.fit
     window_s = args.window if fit == "windows" else float(np.median(durations(tr)))
@@ -141,7 +146,7 @@ def run(args: argparse.Namespace) -> dict:
     results: dict = {
         "dataset": ds.name, "classes": ds.classes, "extractor": {"name": ext_name, "sha256": extractor.sha256},
         "frames": m, "timescale": timescale, "daemon_hop_s": ws_daemon.hop_s,
-        "motion": motion.model_dump() if motion is not None else None,
+        "motion": motion.model_dump() if motion is not None else None, "mirror": plan.as_dict() | {"line": plan.describe()},
         "counts": {"train": len(tr), "val": len(va), "test": len(te)}, "problems": ds.problems,
         "failed_clips": failures, "feature_seconds": feature_seconds, "feature_seconds_total": feature_seconds_total,
         "seed": args.seed, "dataset_args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k in DATASET_ARGS},
@@ -159,7 +164,7 @@ def run(args: argparse.Namespace) -> dict:
         print(f"training {name} on {len(tr)} clips ({len(va)} val)")
         models, histories, norm = train_members(spec, train_clips, y_tr, x_va, ws_va.y_rows, n_cls, m, quant, seed=args.seed,
                                                 max_epochs=args.max_epochs, patience=args.patience, min_epochs=args.min_epochs,
-                                                augment=not args.no_augment, sampler=sampler)
+                                                augment=not args.no_augment, view_labels=labels_tr[:, : 1 + spec.crops], sampler=sampler)
         save_history(out / f"history_{name}.json", {"members": histories})
         keras_te = ws_te.clip_probs(predict_members(models, x_te))
         keras_va = predict_members(models, x_va)
@@ -215,6 +220,7 @@ def render_markdown(r: dict) -> str:
              f"Clips: {r['counts']['train']} train / {r['counts']['val']} val / {r['counts']['test']} test; "
              f"M = {r['frames']} frames; {len(r['failed_clips'])} failed clips; {len(r['problems'])} dataset problems (listed below).", "",
              *_extraction_lines(r),
+             *([f"Augmentation {r['mirror']['line']}.", ""] if r.get("mirror") else []),
              *_timescale_lines(r),
              "| head | params | variant | top-1 % (95 % CI) | top-5 % | macro-F1 | size MB | latency ms/clip | top-1 agree vs Keras | max abs diff |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -419,6 +425,13 @@ def _regex(text: str) -> str:
     return text
 
 
+def _pairs(text: str) -> list[tuple[str, str]]:
+    try:
+        return parse_pairs(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _abandon(message: str, code: int) -> int:
     """Leave at once when a run stops mid-extraction: the interpreter's exit hook joins the process
     pool's manager thread, which can wait forever on workers it saw die (under load, Ctrl-C hung
@@ -460,6 +473,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--patience", type=int, default=12, help="stop after this many epochs without a better validation loss (default 12)")
     p.add_argument("--workers", type=int, default=None, help="feature extraction processes (default: one per core)")
     p.add_argument("--no-augment", action="store_true", help="train on the deploy sample only (the study's setting)")
+    p.add_argument("--mirror", choices=["auto", "off"], default="auto",
+                   help="mirrored training views: auto (default) labels a class's mirror image with its mirror class: itself, "
+                   "or the twin whose name differs only by a direction word (swipe_left <-> swipe_right; a direction class "
+                   "without a twin is not mirrored); off: no mirrored views")
+    p.add_argument("--mirror-pairs", type=_pairs, metavar="A=B,...",
+                   help="classes whose mirror images are each other (e.g. wave_in=wave_out), added to the twins found by name")
     p.add_argument("--export", type=Path, help="install the --head in this folder (pass it to `edgevid classify --head`)")
     p.add_argument("--force", action="store_true", help="let --export replace the head bundled with edgevid")
     p.add_argument("--from-run", type=Path, nargs="+", metavar="RUN",
@@ -480,6 +499,8 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"unknown head(s) {', '.join(unknown)}; choose from {', '.join(SPECS)}")
         if args.export and args.head not in ("best", *args.heads):
             p.error(f"--head {args.head} is not one of --heads {','.join(args.heads)}")
+        if args.mirror == "off" and args.mirror_pairs:
+            p.error("--mirror-pairs needs mirrored views: drop --mirror off")
         if args.fit == "windows" and not args.window:
             p.error("--fit windows needs --window SECONDS")
         if args.dataset != "folders" and not args.splits:
@@ -503,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
             return export_runs(args.from_run or [args.out], args.export, args.extractor, args.head, args)
     except ExportError as exc:
         p.error(str(exc))
-    except DatasetError as exc:
+    except (DatasetError, MirrorError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (CacheWriteError, EdgevidError) as exc:  # a full disk, an unreadable extractor, most clips failing
