@@ -386,3 +386,46 @@ def test_mirroring_never_trains_a_direction_on_its_opposites_frames(directions):
     assert wrong_labels(mirror_plan(ds.classes, off=True)) == 0
     # The old rule (a mirror image keeps its label) fails this check: about half the mirrored samples.
     assert wrong_labels(MirrorPlan(ds.classes, [0, 1])) > 100
+
+
+def _experiment(*argv: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tools.experiment", "--extractor", str(MNV2), *argv], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+@pytest.mark.slow
+def test_experiment_reports_the_mirror_pairs_it_trained_with(directions, tmp_path):
+    root, _, cache = directions
+    proc = _experiment("--dataset", "folders", "--data", str(root), "--group-pattern", r"^(.+)_(?:orig|mirror)\.avi$", "--heads", "frame",
+                       "--max-epochs", "2", "--min-epochs", "1", "--out", str(tmp_path / "run"), "--cache", str(cache), "--workers", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "mirror: swapped pairs moves_left<->moves_right; 0 classes mirror to themselves" in proc.stdout
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["mirror"]["pairs"] == [["moves_left", "moves_right"]] and report["mirror"]["target"] == ["moves_right", "moves_left"]
+    assert "Augmentation mirror: swapped pairs moves_left<->moves_right" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_bad_mirror_and_group_options_are_refused_before_extraction(tmp_path):
+    """One line naming the option, exit 2, nothing extracted: --mirror-pairs naming no class, a
+    --group-pattern that matches no file (or too few), fewer than 3 groups in a class."""
+    root = jhmdb_subset(tmp_path / "clips", ("wave", "pour"), per_class=6, name=lambda cls, i, clip: f"actor{i % 3}_{cls}_{i}.avi")
+    base = ["--dataset", "folders", "--data", str(root), "--heads", "frame", "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "cache")]
+
+    def refused(*extra: str) -> str:
+        proc = _experiment(*base, *extra, timeout=300)
+        err = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(err) == 1 and err[0].startswith("error: "), proc.stderr[-2000:]
+        assert not (tmp_path / "cache").exists()
+        return err[0]
+
+    assert "--mirror-pairs: 'wave_out' is not a class (classes: pour, wave)" in refused("--group-pattern", "^[^_]+", "--mirror-pairs", "wave=wave_out")
+    assert "--group-pattern '^dora' matches 0 of 12 file names; the other 12" in refused("--group-pattern", "^dora")
+    few = refused("--group-pattern", r"^actor[01](?=_pour_[0-2])")  # matches 2 of 12 names: the rest one group each
+    assert "matches 2 of 12 file names; the other 10 (actor0_pour_3.avi" in few
+    two = jhmdb_subset(tmp_path / "two", ("wave", "pour"), per_class=6, name=lambda cls, i, clip: f"actor{i % (2 if cls == 'pour' else 3)}_{i}.avi")
+    err = refused("--data", str(two), "--group-pattern", "^[^_]+")
+    assert "each class needs at least 3 groups" in err and "these have fewer: pour 2" in err and "wave" not in err.split("fewer:")[1]
+    proc = _experiment(*base, "--group-pattern", "(", timeout=300)
+    assert proc.returncode == 2 and "--group-pattern: not a regular expression" in proc.stderr
+    proc = _experiment(*base, "--mirror", "off", "--mirror-pairs", "wave=pour", timeout=300)
+    assert proc.returncode == 2 and "--mirror-pairs needs mirrored views" in proc.stderr
