@@ -179,8 +179,18 @@ def test_experiment_trains_converts_exports_and_checks_on_a_small_dataset(tmp_pa
     assert manifest["streams"] == ["appearance", "motion"] and manifest["motion"]["method"] == "dis_ultrafast"
     assert manifest["extractor"]["sha256"] == [sha256_file(MNV2)]  # only the extractor file it was checked on
     assert len(manifest["runtimes"]) == 1 and manifest["runtimes"][0].startswith("ai-edge-litert ")  # name and version, as run
-    # Every trained head gets a temperature fitted on validation, and the exported one carries it.
-    assert manifest["calibration"]["temperature"] > 0 and "validation" in manifest["calibration"]["fit_on"]
+    # Every trained head gets a temperature fitted on validation, judged on held-out windows: the exported
+    # one carries it if it passed (not on a search bound, a lower held-out ECE), and the min_score chosen there.
+    variant = report["heads"]["gru128n_late"]["variants"]["dynamic_int8"]
+    check = variant["calibration_check"]
+    assert check["cross_validated_folds"] >= 2  # a handful of validation clips: judged cross-validated
+    if check["written"]:
+        assert manifest["calibration"]["temperature"] == check["temperature"] and "validation" in manifest["calibration"]["fit_on"]
+        assert manifest["calibration"]["ece_after"] < manifest["calibration"]["ece_before"] and 0.05 < check["temperature"] < 18
+    else:
+        assert "calibration" not in manifest or manifest["calibration"] is None
+        assert f"warning: gru128n_late dynamic_int8: calibration not written: {check['refused']}" in proc.stderr
+    assert manifest["min_score"] == variant["min_score"] and 0 <= manifest["min_score"] <= 1
     # A reordered label file no longer matches the manifest and is refused.
     labels = head / "labels.txt"
     labels.write_text("pour\ngolf\nwave\n")

@@ -183,17 +183,23 @@ def run(args: argparse.Namespace) -> dict:
             # variant; it travels in the manifest and the runtime head applies it, so test is scored with it.
             rows_va = run_tflite(blob, x_va)[0]
             real = ws_va.real if ws_va.real.any() else np.ones(len(rows_va), bool)
-            cal = fit_calibration(rows_va[real], ws_va.y_rows[real], fit_on=f"{ds.name} validation windows ({int(real.sum())})")
-            rows_te = apply_temperature(rows_te, cal.temperature)
-            rows_daemon = apply_temperature(rows_daemon, cal.temperature)
+            fit = fit_calibration(rows_va[real], ws_va.y_rows[real], fit_on=f"{ds.name} validation windows ({int(real.sum())})",
+                                  clips=ws_va.clip[real])
+            if fit.calibration is None:
+                print(f"warning: {name} {variant}: calibration {fit.describe()}", file=sys.stderr)
+            else:
+                rows_te = apply_temperature(rows_te, fit.calibration.temperature)
+                rows_daemon = apply_temperature(rows_daemon, fit.calibration.temperature)
             write_atomic(out / f"{name}_{variant}.tflite", blob)
             row["variants"][variant] = {
-                "bytes": len(blob), "latency_ms": latency, "calibration": cal.model_dump(), "ops": op_versions(blob),
+                "bytes": len(blob), "latency_ms": latency, "ops": op_versions(blob),
+                "calibration": fit.calibration.model_dump() if fit.calibration else None, "calibration_check": fit.as_dict(),
+                "min_score": fit.min_score,
                 "agreement_val": agreement(keras_va, probs_va), "test": evaluate(ws_te.clip_probs(rows_te), y_te, ds.classes),
                 "daemon_test": scores(rows_daemon, ws_daemon),
             }
             print(f"  {name} {variant}: top1 {_fmt(row['variants'][variant]['test']['top1'])} "
-                  f"top5 {_fmt(row['variants'][variant]['test']['top5'])} {len(blob) / 1e6:.1f} MB {latency:.1f} ms")
+                  f"top5 {_fmt(row['variants'][variant]['test']['top5'])} {len(blob) / 1e6:.1f} MB {latency:.1f} ms; calibration {fit.describe()}")
         shipped = row["variants"]["dynamic_int8"]["test"]
         plot_confusion(shipped["confusion"], ds.classes, out / f"confusion_{name}.png", f"{name} (TFLite int8) on {ds.name} test")
         results["heads"][name] = row
@@ -235,6 +241,9 @@ def render_markdown(r: dict) -> str:
                          f"{_fmt(d['agreement_val']['top1_agreement'])} % of {d['agreement_val']['n']} val | {d['agreement_val']['max_abs_diff']:.1e} |")
     lines += ["", "Validation top-1 (Keras, clips as `edgevid classify` sees them; chooses the default head): "
               + ", ".join(f"{n} {_fmt(h['val_top1'])} %" for n, h in r["heads"].items())]
+    lines += ["", "Calibration (TFLite dynamic_int8; a temperature on a search bound or that does not lower the held-out ECE is "
+              "not written; min_score: the score that keeps 95 % of correct held-out validation predictions): "
+              + "; ".join(f"{n} {_calibration_line(h['variants']['dynamic_int8'])}" for n, h in r["heads"].items())]
     lines += ["", "Latency: median per clip, ai-edge-litert, 1 thread, this machine. Agreement: TFLite vs Keras on validation clips.", ""]
     for name, h in r["heads"].items():
         per = h["variants"]["dynamic_int8"]["test"]["per_class"]
@@ -246,6 +255,15 @@ def render_markdown(r: dict) -> str:
     if r["problems"] or r["failed_clips"]:
         lines += ["## Left out or remapped", ""] + [f"- {p}" for p in r["problems"]] + [f"- failed: {e}" for e in r["failed_clips"].values()]
     return "\n".join(lines) + "\n"
+
+
+def _calibration_line(v: dict) -> str:
+    c = v.get("calibration_check")
+    if c is None:  # a run from before the check
+        return f"T = {v['calibration']['temperature']}" if v.get("calibration") else "none"
+    if c["written"]:
+        return f"T = {c['temperature']} (held-out ECE {c['ece_before']:.3f} -> {c['ece_after_held_out']:.3f}), min_score {c['min_score']}"
+    return f"not written ({c['refused']}), min_score {c['min_score']} on raw scores"
 
 
 def _extraction_lines(r: dict) -> list[str]:
@@ -304,6 +322,7 @@ def export_head(results: dict, run_dir: Path, name: str, target: Path, extractor
                                feature_tensor=extractor.feature_tensor, feature_dim=extractor.feature_dim,
                                fingerprint=measure(extractor)),
         calibration=Calibration(**calibration) if calibration else None,
+        min_score=results["heads"][name]["variants"]["dynamic_int8"].get("min_score"),
         # The runtime the conversion check and the classify check ran on (name and version), not a hope.
         runtimes=[results.get("runtime") or runtime_used()],
         streams=results["heads"][name].get("streams", ["appearance"]),
