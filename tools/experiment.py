@@ -199,7 +199,8 @@ def run(args: argparse.Namespace) -> dict:
                 "daemon_test": scores(rows_daemon, ws_daemon),
             }
             print(f"  {name} {variant}: top1 {_fmt(row['variants'][variant]['test']['top1'])} "
-                  f"top5 {_fmt(row['variants'][variant]['test']['top5'])} {len(blob) / 1e6:.1f} MB {latency:.1f} ms; calibration {fit.describe()}")
+                  f"top5 {_fmt(row['variants'][variant]['test']['top5'])} {len(blob) / 1e6:.1f} MB {latency:.1f} ms; "
+                  + (f"T = {fit.calibration.temperature}" if fit.calibration else "calibration not written") + f", min_score {fit.min_score}")
         shipped = row["variants"]["dynamic_int8"]["test"]
         plot_confusion(shipped["confusion"], ds.classes, out / f"confusion_{name}.png", f"{name} (TFLite int8) on {ds.name} test")
         results["heads"][name] = row
