@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> dict:
         print(f"  problem: {p}")
     check_group_pattern(ds, args.group_pattern)
     check_split(ds, *groups_needed(args))
-    plan = mirror_plan(ds.classes, off=args.mirror == "off", pairs=args.mirror_pairs)
+    plan = mirror_plan(ds.classes, off=args.mirror == "off" or args.no_augment, pairs=args.mirror_pairs)
     print(plan.describe())
     extractor = Extractor(args.extractor, num_threads=1)
     ext_name = next((e.name for e in EXTRACTORS.values() if extractor.sha256 in e.sha256), Path(args.extractor).stem)
@@ -92,8 +92,9 @@ def run(args: argparse.Namespace) -> dict:
 
     t0 = time.perf_counter()
     crops = max(SPECS[h].crops for h in args.heads)
-    # Augmentation views are only needed for the clips heads train on.
-    failures = extract_dataset([i.path for i in ds.train + ds.val], ds.root, cache, Path(args.extractor), m=m, crops=crops, workers=args.workers)
+    # Augmentation views are only needed for the clips heads train on, and only if some view trains.
+    views = crops if not args.no_augment and (crops or not plan.off) else -1
+    failures = extract_dataset([i.path for i in ds.train + ds.val], ds.root, cache, Path(args.extractor), m=m, crops=views, workers=args.workers)
     # Test clips are only evaluated: no mirrored view (half the extractor work of a training clip).
     failures |= extract_dataset([i.path for i in ds.test], ds.root, cache, Path(args.extractor), m=m, crops=-1, workers=args.workers)
     feature_seconds = time.perf_counter() - t0
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace) -> dict:
         items = [i for i in split if str(i.path) not in failures]
         return [with_motion(c, load_motion(cache_path(mdir, ds.root, i.path), i.path), quant) for c, i in zip(clips, items, strict=True)]
 
-    (tr, y_tr), (va, y_va), (te, y_te) = load(ds.train, crops), load(ds.val, crops), load(ds.test, -1)
+    (tr, y_tr), (va, y_va), (te, y_te) = load(ds.train, views), load(ds.val, views), load(ds.test, -1)
     # The label each augmentation view of each training clip trains (a mirror image: its class's mirror class).
     labels_tr = view_labels(y_tr, plan, [view_flips(i.path, ds.root, crops) for i in ds.train if str(i.path) not in failures])
     # The time scale: whole clips (window = their median duration) or fixed windows of --window s.
