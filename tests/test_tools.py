@@ -435,6 +435,16 @@ def test_bad_mirror_and_group_options_are_refused_before_extraction(tmp_path):
     two = jhmdb_subset(tmp_path / "two", ("wave", "pour"), per_class=6, name=lambda cls, i, clip: f"actor{i % (2 if cls == 'pour' else 3)}_{i}.avi")
     err = refused("--data", str(two), "--group-pattern", "^[^_]+")
     assert "each class needs at least 3 groups" in err and "these have fewer: pour 2" in err and "wave" not in err.split("fewer:")[1]
+    # Without a pattern, names that follow no convention make every clip its own group: said, not silent.
+    from tools.datasets import check_group_pattern
+
+    ds = read_folders(root)
+    check_group_pattern(ds, None)
+    assert ds.problems == ["every clip is its own group (12 clips; the names follow no UCF101/HMDB convention): "
+                           "clips of one actor or scene may sit in train and test; give --group-pattern"]
+    ds = read_folders(root, group_pattern="^actor[01]")  # 8 of 12 match: the 4 others are noted
+    check_group_pattern(ds, "^actor[01]")
+    assert ds.problems[-1].startswith("--group-pattern '^actor[01]' matches 8 of 12 file names; the other 4 (actor2_")
     proc = _experiment(*base, "--group-pattern", "(", timeout=300)
     assert proc.returncode == 2 and "--group-pattern: not a regular expression" in proc.stderr
     proc = _experiment(*base, "--mirror", "off", "--mirror-pairs", "wave=pour", timeout=300)

@@ -304,9 +304,12 @@ def check_group_pattern(ds: Dataset, pattern: str | None) -> None:
     back to one group each (every clip its own group: validation and test then share actors and
     scenes with training, and score far above what new people get); a few unmatched names are noted
     in ``problems``."""
-    if pattern is None:
-        return
     items = ds.train + ds.val + ds.test
+    if pattern is None:
+        if len(items) > 1 and len({i.group for i in items}) == len(items):
+            ds.problems.append(f"every clip is its own group ({len(items)} clips; the names follow no UCF101/HMDB convention): "
+                               "clips of one actor or scene may sit in train and test; give --group-pattern")
+        return
     missed = [i.path.name for i in items if not re.search(pattern, i.path.name)]
     if not items or not missed:
         return
