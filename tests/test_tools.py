@@ -447,5 +447,22 @@ def test_bad_mirror_and_group_options_are_refused_before_extraction(tmp_path):
     assert ds.problems[-1].startswith("--group-pattern '^actor[01]' matches 8 of 12 file names; the other 4 (actor2_")
     proc = _experiment(*base, "--group-pattern", "(", timeout=300)
     assert proc.returncode == 2 and "--group-pattern: not a regular expression" in proc.stderr
+    proc = _experiment(*base, "--mirror-pairs", "wave", timeout=300)
+    assert proc.returncode == 2 and "argument --mirror-pairs: expected CLASS=MIRROR_CLASS" in proc.stderr
     proc = _experiment(*base, "--mirror", "off", "--mirror-pairs", "wave=pour", timeout=300)
     assert proc.returncode == 2 and "--mirror-pairs needs mirrored views" in proc.stderr
+
+
+def test_a_split_leaving_a_class_without_validation_is_refused(tmp_path):
+    """Enough groups, but none of pour's went to validation (its groups are shared with wave's):
+    refused, naming the class, before anything is extracted."""
+    from tools.datasets import Dataset, Item, check_split
+
+    def items(label: int, groups: str) -> list:
+        return [Item(tmp_path / f"{g}_{label}.avi", label, g) for g in groups]
+
+    ds = Dataset("x", tmp_path, ["wave", "pour"], items(0, "ab") + items(1, "abc"), items(0, "d"), items(0, "e") + items(1, "f"))
+    with pytest.raises(DatasetError, match="leaves validation without clips of pour .*each class needs"):
+        check_split(ds, "each class needs at least 3 groups")
+    ds.val += items(1, "g")
+    check_split(ds, "each class needs at least 3 groups")
