@@ -85,6 +85,8 @@ class Manifest(BaseModel):
         description="what the head reads per frame, concatenated in this order: the extractor's features, then the motion descriptor")
     motion: MotionSpec | None = Field(None, description="how the motion stream is computed (heads that read it)")
     calibration: Calibration | None = Field(None, description="temperature for calibrated scores (absent: raw probabilities)")
+    min_score: float | None = Field(None, ge=0, le=1, description="the score threshold chosen on held-out validation windows "
+                                    "(keeps 95 % of correct predictions; on calibrated scores if calibration is set): a recommendation")
     runtimes: list[str] = Field(description="TFLite runtimes (and versions) the head was checked on")
     trained_on: str = ""
     report: str | None = None

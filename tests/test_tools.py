@@ -179,8 +179,18 @@ def test_experiment_trains_converts_exports_and_checks_on_a_small_dataset(tmp_pa
     assert manifest["streams"] == ["appearance", "motion"] and manifest["motion"]["method"] == "dis_ultrafast"
     assert manifest["extractor"]["sha256"] == [sha256_file(MNV2)]  # only the extractor file it was checked on
     assert len(manifest["runtimes"]) == 1 and manifest["runtimes"][0].startswith("ai-edge-litert ")  # name and version, as run
-    # Every trained head gets a temperature fitted on validation, and the exported one carries it.
-    assert manifest["calibration"]["temperature"] > 0 and "validation" in manifest["calibration"]["fit_on"]
+    # Every trained head gets a temperature fitted on validation, judged on held-out windows: the exported
+    # one carries it if it passed (not on a search bound, a lower held-out ECE), and the min_score chosen there.
+    variant = report["heads"]["gru128n_late"]["variants"]["dynamic_int8"]
+    check = variant["calibration_check"]
+    assert check["cross_validated_folds"] >= 2  # a handful of validation clips: judged cross-validated
+    if check["written"]:
+        assert manifest["calibration"]["temperature"] == check["temperature"] and "validation" in manifest["calibration"]["fit_on"]
+        assert manifest["calibration"]["ece_after"] < manifest["calibration"]["ece_before"] and 0.05 < check["temperature"] < 18
+    else:
+        assert "calibration" not in manifest or manifest["calibration"] is None
+        assert f"warning: gru128n_late dynamic_int8: calibration not written: {check['refused']}" in proc.stderr
+    assert manifest["min_score"] == variant["min_score"] and 0 <= manifest["min_score"] <= 1
     # A reordered label file no longer matches the manifest and is refused.
     labels = head / "labels.txt"
     labels.write_text("pour\ngolf\nwave\n")
@@ -284,3 +294,175 @@ def test_export_chooses_by_validation_then_fewer_parameters():
     assert choose_head({a: reports[a]}) == (a, "gru128n")
     with pytest.raises(ExportError, match="no head 'lstm1280'.*frame, frame_m, gru1280, gru128n"):
         choose_head(reports, "lstm1280")
+
+
+# -- direction-safe mirroring --------------------------------------------------------------------------
+#: Real JHMDB side-view walk/run clips and the way the person moves on screen (looked at: first,
+#: middle and last frames; all tagged ``le``/``ri`` by HMDB).
+MOVES = {"walk/AgriculturalAviation_walk_f_nm_np1_le_med_1.avi": "left", "walk/Veoh_Alpha_Dog_2_walk_u_nm_np1_le_med_29.avi": "left",
+         "walk/prelinger_LetsPlay1949_walk_f_nm_np1_le_med_10.avi": "left", "walk/OldSchool_walk_f_nm_np1_ri_med_0.avi": "right",
+         "walk/TheLastManOnearth_walk_f_cm_np1_ri_med_2.avi": "right", "walk/likebeckam_walk_f_cm_np1_ri_med_31.avi": "right",
+         "run/20060723sfjffangelina_run_f_nm_np1_ri_med_2.avi": "right", "run/The_Matrix_3_run_f_cm_np1_ri_med_7.avi": "right"}
+OTHER = {"left": "right", "right": "left"}
+
+
+def direction_set(root):
+    """``moves_left/`` and ``moves_right/``: each clip of MOVES under the way it moves, and its mirror
+    image (every frame flipped, written losslessly) under the other: ``<source>_orig.avi`` / ``<source>_mirror.avi``."""
+    import cv2
+
+    for rel, way in MOVES.items():
+        src = JHMDB / rel
+        for d in OTHER:
+            (root / f"moves_{d}").mkdir(parents=True, exist_ok=True)
+        (root / f"moves_{way}" / f"{src.stem}_orig.avi").symlink_to(src)
+        cap = cv2.VideoCapture(str(src))
+        fps, frames = cap.get(cv2.CAP_PROP_FPS), []
+        while (got := cap.read())[0]:
+            frames.append(got[1])
+        cap.release()
+        out = cv2.VideoWriter(str(root / f"moves_{OTHER[way]}" / f"{src.stem}_mirror.avi"), cv2.VideoWriter_fourcc(*"FFV1"), fps,
+                              (frames[0].shape[1], frames[0].shape[0]))
+        for f in frames:
+            out.write(np.ascontiguousarray(f[:, ::-1]))
+        out.release()
+    return root
+
+
+@pytest.fixture(scope="module")
+def directions(tmp_path_factory):
+    """The direction set, its folder dataset (groups: one source clip and its mirror image) and a
+    feature cache holding every clip with its mirrored view."""
+    root = direction_set(tmp_path_factory.mktemp("directions") / "clips")
+    ds = read_folders(root, group_pattern=r"^(.+)_(?:orig|mirror)\.avi$")
+    cache = root.parent / "cache"
+    items = ds.train + ds.val + ds.test
+    assert extract_dataset([i.path for i in items], root, cache, MNV2, workers=1, progress=False) == {}
+    return root, ds, cache
+
+
+def test_mirror_pairs_by_name_and_refusals():
+    from tools.mirror import MirrorError, mirror_plan, parse_pairs
+
+    plan = mirror_plan(["swipe_left", "swipe_right", "wave", "point_left", "TurnClockwise", "TurnCounterClockwise"])
+    assert plan.pairs == [("swipe_left", "swipe_right"), ("TurnClockwise", "TurnCounterClockwise")]
+    assert plan.target == [1, 0, 2, None, 5, 4]  # point_left has no twin: its mirror image is no class, never trained
+    assert "swipe_left<->swipe_right" in plan.describe() and "point_left" in plan.describe()
+    given = mirror_plan(["wave_in", "wave_out", "clap"], pairs=parse_pairs("wave_out=wave_in"))
+    assert given.target == [1, 0, 2] and "(--mirror-pairs)" in given.describe()
+    assert mirror_plan(["swipe_left", "swipe_right"], off=True).target == [None, None]
+    with pytest.raises(MirrorError, match="'wave_up' is not a class"):
+        mirror_plan(["wave_in", "wave_out"], pairs=[("wave_in", "wave_up")])
+    with pytest.raises(ValueError, match="CLASS=MIRROR_CLASS"):
+        parse_pairs("wave_in")
+
+
+@pytest.mark.slow
+def test_mirroring_never_trains_a_direction_on_its_opposites_frames(directions):
+    """Every training sample, from any view, is labelled with the class whose clip it shows: a
+    mirrored moves_left clip is a moves_right clip (the same frames, exactly), and trains as one."""
+    from tools.features import view_flips
+    from tools.mirror import MirrorPlan, mirror_plan, view_labels
+    from tools.train import Quant, epoch_batch
+
+    root, ds, cache = directions
+    items = ds.train + ds.val + ds.test
+    clips = [load_cached(cache_path(cache, root, i.path), i.path) for i in items]
+    y = np.array([i.label for i in items])
+    # The check's data: a clip's cached mirrored view is its mirror file's features (lossless file, same frames).
+    by_name = {(i.path.parent.name, i.path.name): c for i, c in zip(items, clips)}
+    for i, c in zip(items, clips):
+        if i.path.name.endswith("_orig.avi"):
+            twin = by_name[(f"moves_{OTHER[i.path.parent.name[6:]]}", i.path.name.replace("_orig", "_mirror"))]
+            assert np.abs(c.flipped.astype(int) - twin.feats.astype(int)).max() <= 2
+            assert np.abs(c.feats.astype(int) - twin.feats.astype(int)).mean() > 5 * np.abs(c.flipped.astype(int) - twin.feats.astype(int)).mean()
+    frames = np.concatenate([c.feats for c in clips]).astype(np.float32)
+    owner = np.concatenate([[k] * len(c.feats) for k, c in enumerate(clips)])
+
+    def wrong_labels(plan) -> int:
+        """Samples over 30 epochs labelled with another class than the clip whose frames they are."""
+        labels = view_labels(y, plan, [view_flips(i.path, root, 0) for i in items])
+        rng, wrong = np.random.default_rng(0), 0
+        for _ in range(30):
+            x, lab = epoch_batch(clips, labels, y, 8, rng, Quant(1.0, 0))
+            for row, label in zip(x, lab):
+                nearest = owner[np.argmin(((frames[None] - row[:, None]) ** 2).sum(-1), axis=1)]
+                wrong += int(np.any(y[nearest] != label))
+        return wrong
+
+    plan = mirror_plan(ds.classes)
+    assert plan.pairs == [("moves_left", "moves_right")]
+    assert wrong_labels(plan) == 0
+    assert wrong_labels(mirror_plan(ds.classes, off=True)) == 0
+    # The old rule (a mirror image keeps its label) fails this check: about half the mirrored samples.
+    assert wrong_labels(MirrorPlan(ds.classes, [0, 1])) > 100
+
+
+def _experiment(*argv: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tools.experiment", "--extractor", str(MNV2), *argv], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+@pytest.mark.slow
+def test_experiment_reports_the_mirror_pairs_it_trained_with(directions, tmp_path):
+    root, _, cache = directions
+    proc = _experiment("--dataset", "folders", "--data", str(root), "--group-pattern", r"^(.+)_(?:orig|mirror)\.avi$", "--heads", "frame",
+                       "--max-epochs", "2", "--min-epochs", "1", "--out", str(tmp_path / "run"), "--cache", str(cache), "--workers", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "mirror: swapped pairs moves_left<->moves_right; 0 classes mirror to themselves" in proc.stdout
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["mirror"]["pairs"] == [["moves_left", "moves_right"]] and report["mirror"]["target"] == ["moves_right", "moves_left"]
+    assert "Augmentation mirror: swapped pairs moves_left<->moves_right" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_bad_mirror_and_group_options_are_refused_before_extraction(tmp_path):
+    """One line naming the option, exit 2, nothing extracted: --mirror-pairs naming no class, a
+    --group-pattern that matches no file (or too few), fewer than 3 groups in a class."""
+    root = jhmdb_subset(tmp_path / "clips", ("wave", "pour"), per_class=6, name=lambda cls, i, clip: f"actor{i % 3}_{cls}_{i}.avi")
+    base = ["--dataset", "folders", "--data", str(root), "--heads", "frame", "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "cache")]
+
+    def refused(*extra: str) -> str:
+        proc = _experiment(*base, *extra, timeout=300)
+        err = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(err) == 1 and err[0].startswith("error: "), proc.stderr[-2000:]
+        assert not (tmp_path / "cache").exists()
+        return err[0]
+
+    assert "--mirror-pairs: 'wave_out' is not a class (classes: pour, wave)" in refused("--group-pattern", "^[^_]+", "--mirror-pairs", "wave=wave_out")
+    assert "--group-pattern '^dora' matches 0 of 12 file names; the other 12" in refused("--group-pattern", "^dora")
+    few = refused("--group-pattern", r"^actor[01](?=_pour_[0-2])")  # matches 2 of 12 names: the rest one group each
+    assert "matches 2 of 12 file names; the other 10 (actor0_pour_3.avi" in few
+    two = jhmdb_subset(tmp_path / "two", ("wave", "pour"), per_class=6, name=lambda cls, i, clip: f"actor{i % (2 if cls == 'pour' else 3)}_{i}.avi")
+    err = refused("--data", str(two), "--group-pattern", "^[^_]+")
+    assert "each class needs at least 3 groups" in err and "these have fewer: pour 2" in err and "wave" not in err.split("fewer:")[1]
+    # Without a pattern, names that follow no convention make every clip its own group: said, not silent.
+    from tools.datasets import check_group_pattern
+
+    ds = read_folders(root)
+    check_group_pattern(ds, None)
+    assert ds.problems == ["every clip is its own group (12 clips; the names follow no UCF101/HMDB convention): "
+                           "clips of one actor or scene may sit in train and test; give --group-pattern"]
+    ds = read_folders(root, group_pattern="^actor[01]")  # 8 of 12 match: the 4 others are noted
+    check_group_pattern(ds, "^actor[01]")
+    assert ds.problems[-1].startswith("--group-pattern '^actor[01]' matches 8 of 12 file names; the other 4 (actor2_")
+    proc = _experiment(*base, "--group-pattern", "(", timeout=300)
+    assert proc.returncode == 2 and "--group-pattern: not a regular expression" in proc.stderr
+    proc = _experiment(*base, "--mirror-pairs", "wave", timeout=300)
+    assert proc.returncode == 2 and "argument --mirror-pairs: expected CLASS=MIRROR_CLASS" in proc.stderr
+    proc = _experiment(*base, "--mirror", "off", "--mirror-pairs", "wave=pour", timeout=300)
+    assert proc.returncode == 2 and "--mirror-pairs needs mirrored views" in proc.stderr
+
+
+def test_a_split_leaving_a_class_without_validation_is_refused(tmp_path):
+    """Enough groups, but none of pour's went to validation (its groups are shared with wave's):
+    refused, naming the class, before anything is extracted."""
+    from tools.datasets import Dataset, Item, check_split
+
+    def items(label: int, groups: str) -> list:
+        return [Item(tmp_path / f"{g}_{label}.avi", label, g) for g in groups]
+
+    ds = Dataset("x", tmp_path, ["wave", "pour"], items(0, "ab") + items(1, "abc"), items(0, "d"), items(0, "e") + items(1, "f"))
+    with pytest.raises(DatasetError, match="leaves validation without clips of pour .*each class needs"):
+        check_split(ds, "each class needs at least 3 groups")
+    ds.val += items(1, "g")
+    check_split(ds, "each class needs at least 3 groups")

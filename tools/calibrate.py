@@ -6,7 +6,9 @@ well a score threshold (a source's ``min_score``) rejects actions the head does 
 1. The head's raw probabilities on every validation window (the daemon's windows of the head's
    time scale, through ``ClipClassifier.window_probs``: the device's own feature path); a
    temperature T minimizing their negative log-likelihood; expected calibration error (ECE, 15
-   bins) before and after, on validation and on test.
+   bins) before and after, on validation and on test. A T on the search bound, fitted on an
+   all-correct validation, or that does not lower the held-out ECE (cross-validated over clips
+   when validation is small) is refused: reported, never written (``--write-manifest`` exits 1).
 2. Unknown actions: the windows of clips whose actions JHMDB does not have (``ucf101_sample``
    classes without a JHMDB counterpart, all ``kinetics_sample`` clips) against the JHMDB test
    windows. The threshold is chosen on validation (the calibrated score that keeps 95 % of the
@@ -27,6 +29,7 @@ import os
 import shlex
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -65,21 +68,103 @@ def nll(probs: np.ndarray, y: np.ndarray) -> float:
     return float(-np.mean(np.log(np.maximum(probs[np.arange(len(y)), y], 1e-12))))
 
 
+#: The temperature search, in log T: a fit on either end is no fit (T = 0.0498 on an all-correct
+#: validation makes a wrong prediction score 0.996; T = 20.09 flattens every score to about 1/classes).
+LOG_T_BOUNDS = (-3.0, 3.0)
+#: Validation with fewer clips than this is too small to fit on and judge on the same windows: the
+#: temperature is judged cross-validated over its clips.
+SMALL_VALIDATION_CLIPS = 100
+#: The share of correct held-out predictions the recommended min_score keeps.
+KEEP = 0.95
+
+
 def fit_temperature(probs: np.ndarray, y: np.ndarray) -> float:
     """The T minimizing the negative log-likelihood of ``apply_temperature(probs, T)`` (bounded
-    search over log T in [-3, 3])."""
+    search over log T in :data:`LOG_T_BOUNDS`)."""
     from scipy.optimize import minimize_scalar
 
-    res = minimize_scalar(lambda lt: nll(apply_temperature(probs, float(np.exp(lt))), y), bounds=(-3.0, 3.0), method="bounded",
+    res = minimize_scalar(lambda lt: nll(apply_temperature(probs, float(np.exp(lt))), y), bounds=LOG_T_BOUNDS, method="bounded",
                           options={"xatol": 1e-4})
     return float(np.exp(res.x))
 
 
-def fit_calibration(raw_val: np.ndarray, y_val: np.ndarray, fit_on: str) -> Calibration:
-    """A manifest's calibration from a head's raw probabilities on validation windows."""
+def on_bound(t: float, tolerance: float = 0.1) -> bool:
+    """The fitted T sits at an end of the search (within ``tolerance`` in log T, 10 %: the likelihood
+    is nearly flat there, so the search stops just short of it): the data asked for more."""
+    return min(abs(np.log(t) - b) for b in LOG_T_BOUNDS) < tolerance
+
+
+@dataclass
+class CalibrationFit:
+    """A temperature fit, judged on held-out windows: ``calibration`` is None when it is refused
+    (``refused`` says why); ``min_score`` is chosen on the held-out scores either way."""
+
+    temperature: float  # fitted on every validation window (what would be written)
+    calibration: Calibration | None
+    refused: str | None
+    ece_before: float
+    ece_after: float  # on held-out windows: cross-validated (small validation) or the fit's own
+    cross_validated: int  # folds (0: judged on the windows it was fitted on)
+    min_score: float | None  # keeps KEEP of the correct held-out predictions (calibrated scores if written, else raw)
+    min_score_on: str
+
+    def as_dict(self) -> dict:
+        return {"temperature": round(self.temperature, 4), "written": self.calibration is not None, "refused": self.refused,
+                "ece_before": round(self.ece_before, 4), "ece_after_held_out": round(self.ece_after, 4),
+                "cross_validated_folds": self.cross_validated, "min_score": self.min_score, "min_score_on": self.min_score_on}
+
+    def describe(self) -> str:
+        how = f"{self.cross_validated}-fold cross-validated over clips" if self.cross_validated else "on the fitted windows"
+        head = (f"T = {self.calibration.temperature} (ECE {self.ece_before:.3f} -> {self.ece_after:.3f} held out, {how})"
+                if self.calibration else f"not written: {self.refused}")
+        return head + (f"; min_score {self.min_score} ({self.min_score_on})" if self.min_score is not None else "; no min_score (no correct prediction)")
+
+
+def held_out_probs(raw: np.ndarray, y: np.ndarray, clips: np.ndarray, folds: int = 5) -> tuple[np.ndarray, int]:
+    """Calibrated probabilities of each window by a temperature fitted without its clip's windows
+    (``folds`` folds over the clips): (probs, folds used)."""
+    ids = np.unique(clips)
+    k = min(folds, len(ids))
+    order = np.random.default_rng(0).permutation(ids)
+    out = np.empty_like(raw, dtype=np.float32)
+    for f in range(k):
+        held = np.isin(clips, order[f::k])
+        out[held] = apply_temperature(raw[held], fit_temperature(raw[~held], y[~held]))
+    return out, k
+
+
+def floor2(x: float) -> float:
+    return float(np.floor(x * 100 + 1e-9) / 100)
+
+
+def fit_calibration(raw_val: np.ndarray, y_val: np.ndarray, fit_on: str, clips: np.ndarray | None = None) -> CalibrationFit:
+    """A manifest's calibration from a head's raw probabilities on validation windows (``clips``:
+    the clip each window comes from), refused when the temperature lands on a search bound or makes
+    the held-out ECE no better; and the min_score that keeps 95 % of the correct held-out predictions."""
+    clips = np.arange(len(y_val)) if clips is None else np.asarray(clips)
     t = fit_temperature(raw_val, y_val)
-    return Calibration(temperature=round(t, 4), fit_on=fit_on, ece_before=round(ece(raw_val, y_val), 4),
-                       ece_after=round(ece(apply_temperature(raw_val, round(t, 4)), y_val), 4))
+    small = len(np.unique(clips)) < SMALL_VALIDATION_CLIPS
+    held, folds = held_out_probs(raw_val, y_val, clips) if small and len(np.unique(clips)) >= 2 else (apply_temperature(raw_val, t), 0)
+    before, after = ece(raw_val, y_val), ece(held, y_val)
+    refused = None
+    if (raw_val.argmax(1) == y_val).all():
+        refused = (f"every validation window is predicted right ({len(y_val)}), so nothing says how wrong predictions score "
+                   f"(the fit gives T = {t:.4g}: a wrong prediction would score near 1)")
+    elif on_bound(t):
+        lo, hi = np.exp(LOG_T_BOUNDS)
+        refused = (f"the temperature lands on its search bound (T = {t:.4g}, bounds {lo:.4g}..{hi:.4g}): "
+                   + ("validation is all correct or nearly, so nothing says how wrong predictions score"
+                      if t < 1 else "the scores carry almost no information (every score would be about 1/classes)"))
+    elif after >= before:
+        refused = f"it makes the held-out ECE worse ({before:.4f} -> {after:.4f})"
+    cal = None if refused else Calibration(temperature=round(t, 4), fit_on=fit_on + (f", judged {folds}-fold cross-validated" if folds else ""),
+                                           ece_before=round(before, 4), ece_after=round(after, 4))
+    scores = held if cal else raw_val
+    correct = scores.argmax(1) == y_val
+    min_score = floor2(keep_threshold(scores.max(1)[correct], KEEP)) if correct.any() else None
+    on = (f"keeps {KEEP:.0%} of {int(correct.sum())} correct held-out validation windows' "
+          f"{'calibrated' if cal else 'raw'} scores")
+    return CalibrationFit(t, cal, refused, before, after, folds, min_score, on)
 
 
 def keep_threshold(scores: np.ndarray, keep: float = 0.95) -> float:
@@ -146,7 +231,8 @@ def run(args: argparse.Namespace) -> dict:
         per_clip, real = clip_windows_probs(clf, [i.path for i in items])
         y_clip = [index[ds.classes[i.label]] for i in items]
         x, y = stack_windows(per_clip, real, y_clip)
-        sets[name] = {"raw": x, "y": y, "clips": len(items), "clips_with_window": int(sum(real)), "per_clip": per_clip, "y_clip": np.array(y_clip)}
+        clip_of = np.concatenate([[k] * len(p) for k, (p, r) in enumerate(zip(per_clip, real)) if r])
+        sets[name] = {"clip_of": clip_of, "raw": x, "y": y, "clips": len(items), "clips_with_window": int(sum(real)), "per_clip": per_clip, "y_clip": np.array(y_clip)}
     unk = unknown_clips(args.shared)
     print(f"unknown: {len(unk)} clips ...", file=sys.stderr, flush=True)
     unk_probs, unk_real = clip_windows_probs(clf, [p for p, _ in unk])
@@ -154,15 +240,17 @@ def run(args: argparse.Namespace) -> dict:
     seconds = time.perf_counter() - t0
 
     val, test = sets["val"], sets["test"]
-    cal = fit_calibration(val["raw"], val["y"], fit_on=f"{ds.name} validation windows ({len(val['y'])} windows of {val['clips_with_window']} clips)")
-    t = cal.temperature
+    fit = fit_calibration(val["raw"], val["y"], fit_on=f"{ds.name} validation windows ({len(val['y'])} windows of {val['clips_with_window']} clips)",
+                          clips=val["clip_of"])
+    cal = fit.calibration
+    t = cal.temperature if cal else None  # refused: the scores stay raw (and are reported so)
     out: dict = {
         "command": "python -m tools.calibrate " + shlex.join(sys.argv[1:] if args.argv is None else args.argv),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "head": {"dir": str(head_dir), "name": head.manifest.name, "sha256": head.manifest.head.sha256[:12], "window_s": clf.window_s,
                  "frames": head.frames},
         "dataset": ds.name, "seconds": round(seconds, 1),
-        "calibration": cal.model_dump(),
+        "calibration": cal.model_dump() if cal else None, "calibration_check": fit.as_dict(),
         "windows": {k: {"windows": int(len(v["y"])), "clips": v["clips"], "clips_with_window": v["clips_with_window"]} for k, v in sets.items()},
     }
     for name, s in sets.items():
@@ -192,15 +280,18 @@ def run(args: argparse.Namespace) -> dict:
         "sweep": [rejection(x, test, unk_conf) for x in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)],
     }
     out["recommended_min_score"] = round(thr_val, 2)
+    out["held_out_min_score"] = fit.min_score
     return out
 
 
 def render(r: dict) -> str:
     p = lambda x: f"{100 * x:.1f}"
     c, u = r["calibration"], r["unknown"]
+    what = (f"Temperature T = {c['temperature']} fitted on {c['fit_on']}: scores are softmax(log p / T)." if c else
+            f"No temperature: {r['calibration_check']['refused']} (the scores below are raw).")
     lines = [f"# Calibration and unknown actions: {r['head']['name']} ({r['head']['sha256']})", "",
              f"Command: `{r['command']}` ({r['date']}, {r['seconds']} s)", "",
-             f"Temperature T = {c['temperature']} fitted on {c['fit_on']}: scores are softmax(log p / T).", "",
+             what, "",
              "| split | windows | top-1 % | ECE before | ECE after | NLL before | NLL after | mean score before | after |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name in ("val", "test"):
@@ -223,12 +314,21 @@ def render(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_manifest_calibration(head_dir: Path, cal: Calibration) -> None:
-    """Store the calibration in a head's manifest.json (atomically; the head's files are unchanged)."""
+class CalibrationRefused(Exception):
+    """A calibration that would lie (on a search bound, a worse held-out ECE) is not written."""
+
+
+def write_manifest_calibration(head_dir: Path, cal: Calibration | None, min_score: float | None = None, refused: str | None = None) -> None:
+    """Store the calibration and the held-out min_score in a head's manifest.json (atomically; the
+    head's files are unchanged); a refused fit (``cal`` None) raises :class:`CalibrationRefused`
+    and leaves the manifest as it was."""
     from edgevid.store import write_atomic
 
     manifest, folder = load_manifest(head_dir)
+    if cal is None:
+        raise CalibrationRefused(f"{folder / 'manifest.json'}: calibration not written (kept as it was): {refused or 'no calibration'}")
     manifest.calibration = cal
+    manifest.min_score = min_score
     write_atomic(folder / "manifest.json", (manifest.model_dump_json(indent=1) + "\n").encode())
 
 
@@ -252,10 +352,15 @@ def main(argv: list[str] | None = None) -> int:
     r = run(args)
     write_atomic(args.out.with_suffix(".json"), (json.dumps(r, indent=1) + "\n").encode())
     write_atomic(args.out.with_suffix(".md"), render(r).encode())
-    if args.write_manifest:
-        write_manifest_calibration(args.write_manifest, Calibration(**r["calibration"]))
-        print(f"temperature {r['calibration']['temperature']} written to {args.write_manifest}/manifest.json")
     print(render(r))
+    if args.write_manifest:
+        try:
+            write_manifest_calibration(args.write_manifest, Calibration(**r["calibration"]) if r["calibration"] else None,
+                                       r["held_out_min_score"], r["calibration_check"]["refused"])
+        except CalibrationRefused as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"temperature {r['calibration']['temperature']} and min_score {r['held_out_min_score']} written to {args.write_manifest}/manifest.json")
     return 0
 
 

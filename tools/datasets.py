@@ -299,16 +299,47 @@ def keep_present_classes(ds: Dataset) -> Dataset:
     return ds
 
 
-def check_split(ds: Dataset, needed: str) -> None:
-    """Refuse, before any feature is extracted, a split that leaves a class without training clips
-    or leaves validation or test empty; ``needed`` says how many groups each class needs."""
-    sides = {"train": ds.train, "validation": ds.val, "test": ds.test}
+def check_group_pattern(ds: Dataset, pattern: str | None) -> None:
+    """Refuse a ``--group-pattern`` that matches no file name, or so few that most clips would fall
+    back to one group each (every clip its own group: validation and test then share actors and
+    scenes with training, and score far above what new people get); a few unmatched names are noted
+    in ``problems``."""
+    items = ds.train + ds.val + ds.test
+    if pattern is None:
+        if len(items) > 1 and len({i.group for i in items}) == len(items):
+            ds.problems.append(f"every clip is its own group ({len(items)} clips; the names follow no UCF101/HMDB convention): "
+                               "clips of one actor or scene may sit in train and test; give --group-pattern")
+        return
+    missed = [i.path.name for i in items if not re.search(pattern, i.path.name)]
+    if not items or not missed:
+        return
+    shown = ", ".join(missed[:3]) + (", ..." if len(missed) > 3 else "")
+    matched = len(items) - len(missed)
+    if 2 * len(missed) > len(items):
+        raise DatasetError(f"--group-pattern {pattern!r} matches {matched} of {len(items)} file names; the other {len(missed)} "
+                           f"({shown}) would each be their own group, so one actor's clips could sit in train and test: "
+                           "give a pattern that matches the part of every name that says who or where it was filmed")
+    ds.problems.append(f"--group-pattern {pattern!r} matches {matched} of {len(items)} file names; the other {len(missed)} "
+                       f"({shown}) are each their own group")
+
+
+def check_split(ds: Dataset, needed: str, min_groups: int = 3, listed: bool = False) -> None:
+    """Refuse, before any feature is extracted, a split that leaves a class with fewer than
+    ``min_groups`` groups (``listed``: counted in its train list, the test clips being fixed by
+    split files), without training or validation clips, or leaves validation or test empty;
+    ``needed`` says how many groups each class needs, in the user's terms."""
     groups: dict[int, set[str]] = defaultdict(set)
-    for item in ds.train + ds.val + ds.test:
+    for item in ds.train + ds.val + ([] if listed else ds.test):
         groups[item.label].add(item.group)
-    few = ", ".join(f"{ds.classes[c]} {len(groups[c])}" for c in sorted(groups) if not any(i.label == c for i in ds.train) or len(groups[c]) < 3)
-    for side, items in sides.items():
-        lacking = not items if side != "train" else any(not any(i.label == c for i in ds.train) for c in range(len(ds.classes)))
+    few = {c: len(groups[c]) for c in range(len(ds.classes)) if len(groups[c]) < min_groups}
+    if few:
+        counts = ", ".join(f"{ds.classes[c]} {n}" for c, n in few.items())
+        raise DatasetError(f"{ds.root}: {needed}; {'in the train list ' if listed else ''}these have fewer: {counts}")
+    for side, items in (("train", ds.train), ("validation", ds.val), ("test", ds.test)):
+        lacking = [ds.classes[c] for c in range(len(ds.classes)) if not any(i.label == c for i in items)]
+        if side == "test" and len(lacking) < len(ds.classes):
+            continue  # official test lists may lack a class; an empty test side cannot score anything
         if lacking:
-            raise DatasetError(f"{ds.root}: the split leaves {side} {'empty' if side != 'train' else 'without some class'}: "
-                               f"{needed} (groups per class here: {few or 'enough'})")
+            shown = ", ".join(lacking[:10]) + (f" and {len(lacking) - 10} more" if len(lacking) > 10 else "")
+            raise DatasetError(f"{ds.root}: the split leaves {side} without clips of {shown} "
+                               f"(their groups are shared with other classes or too large): {needed}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -37,10 +38,11 @@ from edgevid.store import DEFAULT_EXTRACTOR, EXTRACTORS, default_head_dir, extra
 
 from .calibrate import fit_calibration
 from .convert import agreement, op_versions, run_tflite, runtime_used, to_tflite
-from .datasets import Dataset, DatasetError, check_split, read_folders, read_jhmdb, read_ucf101
+from .datasets import Dataset, DatasetError, check_group_pattern, check_split, read_folders, read_jhmdb, read_ucf101
 from .evaluate import evaluate, plot_confusion
-from .features import CacheWriteError, cache_path, extract_dataset, extract_motion, load_cached, load_motion, motion_cache_dir, with_motion
+from .features import CacheWriteError, cache_path, view_flips, extract_dataset, extract_motion, load_cached, load_motion, motion_cache_dir, with_motion
 from .heads import SPECS
+from .mirror import MirrorError, mirror_plan, parse_pairs, view_labels
 from .timescale import duration_percentiles, durations, scores, seconds, window_set
 from .train import Quant, predict_members, save_history, train_members, window_sampler
 
@@ -57,13 +59,14 @@ def load_dataset(args: argparse.Namespace) -> Dataset:
     return read_folders(args.data, test_fraction=args.test_fraction, splits_dir=args.splits, **common)
 
 
-def groups_needed(args: argparse.Namespace) -> str:
-    """What a class needs for this split, in the user's terms."""
+def groups_needed(args: argparse.Namespace) -> tuple[str, int, bool]:
+    """What a class needs for this split, in the user's terms: (text, groups, counted in the train list only)."""
     groups = "groups (files matching --group-pattern alike)" if args.group_pattern else "groups (clips of one source video or actor)"
     if args.dataset == "folders" and not args.splits:
         return (f"each class needs at least 3 {groups}: one each for train, validation (--val-fraction {args.val_fraction:g}) "
-                f"and test (--test-fraction {args.test_fraction:g})")
-    return f"each class needs at least 2 {groups} in its train list: one for train, one for validation (--val-fraction {args.val_fraction:g})"
+                f"and test (--test-fraction {args.test_fraction:g})", 3, False)
+    return (f"each class needs at least 2 {groups} in its train list: one for train, one for validation "
+            f"(--val-fraction {args.val_fraction:g})", 2, True)
 
 
 def _fmt(x: float) -> str:
@@ -77,7 +80,10 @@ def run(args: argparse.Namespace) -> dict:
     print(ds.summary())
     for p in ds.problems:
         print(f"  problem: {p}")
-    check_split(ds, groups_needed(args))
+    check_group_pattern(ds, args.group_pattern)
+    check_split(ds, *groups_needed(args))
+    plan = mirror_plan(ds.classes, off=args.mirror == "off" or args.no_augment, pairs=args.mirror_pairs)
+    print(plan.describe())
     extractor = Extractor(args.extractor, num_threads=1)
     ext_name = next((e.name for e in EXTRACTORS.values() if extractor.sha256 in e.sha256), Path(args.extractor).stem)
     cache = Path(args.cache or f"cache/features/{extractor.id}")
@@ -86,8 +92,9 @@ def run(args: argparse.Namespace) -> dict:
 
     t0 = time.perf_counter()
     crops = max(SPECS[h].crops for h in args.heads)
-    # Augmentation views are only needed for the clips heads train on.
-    failures = extract_dataset([i.path for i in ds.train + ds.val], ds.root, cache, Path(args.extractor), m=m, crops=crops, workers=args.workers)
+    # Augmentation views are only needed for the clips heads train on, and only if some view trains.
+    views = crops if not args.no_augment and (crops or not plan.off) else -1
+    failures = extract_dataset([i.path for i in ds.train + ds.val], ds.root, cache, Path(args.extractor), m=m, crops=views, workers=args.workers)
     # Test clips are only evaluated: no mirrored view (half the extractor work of a training clip).
     failures |= extract_dataset([i.path for i in ds.test], ds.root, cache, Path(args.extractor), m=m, crops=-1, workers=args.workers)
     feature_seconds = time.perf_counter() - t0
@@ -111,7 +118,9 @@ def run(args: argparse.Namespace) -> dict:
         items = [i for i in split if str(i.path) not in failures]
         return [with_motion(c, load_motion(cache_path(mdir, ds.root, i.path), i.path), quant) for c, i in zip(clips, items, strict=True)]
 
-    (tr, y_tr), (va, y_va), (te, y_te) = load(ds.train, crops), load(ds.val, crops), load(ds.test, -1)
+    (tr, y_tr), (va, y_va), (te, y_te) = load(ds.train, views), load(ds.val, views), load(ds.test, -1)
+    # The label each augmentation view of each training clip trains (a mirror image: its class's mirror class).
+    labels_tr = view_labels(y_tr, plan, [view_flips(i.path, ds.root, crops) for i in ds.train if str(i.path) not in failures])
     # The time scale: whole clips (window = their median duration) or fixed windows of --window s.
     fit = args.fit
     window_s = args.window if fit == "windows" else float(np.median(durations(tr)))
@@ -138,7 +147,7 @@ def run(args: argparse.Namespace) -> dict:
     results: dict = {
         "dataset": ds.name, "classes": ds.classes, "extractor": {"name": ext_name, "sha256": extractor.sha256},
         "frames": m, "timescale": timescale, "daemon_hop_s": ws_daemon.hop_s,
-        "motion": motion.model_dump() if motion is not None else None,
+        "motion": motion.model_dump() if motion is not None else None, "mirror": plan.as_dict() | {"line": plan.describe()},
         "counts": {"train": len(tr), "val": len(va), "test": len(te)}, "problems": ds.problems,
         "failed_clips": failures, "feature_seconds": feature_seconds, "feature_seconds_total": feature_seconds_total,
         "seed": args.seed, "dataset_args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k in DATASET_ARGS},
@@ -156,7 +165,7 @@ def run(args: argparse.Namespace) -> dict:
         print(f"training {name} on {len(tr)} clips ({len(va)} val)")
         models, histories, norm = train_members(spec, train_clips, y_tr, x_va, ws_va.y_rows, n_cls, m, quant, seed=args.seed,
                                                 max_epochs=args.max_epochs, patience=args.patience, min_epochs=args.min_epochs,
-                                                augment=not args.no_augment, sampler=sampler)
+                                                augment=not args.no_augment, view_labels=labels_tr[:, : 1 + spec.crops], sampler=sampler)
         save_history(out / f"history_{name}.json", {"members": histories})
         keras_te = ws_te.clip_probs(predict_members(models, x_te))
         keras_va = predict_members(models, x_va)
@@ -175,17 +184,24 @@ def run(args: argparse.Namespace) -> dict:
             # variant; it travels in the manifest and the runtime head applies it, so test is scored with it.
             rows_va = run_tflite(blob, x_va)[0]
             real = ws_va.real if ws_va.real.any() else np.ones(len(rows_va), bool)
-            cal = fit_calibration(rows_va[real], ws_va.y_rows[real], fit_on=f"{ds.name} validation windows ({int(real.sum())})")
-            rows_te = apply_temperature(rows_te, cal.temperature)
-            rows_daemon = apply_temperature(rows_daemon, cal.temperature)
+            fit = fit_calibration(rows_va[real], ws_va.y_rows[real], fit_on=f"{ds.name} validation windows ({int(real.sum())})",
+                                  clips=ws_va.clip[real])
+            if fit.calibration is None:
+                print(f"warning: {name} {variant}: calibration {fit.describe()}", file=sys.stderr)
+            else:
+                rows_te = apply_temperature(rows_te, fit.calibration.temperature)
+                rows_daemon = apply_temperature(rows_daemon, fit.calibration.temperature)
             write_atomic(out / f"{name}_{variant}.tflite", blob)
             row["variants"][variant] = {
-                "bytes": len(blob), "latency_ms": latency, "calibration": cal.model_dump(), "ops": op_versions(blob),
+                "bytes": len(blob), "latency_ms": latency, "ops": op_versions(blob),
+                "calibration": fit.calibration.model_dump() if fit.calibration else None, "calibration_check": fit.as_dict(),
+                "min_score": fit.min_score,
                 "agreement_val": agreement(keras_va, probs_va), "test": evaluate(ws_te.clip_probs(rows_te), y_te, ds.classes),
                 "daemon_test": scores(rows_daemon, ws_daemon),
             }
             print(f"  {name} {variant}: top1 {_fmt(row['variants'][variant]['test']['top1'])} "
-                  f"top5 {_fmt(row['variants'][variant]['test']['top5'])} {len(blob) / 1e6:.1f} MB {latency:.1f} ms")
+                  f"top5 {_fmt(row['variants'][variant]['test']['top5'])} {len(blob) / 1e6:.1f} MB {latency:.1f} ms; "
+                  + (f"T = {fit.calibration.temperature}" if fit.calibration else "calibration not written") + f", min_score {fit.min_score}")
         shipped = row["variants"]["dynamic_int8"]["test"]
         plot_confusion(shipped["confusion"], ds.classes, out / f"confusion_{name}.png", f"{name} (TFLite int8) on {ds.name} test")
         results["heads"][name] = row
@@ -212,6 +228,7 @@ def render_markdown(r: dict) -> str:
              f"Clips: {r['counts']['train']} train / {r['counts']['val']} val / {r['counts']['test']} test; "
              f"M = {r['frames']} frames; {len(r['failed_clips'])} failed clips; {len(r['problems'])} dataset problems (listed below).", "",
              *_extraction_lines(r),
+             *([f"Augmentation {r['mirror']['line']}.", ""] if r.get("mirror") else []),
              *_timescale_lines(r),
              "| head | params | variant | top-1 % (95 % CI) | top-5 % | macro-F1 | size MB | latency ms/clip | top-1 agree vs Keras | max abs diff |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -226,6 +243,9 @@ def render_markdown(r: dict) -> str:
                          f"{_fmt(d['agreement_val']['top1_agreement'])} % of {d['agreement_val']['n']} val | {d['agreement_val']['max_abs_diff']:.1e} |")
     lines += ["", "Validation top-1 (Keras, clips as `edgevid classify` sees them; chooses the default head): "
               + ", ".join(f"{n} {_fmt(h['val_top1'])} %" for n, h in r["heads"].items())]
+    lines += ["", "Calibration (TFLite dynamic_int8; a temperature on a search bound or that does not lower the held-out ECE is "
+              "not written; min_score: the score that keeps 95 % of correct held-out validation predictions): "
+              + "; ".join(f"{n} {_calibration_line(h['variants']['dynamic_int8'])}" for n, h in r["heads"].items())]
     lines += ["", "Latency: median per clip, ai-edge-litert, 1 thread, this machine. Agreement: TFLite vs Keras on validation clips.", ""]
     for name, h in r["heads"].items():
         per = h["variants"]["dynamic_int8"]["test"]["per_class"]
@@ -237,6 +257,15 @@ def render_markdown(r: dict) -> str:
     if r["problems"] or r["failed_clips"]:
         lines += ["## Left out or remapped", ""] + [f"- {p}" for p in r["problems"]] + [f"- failed: {e}" for e in r["failed_clips"].values()]
     return "\n".join(lines) + "\n"
+
+
+def _calibration_line(v: dict) -> str:
+    c = v.get("calibration_check")
+    if c is None:  # a run from before the check
+        return f"T = {v['calibration']['temperature']}" if v.get("calibration") else "none"
+    if c["written"]:
+        return f"T = {c['temperature']} (held-out ECE {c['ece_before']:.3f} -> {c['ece_after_held_out']:.3f}), min_score {c['min_score']}"
+    return f"not written ({c['refused']}), min_score {c['min_score']} on raw scores"
 
 
 def _extraction_lines(r: dict) -> list[str]:
@@ -295,6 +324,7 @@ def export_head(results: dict, run_dir: Path, name: str, target: Path, extractor
                                feature_tensor=extractor.feature_tensor, feature_dim=extractor.feature_dim,
                                fingerprint=measure(extractor)),
         calibration=Calibration(**calibration) if calibration else None,
+        min_score=results["heads"][name]["variants"]["dynamic_int8"].get("min_score"),
         # The runtime the conversion check and the classify check ran on (name and version), not a hope.
         runtimes=[results.get("runtime") or runtime_used()],
         streams=results["heads"][name].get("streams", ["appearance"]),
@@ -408,6 +438,21 @@ EPILOG = """examples:
 """
 
 
+def _regex(text: str) -> str:
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise argparse.ArgumentTypeError(f"not a regular expression ({exc})") from None
+    return text
+
+
+def _pairs(text: str) -> list[tuple[str, str]]:
+    try:
+        return parse_pairs(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _abandon(message: str, code: int) -> int:
     """Leave at once when a run stops mid-extraction: the interpreter's exit hook joins the process
     pool's manager thread, which can wait forever on workers it saw die (under load, Ctrl-C hung
@@ -426,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--splits", type=Path, help="split files folder: jhmdb/ucf101 official lists; folders: train.txt and test.txt "
                    "listing <class>/<file> (default for folders: a seeded split by groups)")
     p.add_argument("--split", type=int, default=1, help="official split number (jhmdb, ucf101; default 1)")
-    p.add_argument("--group-pattern", help="regex on the file name whose match (or first group) names a clip's group "
+    p.add_argument("--group-pattern", type=_regex, help="regex on the file name whose match (or first group) names a clip's group "
                    "(actor/scene); groups never straddle train, validation and test (default: the dataset's convention, else the file)")
     p.add_argument("--test-fraction", type=float, default=0.28, help="share of clips held out for test, folders without --splits (default 0.28)")
     p.add_argument("--val-fraction", type=float, default=0.14, help="share of clips held out of train for validation, by whole groups (default 0.14)")
@@ -449,6 +494,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--patience", type=int, default=12, help="stop after this many epochs without a better validation loss (default 12)")
     p.add_argument("--workers", type=int, default=None, help="feature extraction processes (default: one per core)")
     p.add_argument("--no-augment", action="store_true", help="train on the deploy sample only (the study's setting)")
+    p.add_argument("--mirror", choices=["auto", "off"], default="auto",
+                   help="mirrored training views: auto (default) labels a class's mirror image with its mirror class: itself, "
+                   "or the twin whose name differs only by a direction word (swipe_left <-> swipe_right; a direction class "
+                   "without a twin is not mirrored); off: no mirrored views")
+    p.add_argument("--mirror-pairs", type=_pairs, metavar="A=B,...",
+                   help="classes whose mirror images are each other (e.g. wave_in=wave_out), added to the twins found by name")
     p.add_argument("--export", type=Path, help="install the --head in this folder (pass it to `edgevid classify --head`)")
     p.add_argument("--force", action="store_true", help="let --export replace the head bundled with edgevid")
     p.add_argument("--from-run", type=Path, nargs="+", metavar="RUN",
@@ -469,6 +520,8 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"unknown head(s) {', '.join(unknown)}; choose from {', '.join(SPECS)}")
         if args.export and args.head not in ("best", *args.heads):
             p.error(f"--head {args.head} is not one of --heads {','.join(args.heads)}")
+        if args.mirror == "off" and args.mirror_pairs:
+            p.error("--mirror-pairs needs mirrored views: drop --mirror off")
         if args.fit == "windows" and not args.window:
             p.error("--fit windows needs --window SECONDS")
         if args.dataset != "folders" and not args.splits:
@@ -492,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
             return export_runs(args.from_run or [args.out], args.export, args.extractor, args.head, args)
     except ExportError as exc:
         p.error(str(exc))
-    except DatasetError as exc:
+    except (DatasetError, MirrorError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (CacheWriteError, EdgevidError) as exc:  # a full disk, an unreadable extractor, most clips failing

@@ -210,11 +210,21 @@ def mirror(frame: np.ndarray) -> np.ndarray:
     return frame[:, ::-1]
 
 
+def _crop_boxes(clip: Path, root: Path, n: int) -> list[tuple]:
+    rng = np.random.default_rng(zlib.crc32(clip.relative_to(root).as_posix().encode()))
+    return [(rng.uniform(0.4, 0.9), np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3))), rng.random(), rng.random(), rng.random() < 0.5)
+            for _ in range(n)]
+
+
+def view_flips(clip: Path, root: Path, crops: int) -> list[bool]:
+    """Which of a clip's cached views are mirror images: the mirrored view, then each crop
+    (mirrored at random, seeded by the clip's path as :func:`crop_views` draws them)."""
+    return [True] + [bool(b[-1]) for b in _crop_boxes(clip, root, crops)]
+
+
 def crop_views(clip: Path, root: Path, n: int):
     """``n`` seeded random crops for a clip (area 40-90 %, aspect 3:4 to 4:3, mirrored at random)."""
-    rng = np.random.default_rng(zlib.crc32(clip.relative_to(root).as_posix().encode()))
-    boxes = [(rng.uniform(0.4, 0.9), np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3))), rng.random(), rng.random(), rng.random() < 0.5)
-             for _ in range(n)]
+    boxes = _crop_boxes(clip, root, n)
 
     def make(area, aspect, fx, fy, flip):
         def view(frame: np.ndarray) -> np.ndarray:

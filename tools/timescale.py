@@ -136,7 +136,7 @@ def run_candidate(cand: Candidate, spec, data: dict, quant, classes: int, seeds:
     for seed in seeds:
         t0 = time.perf_counter()
         models, hist, _ = train_members(spec, tr, y_tr, quant(stop.x), stop.y_rows, classes, m, quant, seed=seed,
-                                        max_epochs=max_epochs, sampler=sampler, log=lambda *_: None)
+                                        max_epochs=max_epochs, sampler=sampler, view_labels=data["view_labels"], log=lambda *_: None)
         row = {"seed": seed, "epochs": len(hist[0]["epochs"]), "train_seconds": time.perf_counter() - t0}
         for split, v in views.items():
             daemon = scores(predict_members(models, quant(v["daemon"].x)), v["daemon"])
@@ -204,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .datasets import read_jhmdb
     from .features import cache_path, extract_dataset, load_cached
+    from .mirror import mirror_plan, view_labels
     from .heads import SPECS
     from .train import Quant
 
@@ -247,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: the study needs constant-fps clips with every frame cached (fps {sorted(fps_all)})", file=sys.stderr)
         return 1
     data["fps"] = fps_all.pop()
+    # The mirrored view (the only one this cache holds) trains each class's mirror class (tools.mirror).
+    data["view_labels"] = view_labels(data["train"][1], mirror_plan(ds.classes), [[True]] * len(ds.train))
     spec = SPECS[args.head]
     train_d = duration_percentiles(data["train"][0])
     median = float(np.median(durations(data["train"][0])))

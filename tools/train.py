@@ -55,19 +55,20 @@ def window_sampler(m: int, window_s: float):
     return sample
 
 
-def _pick_view(rng: np.random.Generator, n_views: int) -> int | None:
-    k = int(rng.random() * (1 + n_views))  # uniform over the original and each view
-    return k if k < n_views else None
-
-
-def epoch_batch(clips: list[CachedClip], m: int, rng: np.random.Generator, quant: Quant, views: int = 1, sampler=None) -> np.ndarray:
-    """One jittered sample per clip over the original frames and the first ``views`` views
-    (``sampler(clip, rng, view)`` replaces the whole-clip jittered sample, e.g. :func:`window_sampler`)."""
-    rows = []
-    for c in clips:
-        view = _pick_view(rng, views)
+def epoch_batch(clips: list[CachedClip], view_labels: np.ndarray, y: np.ndarray, m: int, rng: np.random.Generator, quant: Quant,
+                sampler=None) -> tuple[np.ndarray, np.ndarray]:
+    """One jittered sample per clip and the label it trains: the original frames (label ``y``) or,
+    uniformly with them, one of the views ``view_labels[i] >= 0`` allows (a mirrored view trains its
+    class's mirror class, :func:`tools.mirror.view_labels`). ``sampler(clip, rng, view)`` replaces
+    the whole-clip jittered sample, e.g. :func:`window_sampler`."""
+    rows, labels = [], []
+    for c, label, allowed in zip(clips, y, view_labels, strict=True):
+        usable = np.flatnonzero(allowed >= 0)
+        k = int(rng.random() * (1 + len(usable)))  # uniform over the original and each usable view
+        view = int(usable[k]) if k < len(usable) else None
         rows.append(sampler(c, rng, view) if sampler else jitter_sample(c, m, rng, view))
-    return quant(np.stack(rows))
+        labels.append(label if view is None else allowed[view])
+    return quant(np.stack(rows)), np.array(labels)
 
 
 def deploy_batch(clips: list[CachedClip], m: int, quant: Quant) -> np.ndarray:
@@ -90,11 +91,15 @@ def train_head(
     min_epochs: int = 0,
     batch_size: int = 32,
     augment: bool = True,
+    view_labels: np.ndarray | None = None,
     norm=None,
     sampler=None,
     log=print,
 ):
     """One model: Adam + categorical cross-entropy, early stopping on validation loss (best weights kept).
+
+    ``view_labels`` (int [N, 1 + spec.crops], :func:`tools.mirror.view_labels`): the label each
+    augmentation view of each clip trains, -1 for none; needed when ``augment``.
 
     The kept weights come from epoch ``min_epochs`` or later (with a handful of validation clips,
     the loss of an untrained head can look best), and stopping waits ``patience`` epochs after that.
@@ -106,15 +111,16 @@ def train_head(
     model, _ = build(spec, m, dim, classes, norm=norm, members=1)
     model.compile(optimizer=keras.optimizers.Adam(spec.lr), loss="categorical_crossentropy", metrics=["accuracy"])
     rng = np.random.default_rng(seed)
-    yt = keras.utils.to_categorical(y_train, classes)
+    if augment and (view_labels is None or view_labels.shape != (len(train), 1 + spec.crops)):
+        raise ValueError(f"augmented training needs view_labels [{len(train)}, {1 + spec.crops}] (tools.mirror.view_labels)")
     yv = keras.utils.to_categorical(y_val, classes)
     x_fixed = None if augment else deploy_batch(train, m, quant)
     history: list[dict] = []
     best, best_weights, waited = np.inf, None, 0
     t0 = time.perf_counter()
     for epoch in range(max_epochs):
-        x = epoch_batch(train, m, rng, quant, views=1 + spec.crops, sampler=sampler) if augment else x_fixed
-        h = model.fit(x, yt, batch_size=batch_size, epochs=1, verbose=0, shuffle=True)
+        x, y = epoch_batch(train, view_labels, y_train, m, rng, quant, sampler=sampler) if augment else (x_fixed, y_train)
+        h = model.fit(x, keras.utils.to_categorical(y, classes), batch_size=batch_size, epochs=1, verbose=0, shuffle=True)
         val_loss, val_acc = model.evaluate(x_val, yv, batch_size=64, verbose=0)
         row = {"epoch": epoch + 1, "loss": float(h.history["loss"][0]), "acc": float(h.history["accuracy"][0]),
                "val_loss": float(val_loss), "val_acc": float(val_acc)}
