@@ -142,3 +142,23 @@ def verify_file(ref: FileRef, folder: Path) -> Path:
     if actual != ref.sha256:
         raise ModelError(f"{path}: sha256 {actual[:12]}… does not match the manifest's {ref.sha256[:12]}… (corrupt or replaced)")
     return path
+
+
+def write_manifest(folder: Path, manifest: Manifest) -> Path:
+    """The one way a manifest is written (export and calibration alike): validated again as a
+    whole (fields set after construction included), its head and labels present with the recorded
+    sha256, then written atomically. Raises ModelError, leaving the old file, if any check fails."""
+    from .store import write_atomic  # here: store imports this module
+
+    folder = Path(folder)
+    try:
+        checked = Manifest.model_validate(manifest.model_dump())
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        raise ModelError(f"{folder / MANIFEST_NAME}: not written, invalid at {where}: {err['msg']}") from None
+    for ref in (checked.head, checked.labels):
+        verify_file(ref, folder)
+    path = folder / MANIFEST_NAME
+    write_atomic(path, (checked.model_dump_json(indent=1) + "\n").encode())
+    return path

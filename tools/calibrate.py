@@ -322,14 +322,14 @@ def write_manifest_calibration(head_dir: Path, cal: Calibration | None, min_scor
     """Store the calibration and the held-out min_score in a head's manifest.json (atomically; the
     head's files are unchanged); a refused fit (``cal`` None) raises :class:`CalibrationRefused`
     and leaves the manifest as it was."""
-    from edgevid.store import write_atomic
+    from edgevid.manifest import write_manifest
 
     manifest, folder = load_manifest(head_dir)
     if cal is None:
         raise CalibrationRefused(f"{folder / 'manifest.json'}: calibration not written (kept as it was): {refused or 'no calibration'}")
     manifest.calibration = cal
     manifest.min_score = min_score
-    write_atomic(folder / "manifest.json", (manifest.model_dump_json(indent=1) + "\n").encode())
+    write_manifest(folder, manifest)  # the export's checks too
 
 
 def main(argv: list[str] | None = None) -> int:

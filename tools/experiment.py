@@ -32,7 +32,7 @@ from edgevid.errors import EdgevidError
 from edgevid.extractor import Extractor
 from edgevid.fingerprint import measure
 from edgevid.head import apply_temperature
-from edgevid.manifest import Calibration, ExtractorRef, FileRef, Manifest, TimeScale, sha256_file
+from edgevid.manifest import Calibration, ExtractorRef, FileRef, Manifest, TimeScale, sha256_file, write_manifest
 from edgevid.motion import MotionSpec, parse_spec
 from edgevid.store import DEFAULT_EXTRACTOR, EXTRACTORS, default_head_dir, extractor_path, write_atomic
 
@@ -334,7 +334,7 @@ def export_head(results: dict, run_dir: Path, name: str, target: Path, extractor
         metrics={"top1": test["top1"], "top5": test["top5"], "macro_f1": test["macro_f1"], "test_clips": test["n"],
                  **_daemon_metrics(results["heads"][name]["variants"]["dynamic_int8"].get("daemon_test"))},
     )
-    write_atomic(target / "manifest.json", (manifest.model_dump_json(indent=1) + "\n").encode())
+    write_manifest(target, manifest)
     return manifest
 
 
@@ -346,10 +346,9 @@ def _daemon_metrics(s: dict | None) -> dict[str, float]:
 
 def check_exported(target: Path, extractor_path: Path, ds: Dataset, expected_top1: float) -> float:
     """Run the installed head through edgevid's own classify path on the test clips."""
-    from edgevid.head import Head
-    from edgevid.pipeline import ClipClassifier
+    from edgevid.pipeline import load_classifier
 
-    clf = ClipClassifier(Extractor(extractor_path, num_threads=os.cpu_count()), Head(target))
+    clf = load_classifier(target, extractor_path, threads=os.cpu_count() or 1)
     correct = 0
     for item in ds.test:
         r = clf.classify(item.path, 1)

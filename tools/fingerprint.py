@@ -130,13 +130,13 @@ def check_cost(path: Path, fp: Fingerprint, cache: Path, repeats: int = 5) -> di
 
 def top1(files: dict[str, Path], head_dir: Path, split: int = 1) -> dict:
     """The head's classify top-1 on JHMDB's test split with each extractor file, and their agreement."""
-    from edgevid.pipeline import ClipClassifier
+    from edgevid.pipeline import load_classifier
     from tools.datasets import read_jhmdb
 
     ds = read_jhmdb(SHARED / "data" / "jhmdb", SHARED / "data" / "jhmdb_splits", split)
     labels: dict[str, list] = {}
     for name, path in files.items():
-        clf = ClipClassifier(Extractor(path, num_threads=os.cpu_count()), Head(head_dir))
+        clf = load_classifier(head_dir, path, threads=os.cpu_count() or 1)
         labels[name] = [(r.top[0].label if r.ok else None) for r in (clf.classify(i.path, 1) for i in ds.test)]
     truth = [ds.classes[i.label] for i in ds.test]
     first = next(iter(labels.values()))
