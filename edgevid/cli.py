@@ -402,7 +402,14 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"edgevid {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _classify_parser(sub)
+    _models_parser(sub)
+    _run_parsers(sub)
+    _config_parser(sub)
+    return parser
 
+
+def _classify_parser(sub) -> None:
     p = _command(sub, "classify", "label video clips, or a camera or stream for a few windows",
                  "edgevid classify clip.mp4 clips/ --top-k 5\nedgevid classify rtsp://cam.local/stream --windows 5", cmd_classify)
     p.add_argument("paths", nargs="+", metavar="PATH",
@@ -414,6 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=30.0, help="live source: fail if they take longer than this many seconds (default 30)")
     _add_model_options(p)
 
+
+def _models_parser(sub) -> None:
     models = _command(sub, "models", "install, list and check model files", "edgevid models fetch && edgevid models info")
     models = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     p = _command(models, "fetch", "install an extractor the head accepts (official download, checked; kept if installed)",
@@ -440,6 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--head", type=Path, help="head directory (default: the bundled one)")
     p.add_argument("--model-dir", type=Path, help="where fetched extractors live (default: $EDGEVID_MODEL_DIR or XDG data dir)")
 
+
+def _run_parsers(sub) -> None:
+    """``run`` and ``subscribe``: the daemon and its monitor."""
     p = _command(sub, "run", "the daemon: classify sources continuously and publish over ZeroMQ",
                  "edgevid config init edgevid.toml\nedgevid run --config edgevid.toml", cmd_run)
     p.add_argument("--config", type=Path, required=True, help="TOML config (`edgevid config init FILE` writes a commented one)")
@@ -454,6 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--curve-secret-key", type=Path, help="client secret key file (CURVE)")
     p.add_argument("--curve-server-key", type=Path, help="server public key file (CURVE)")
 
+
+def _config_parser(sub) -> None:
     config = _command(sub, "config", "write and check daemon config files", "edgevid config init edgevid.toml && edgevid config check edgevid.toml")
     config = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     p = _command(config, "check", "validate a daemon config file and the models it names",
@@ -464,7 +478,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", type=Path, help="file to write")
     p.add_argument("--source", help="the camera's uri (default \"0\": the first camera)")
     p.add_argument("--force", action="store_true", help="replace the file if it exists")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

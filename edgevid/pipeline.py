@@ -126,15 +126,10 @@ def clip_features(
     times: np.ndarray | None = None,
     motion: MotionEstimator | None = None,
 ) -> ClipFeatures:
-    """Decode, preprocess and extract uniformly sampled frames of a clip.
-
-    This is the one feature path: ``classify`` and the training tools both call it, so features
-    seen in training are the features served. ``views`` (training augmentation: mirrored or
-    cropped frames) are extracted from the same decoded frames; the device never uses them.
-    ``motion``: also the motion stream (:mod:`edgevid.motion`) into each sampled frame, from the
-    decoded frame before it (decoded for that purpose). ``extractor=None``: the motion stream only
-    (``feats`` empty), for the training cache of a stream computed apart.
-    """
+    """Decode, preprocess and extract uniformly sampled frames of a clip: the one feature path of
+    ``classify`` and training. ``views`` (training augmentation) are extracted from the same
+    decoded frames. ``motion``: also the motion stream into each sampled frame, from the frame
+    before it. ``extractor=None``: the motion stream only (``feats`` empty)."""
     t0 = time.perf_counter()
     plan: dict[str, np.ndarray] = {}
 
@@ -150,12 +145,7 @@ def clip_features(
     reduced = not views and extractor is not None
     clip = read_clip(path, m, wanted, times, reduce if reduced else None)
     indices = plan["idx"] if motion is not None else clip.indices
-    if reduced and motion is not None:
-        decoded = {int(i): f[0] for i, f in zip(clip.indices, clip.frames)}
-        motion_frames, are_greys = {int(i): f[1] for i, f in zip(clip.indices, clip.frames)}, True
-    else:
-        decoded = dict(zip((int(i) for i in clip.indices), clip.frames))
-        motion_frames, are_greys = decoded, False
+    decoded, motion_frames, are_greys = _split_reduced(clip, reduced and motion is not None)
     t1 = time.perf_counter()
     # Repeated indices (clips shorter than m) are preprocessed and extracted once.
     unique, inverse = np.unique(indices, return_inverse=True)
@@ -176,6 +166,16 @@ def clip_features(
     )
     flow, flow_views = _motion_streams(motion, motion_frames, are_greys, decoded, unique, inverse, views, timings, spent[1])
     return ClipFeatures(feats, indices, clip.n_frames, clip.fps, timings, extra, flow, flow_views)
+
+
+def _split_reduced(clip, pairs: bool) -> tuple[dict, dict, bool]:
+    """Frames by index for the extractor and for the motion stream (the same frames, or the
+    reducer's (small, grey) pairs split), and whether the motion frames are greys already."""
+    if pairs:
+        return ({int(i): f[0] for i, f in zip(clip.indices, clip.frames)},
+                {int(i): f[1] for i, f in zip(clip.indices, clip.frames)}, True)
+    decoded = dict(zip((int(i) for i in clip.indices), clip.frames))
+    return decoded, decoded, False
 
 
 class _Reducer:

@@ -19,17 +19,6 @@ def _decoded_count(path) -> int:
     return n
 
 
-@pytest.mark.parametrize("n,m", [(1, 25), (15, 25), (25, 25), (26, 25), (40, 25), (300, 25), (7, 3)])
-def test_indices_uniform_and_in_range(n, m):
-    idx = sample_indices(n, m)
-    assert len(idx) == m and idx.min() >= 0 and idx.max() < n
-    assert (np.diff(idx) >= 0).all()
-    if n >= m:
-        assert len(set(idx.tolist())) == m  # no repeats when the clip is long enough
-        gaps = np.diff(idx)
-        assert gaps.max() - gaps.min() <= 1  # evenly spread
-
-
 def test_jhmdb_header_overstates_but_sampler_uses_real_frames():
     clip = jhmdb_clip("wave")
     cap = cv2.VideoCapture(str(clip))

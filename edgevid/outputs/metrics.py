@@ -51,48 +51,52 @@ def require_client():
     return prometheus_client
 
 
+def families(st: "Status"):
+    """The status message as Prometheus metric families: one truth, read at scrape time."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    for field, name, help_text in COUNTERS:
+        c = CounterMetricFamily(f"edgevid_{name}", help_text, labels=["source"])
+        for s in st.sources:
+            c.add_metric([s.id], getattr(s, field))
+        yield c
+    skipped = CounterMetricFamily("edgevid_windows_skipped", "windows not published, by reason", labels=["source", "reason"])
+    up = GaugeMetricFamily("edgevid_source_up", "1 while the source is running", labels=["source"])
+    state = GaugeMetricFamily("edgevid_source_state", "the source's state (1 for the current one)", labels=["source", "state"])
+    for s in st.sources:
+        for reason, n in sorted(s.skipped.items()):
+            skipped.add_metric([s.id, reason], n)
+        up.add_metric([s.id], float(s.state == "running"))
+        for name in STATES:
+            state.add_metric([s.id, name], float(s.state == name))
+    yield skipped
+    yield up
+    yield state
+    yield GaugeMetricFamily("edgevid_overloaded", "1 while live sources are served in turns", value=float(st.overloaded))
+    yield GaugeMetricFamily("edgevid_uptime_seconds", "seconds since the daemon started", value=st.uptime_s)
+    for out, o in sorted(st.outputs.items()):
+        yield CounterMetricFamily(f"edgevid_{out}_sent", f"messages the {out} output delivered (for mqtt: the broker took them)",
+                                  value=o.sent)
+        if o.dropped is not None:  # zmq cannot know
+            yield CounterMetricFamily(f"edgevid_{out}_dropped", f"messages the {out} output dropped (queue full or connection lost)",
+                                      value=o.dropped)
+        yield GaugeMetricFamily(f"edgevid_{out}_connected", f"1 while the {out} output is connected and delivering",
+                                value=float(o.connected))
+        yield GaugeMetricFamily(f"edgevid_{out}_queued", f"messages the {out} output holds (queued or not yet taken)", value=o.queued)
+        yield CounterMetricFamily(f"edgevid_{out}_reconnects", f"reconnections of the {out} output", value=o.reconnects)
+
+
 class Metrics:
     """The registry, its collector over ``status()`` and the HTTP server thread."""
 
     def __init__(self, listen: str, status: Callable[[], "Status"]) -> None:
         prom = require_client()
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
         self.registry = prom.CollectorRegistry()
         self._status = status
 
         class _StatusCollector:
             def collect(_self):
-                st = self._status()
-                for field, name, help_text in COUNTERS:
-                    c = CounterMetricFamily(f"edgevid_{name}", help_text, labels=["source"])
-                    for s in st.sources:
-                        c.add_metric([s.id], getattr(s, field))
-                    yield c
-                skipped = CounterMetricFamily("edgevid_windows_skipped", "windows not published, by reason", labels=["source", "reason"])
-                up = GaugeMetricFamily("edgevid_source_up", "1 while the source is running", labels=["source"])
-                state = GaugeMetricFamily("edgevid_source_state", "the source's state (1 for the current one)", labels=["source", "state"])
-                for s in st.sources:
-                    for reason, n in sorted(s.skipped.items()):
-                        skipped.add_metric([s.id, reason], n)
-                    up.add_metric([s.id], float(s.state == "running"))
-                    for name in STATES:
-                        state.add_metric([s.id, name], float(s.state == name))
-                yield skipped
-                yield up
-                yield state
-                yield GaugeMetricFamily("edgevid_overloaded", "1 while live sources are served in turns", value=float(st.overloaded))
-                yield GaugeMetricFamily("edgevid_uptime_seconds", "seconds since the daemon started", value=st.uptime_s)
-                for out, o in sorted(st.outputs.items()):
-                    yield CounterMetricFamily(f"edgevid_{out}_sent", f"messages the {out} output delivered (for mqtt: the broker took them)", value=o.sent)
-                    if o.dropped is not None:  # zmq cannot know
-                        yield CounterMetricFamily(f"edgevid_{out}_dropped", f"messages the {out} output dropped (queue full or connection lost)",
-                                                  value=o.dropped)
-                    yield GaugeMetricFamily(f"edgevid_{out}_connected", f"1 while the {out} output is connected and delivering",
-                                            value=float(o.connected))
-                    yield GaugeMetricFamily(f"edgevid_{out}_queued", f"messages the {out} output holds (queued or not yet taken)",
-                                            value=o.queued)
-                    yield CounterMetricFamily(f"edgevid_{out}_reconnects", f"reconnections of the {out} output", value=o.reconnects)
+                yield from families(self._status())
 
         self.registry.register(_StatusCollector())
         self.stage = prom.Histogram("edgevid_inference_seconds", "seconds per frame (extract) or per window (head)",
