@@ -18,7 +18,7 @@ OUT=${OUT:-/tmp/edgevid-arm64}
 SHARED=$(cd "${EDGEVID_SHARED:-$REPO/../shared}" && pwd)
 X86_PY=${X86_PY:-$REPO/.venv/bin/python}
 CLIPS=${CLIPS:-"pour/0 golf/0 climb_stairs/0"}
-TESTS=${TESTS:-"tests/test_extractor.py tests/test_windows.py tests/test_sampling.py"}
+TESTS=${TESTS:-"tests/test_extractor.py tests/unit tests/test_file_sources.py tests/test_sampling.py"}
 TOL=${TOL:-0.01}
 . "$REPO/scripts/lib-debootstrap.sh"
 mkdir -p "$OUT"
