@@ -211,6 +211,8 @@ def cmd_models_info(args: argparse.Namespace) -> int:
         f"window:     {window}",
         f"trained on: {manifest.trained_on or 'not recorded'}",
         f"metrics:    {metrics}" + (f" (report: {folder / manifest.report})" if manifest.report else ""),
+        f"min_score:  {manifest.min_score:g} (chosen on held-out validation; the sources' default)" if manifest.min_score is not None
+        else "min_score:  none recommended (sources default to 0)",
         f"extractor:  {manifest.extractor.name}, sha256 {', '.join(h[:12] + '…' for h in manifest.extractor.sha256)}, "
         f"{manifest.extractor.feature_dim}-d {manifest.extractor.feature_tensor}",
         f"            {extractor} ({state})",

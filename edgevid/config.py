@@ -43,8 +43,9 @@ class SourceConfig(_Strict):
     realtime: bool = Field(True, description="files: pace at the file's own timestamps (False: as fast as inference allows)")
     loop: bool = Field(False, description="files: start again at the end")
     top_k: int = Field(3, ge=1, le=1000)
-    min_score: float = Field(0.0, ge=0, le=1, description="below this (calibrated) score the top-1 is published as 'unknown'; "
-                             "also the score an event's label must reach (0: always name a label)")
+    min_score: float | None = Field(None, ge=0, le=1, description="below this (calibrated) score the top-1 is published as "
+                                    "'unknown'; also the score an event's label must reach (unset: the head's recommended "
+                                    "min_score from its manifest, else 0: always name a label)")
     events: "EventsConfig" = Field(default_factory=lambda: EventsConfig(), description="event/<id> start/update/end from the predictions")
     open_timeout: float = Field(10.0, gt=0, le=3600)
     read_timeout: float = Field(5.0, gt=0, le=3600)
@@ -95,6 +96,13 @@ class SourceConfig(_Strict):
             if too_big:
                 raise PydanticCustomError("pipe_size", "width, height: {why}", {"why": too_big})
         return self
+
+    def for_head(self, recommended: float | None) -> "SourceConfig":
+        """This source with ``min_score`` set: as configured, else the head's recommended value
+        (chosen on held-out data when it was trained), else 0."""
+        if self.min_score is not None:
+            return self
+        return self.model_copy(update={"min_score": recommended if recommended is not None else 0.0})
 
     def resolved_kind(self) -> str:
         """The kind's name: as configured, or the first kind of the registry that knows the uri."""

@@ -59,7 +59,8 @@ class Daemon:
                 log.warning(warning)
             log.info("source %s: window %.3g s, %d slots every %.3g s, a prediction every %d slots (%.3g s)",
                      s.id, t.window, t.m, t.dt, t.hop, t.hop_s)
-        self.source_cfg = {s.id: s for s in cfg.sources}
+        recommended = self.head.manifest.min_score
+        self.source_cfg = {s.id: s.for_head(recommended) for s in cfg.sources}  # min_score resolved
         self.stop_event = threading.Event()
         self.cv = threading.Condition()
         self.queue: FeedQueue[Captured] = FeedQueue({s.id: not (kind_of(s).file and not s.realtime) for s in cfg.sources})
@@ -73,7 +74,7 @@ class Daemon:
         self.sources = {s.id: FrameSource(s, self.timing[s.id], self, self.stop_event, lambda f: preprocess(f, size), motion_grey=grey)
                         for s in cfg.sources}
         self.seq = {s.id: 0 for s in cfg.sources}
-        self.events = SourceEvents(cfg.sources, self.head.labels)  # fed on the event loop, in prediction order
+        self.events = SourceEvents(list(self.source_cfg.values()), self.head.labels)  # fed on the event loop, in order
         self.started = time.monotonic()
         self.load = LoadMeter(self.started)
         self.rates = Rates(self.started)

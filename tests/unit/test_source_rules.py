@@ -34,3 +34,11 @@ def test_a_file_slot_is_handed_over_only_once_the_file_reaches_its_end_in_runs_o
     assert hold.release(0.4) == [([Fill(2, "f2", False)], True), ([Fill(3, "f3", False)], False)]
     assert hold.release(10.0) == []
 
+
+
+def test_a_source_without_min_score_takes_the_heads_recommendation_and_a_number_wins():
+    unset = SourceConfig(id="a", uri="x.mp4")
+    assert unset.min_score is None
+    assert unset.for_head(0.44).min_score == 0.44 and unset.for_head(None).min_score == 0.0
+    assert SourceConfig(id="a", uri="x.mp4", min_score=0.2).for_head(0.44).min_score == 0.2
+    assert SourceConfig(id="a", uri="x.mp4", min_score=0.0).for_head(0.44).min_score == 0.0  # 0 set is a choice
