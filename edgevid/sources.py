@@ -17,7 +17,7 @@ from typing import Callable, Protocol
 import cv2
 import numpy as np
 
-from .capture import check_file, open_video
+from .capture import SINGLE_THREAD_PIXELS, check_file, open_video
 from .config import SourceConfig, SourceTiming
 from .errors import InputError
 from .pipe import PipeCapture, PipeSpec, command_problem
@@ -29,6 +29,13 @@ log = logging.getLogger("edgevid.sources")
 #: File frame rates outside this range are not believed (a header saying 0.001 fps would make
 #: one frame last 17 minutes).
 FPS_RANGE = (1.0, 240.0)
+
+
+#: Files with frames up to this size are decoded on the source's own thread: FFmpeg's frame threads
+#: (one per core by default) cost more CPU in hand-offs than a small frame's decode (320x240 MPEG-4:
+#: ~0.35 ms per frame with two decoder threads, ~0.2 ms with one, measured), and the daemon runs a
+#: thread per source already. Larger files keep FFmpeg's threads (above 4K one, as ``classify``).
+ONE_DECODER_THREAD_PIXELS = 640 * 480
 
 
 @dataclass
@@ -102,7 +109,10 @@ def open_capture(cfg: SourceConfig) -> Opened:
             check_file(cfg.uri)  # a FIFO or a folder would block or fail inside OpenCV
         except InputError as exc:
             raise SourceError(str(exc)) from None
-        cap = open_video(cfg.uri, *params)
+        cap = open_video(cfg.uri, *params, cv2.CAP_PROP_N_THREADS, 1)
+        if cap.isOpened() and ONE_DECODER_THREAD_PIXELS < cap.get(cv2.CAP_PROP_FRAME_WIDTH) * cap.get(cv2.CAP_PROP_FRAME_HEIGHT) <= SINGLE_THREAD_PIXELS:
+            cap.release()  # a large frame: FFmpeg's own decoder threads keep up with it
+            cap = open_video(cfg.uri, *params)
     else:
         cap = cv2.VideoCapture(cfg.uri, cv2.CAP_FFMPEG, params)
     if not cap.isOpened():

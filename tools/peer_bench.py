@@ -14,8 +14,8 @@ Capacity (``--sources N[,N...]``): the daemon with N real-time copies of the cli
 when every window it publishes in the measured stretch is complete (all slots filled, no gaps, no
 skipped windows, no dropped frames, no overload) and the predictions are as many as the video
 allows. The load average is recorded with it: repeat on a quiet machine with the same option.
-``--baseline DIR`` (another checkout, e.g. ``git archive main | tar -x -C DIR``) runs that checkout's
-daemon in the same interleaved rounds, for a before/after ratio.
+``--baseline DIR`` (another checkout, e.g. ``git archive main | tar -x -C DIR``; repeatable) runs that
+checkout's daemon in the same interleaved rounds, for a before/after ratio.
 """
 
 from __future__ import annotations
@@ -207,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=40.0, help="measured seconds per run")
     p.add_argument("--peer-threads", default="2", help="peer interpreter threads, comma-separated (default 2)")
     p.add_argument("--threads", type=int, default=None, help="the daemon's [models] threads (default: its config default)")
-    p.add_argument("--baseline", type=Path, help="another checkout whose daemon runs in the same rounds")
+    p.add_argument("--baseline", type=Path, action="append", default=[],
+                   help="another checkout whose daemon runs in the same rounds (repeatable; labelled by folder name)")
     p.add_argument("--sources", default="", help="capacity: source counts to try, comma-separated (empty: skip)")
     p.add_argument("--capacity-seconds", type=float, default=30.0)
     p.add_argument("--model-dir", type=Path, default=os.environ.get("EDGEVID_MODEL_DIR"), help="where the extractor is installed")
@@ -224,8 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     clip = args.clip or bench_clips(1)[0]
     daemon = {"threads": args.threads, "model_dir": args.model_dir}
     daemons = {"edgevid": daemon}
-    if args.baseline:
-        daemons["baseline"] = {**daemon, "cwd": args.baseline.resolve()}
+    for other in args.baseline:
+        daemons[other.resolve().name] = {**daemon, "cwd": other.resolve()}
     result: dict = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}, "load_avg_start": os.getloadavg()}
     if args.rounds:
         result["compare"] = compare(clip, args.rounds, args.warmup, args.seconds, threads, daemons)
