@@ -95,6 +95,54 @@ def run_peer(clip: Path, warmup: float, seconds: float, threads: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+# -- the models alone ------------------------------------------------------------------------------
+def model_floor(clip: Path, peer_threads: list[int], model_dir: Path | None, invokes: int = 20) -> dict:
+    """What the models alone cost per second of video, in this process: the extractor on one frame
+    at a time (one thread, as the daemon runs a single source) and the motion descriptor, each 10
+    times per second of video for the bundled head, against the peer's invoke 5 times per second.
+    Invokes are spaced 50 ms apart, so a thread pool's spinning after each is counted as in a loop."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgevid.capture import read_clip
+    from edgevid.motion import MotionEstimator
+    from edgevid.pipeline import load_classifier
+
+    clf = load_classifier(model_dir=model_dir, threads=2)
+    c = read_clip(clip, None)
+    frames = clf.extractor.preprocess(c.frames[:invokes])
+    est = MotionEstimator(clf.head.motion) if clf.head.motion is not None else None
+    greys = [est.grey(f) for f in c.frames[: invokes + 1]] if est else []
+    runners = {}
+    for t in peer_threads:
+        r = Interpreter(model_path=str(PEER), num_threads=t).get_signature_runner("call")
+        runners[t] = [r, {k: np.zeros(d["shape"], d["dtype"]) for k, d in r.get_input_details().items() if k != "image"}]
+    image = (cv2.cvtColor(cv2.resize(c.frames[0], (PEER_SIZE, PEER_SIZE)), cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0)[None, None]
+
+    def peer(t: int) -> None:
+        r, states = runners[t]
+        out = r(image=image, **states)
+        out.pop("logits")
+        runners[t][1] = out
+
+    def cpu_ms(f) -> float:
+        f(0)  # warm
+        t0 = time.process_time()
+        for i in range(invokes):
+            f(i)
+            time.sleep(0.05)
+        return (time.process_time() - t0) / invokes * 1e3
+
+    ms = {"extractor_1_frame": cpu_ms(lambda i: clf.extractor.extract(frames[i : i + 1]))}
+    ms["motion"] = cpu_ms(lambda i: est.describe(greys[i], greys[i + 1])) if est else 0.0
+    for t in peer_threads:
+        ms[f"peer_{t}t"] = cpu_ms(lambda i, t=t: peer(t))
+    rate = 1.0 / clf.head.manifest.timescale.window_s * clf.head.frames if clf.head.manifest.timescale else 10.0
+    edgevid = rate * (ms["extractor_1_frame"] + ms["motion"])
+    return {"cpu_ms_per_invoke": ms, "edgevid_frames_per_s": rate, "edgevid_ms_per_video_s": edgevid,
+            **{f"peer_{t}t_ms_per_video_s": PEER_FPS * ms[f"peer_{t}t"] for t in peer_threads},
+            **{f"edgevid/peer_{t}t": edgevid / (PEER_FPS * ms[f"peer_{t}t"]) for t in peer_threads}}
+
+
 # -- the daemon ------------------------------------------------------------------------------------
 def run_daemon(clip: Path, n_sources: int, warmup: float, seconds: float, *, cwd: Path = ROOT, threads: int | None = None,
                model_dir: Path | None = None) -> dict:
@@ -144,11 +192,15 @@ def run_daemon(clip: Path, n_sources: int, warmup: float, seconds: float, *, cwd
     hop_s = last["sources"][0]["hop_s"]
     incomplete = [m for m in preds if m["gaps"] or m["frames"] < 2]
     delta = {k: sum(s[k] - before[s["id"]][k] for s in last["sources"]) for k in ("skipped_windows", "dropped", "predictions", "extracted")}
+    reasons: dict[str, int] = {}
+    for s in last["sources"]:
+        for reason, n in s["skipped"].items():
+            reasons[reason] = reasons.get(reason, 0) + n - before[s["id"]]["skipped"].get(reason, 0)
     expected = video_s / hop_s  # windows the decoded video allows (no pass starts or ends mid-stretch)
     return {
         "sources": n_sources, "cpu_s": cpu1["cpu_s"] - cpu0["cpu_s"], "video_s": video_s, "wall_s": cpu1["t"] - cpu0["t"],
         "realtime_factor": video_s / n_sources / (cpu1["t"] - cpu0["t"]), "predictions": len(preds), "expected_predictions": expected,
-        "incomplete_windows": len(incomplete), "skipped_windows": delta["skipped_windows"], "dropped": delta["dropped"],
+        "incomplete_windows": len(incomplete), "skipped_windows": delta["skipped_windows"], "skipped_by_reason": reasons, "dropped": delta["dropped"],
         "extracted": delta["extracted"], "overloaded": bool(last["overloaded"]) or bool(first["overloaded"]),
         "extract_ms_per_frame": last["extract_ms_per_frame"], "threads": cpu1["threads"], "rss_mb": cpu1["rss_mb"],
         "load_avg": os.getloadavg(),
@@ -165,7 +217,11 @@ def all_complete(r: dict) -> bool:
 def compare(clip: Path, rounds: int, warmup: float, seconds: float, peer_threads: list[int], daemons: dict[str, dict]) -> dict:
     """Interleaved rounds: each daemon variant, then the peer at each thread count; CPU per video second."""
     runs: dict[str, list[dict]] = {name: [] for name in daemons} | {f"peer_{t}t": [] for t in peer_threads}
+    floors = []
     for r in range(rounds):
+        floors.append(model_floor(clip, peer_threads, daemons["edgevid"].get("model_dir")))
+        print(f"round {r + 1}: models alone: edgevid {floors[-1]['edgevid_ms_per_video_s']:.1f} ms CPU / s of video, "
+              + ", ".join(f"peer {t} thread(s) {floors[-1][f'peer_{t}t_ms_per_video_s']:.1f}" for t in peer_threads), flush=True)
         for name, kw in daemons.items():
             runs[name].append(run_daemon(clip, 1, warmup, seconds, **kw))
             print(f"round {r + 1}: {name}: {1e3 * runs[name][-1]['cpu_s'] / runs[name][-1]['video_s']:.1f} ms CPU / s of video "
@@ -184,6 +240,7 @@ def compare(clip: Path, rounds: int, warmup: float, seconds: float, peer_threads
             ratios[f"{name}/{peer}"] = statistics.median(a / b for a, b in zip(per_s[name], per_s[peer]))
         ratios[f"{name}/cheapest_peer"] = statistics.median(a / min(per_s[p][i] for p in peers) for i, a in enumerate(per_s[name]))
     out["ratios"] = ratios
+    out["models_alone"] = {"rounds": floors, **{k: statistics.median(f[k] for f in floors) for k in floors[0] if "/" in k or k.endswith("video_s")}}
     return out
 
 
@@ -232,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
         result["compare"] = compare(clip, args.rounds, args.warmup, args.seconds, threads, daemons)
         for k, v in result["compare"]["ratios"].items():
             print(f"{k}: {v:.3f} (CPU per second of video, median over rounds)")
+        for k, v in result["compare"]["models_alone"].items():
+            if "/" in k:
+                print(f"models alone, {k}: {v:.3f}")
     if args.sources:
         result["capacity"] = capacity(clip, [int(n) for n in args.sources.split(",")], args.warmup, args.capacity_seconds, daemon)
         ok = [r["sources"] for r in result["capacity"] if r["complete"]]
