@@ -107,6 +107,7 @@ def model_floor(clip: Path, peer_threads: list[int], model_dir: Path | None, inv
     from edgevid.motion import MotionEstimator
     from edgevid.pipeline import load_classifier
 
+    cv2.setNumThreads(1)  # as the daemon's sources set it (process-wide): no OpenCV pool around the flow
     clf = load_classifier(model_dir=model_dir, threads=2)
     c = read_clip(clip, None)
     frames = clf.extractor.preprocess(c.frames[:invokes])
@@ -198,7 +199,9 @@ def run_daemon(clip: Path, n_sources: int, warmup: float, seconds: float, *, cwd
             reasons[reason] = reasons.get(reason, 0) + n - before[s["id"]]["skipped"].get(reason, 0)
     expected = video_s / hop_s  # windows the decoded video allows (no pass starts or ends mid-stretch)
     return {
-        "sources": n_sources, "cpu_s": cpu1["cpu_s"] - cpu0["cpu_s"], "video_s": video_s, "wall_s": cpu1["t"] - cpu0["t"],
+        "sources": n_sources, "cpu_s": cpu1["cpu_s"] - cpu0["cpu_s"], "video_s": video_s,
+        "cpu_ms_per_video_s": 1e3 * (cpu1["cpu_s"] - cpu0["cpu_s"]) / video_s,
+        "cpu_ms_per_extracted_frame": 1e3 * (cpu1["cpu_s"] - cpu0["cpu_s"]) / max(1, delta["extracted"]), "wall_s": cpu1["t"] - cpu0["t"],
         "realtime_factor": video_s / n_sources / (cpu1["t"] - cpu0["t"]), "predictions": len(preds), "expected_predictions": expected,
         "incomplete_windows": len(incomplete), "skipped_windows": delta["skipped_windows"], "skipped_by_reason": reasons, "dropped": delta["dropped"],
         "extracted": delta["extracted"], "overloaded": bool(last["overloaded"]) or bool(first["overloaded"]),
