@@ -17,6 +17,12 @@ from .store import EXTRACTORS
 #: activations per MobileNetV2 frame): a long clip's frames in one invoke would take hundreds of MB.
 MAX_BATCH = 16
 
+#: Batches smaller than this run on a one-thread interpreter. A one-frame invoke on a thread pool
+#: pays for the pool's second thread spinning after every invoke (the daemon's single live source
+#: invokes one frame at a time, 10 times a second): measured, the daemon used ~17 ms CPU per second
+#: more on two threads than on one for the same work, with identical features (BENCHMARKS.md).
+MIN_POOL_BATCH = 2
+
 #: MobileNet V2 and V3 name their pre-logits tensor ``<Net>/Logits/AvgPool``.
 FEATURE_TENSOR_SUFFIX = "/Logits/AvgPool"
 
@@ -45,6 +51,10 @@ def preprocess(frame_bgr: np.ndarray, size: int, out: np.ndarray | None = None) 
 
 class Extractor:
     """Runs a uint8 MobileNet cut at its pre-logits tensor, batched.
+
+    With ``num_threads`` > 1 and the cut model, it holds two interpreters of the same model: one
+    thread for a batch of one frame, ``num_threads`` for larger batches (:data:`MIN_POOL_BATCH`);
+    each is built on first use. The features do not depend on the thread count.
 
     The features are returned as the raw uint8 quantized values (compact to cache); ``scale`` and
     ``zero_point`` turn them into floats, see :meth:`dequantize`.
@@ -84,9 +94,12 @@ class Extractor:
         # full model is loaded once either way: for its metadata, and as the fallback interpreter.
         self.batched = can_cut()
         what = f"extractor {self.path}"
+        self._threads = num_threads
+        self._pool: dict[int | None, list] = {}  # threads -> [interpreter, its batch size]
         cached = load_cut(self.sha256, feature_tensor) if self.batched else None
         if cached is not None:  # the cut made before: one interpreter, no flatbuffer rewrite (start-up)
-            self._interpreter = make_interpreter(cached, num_threads=num_threads, runtime=runtime, what=what)
+            self._make = lambda threads: make_interpreter(cached, num_threads=threads, runtime=runtime, what=what)
+            self._interpreter = self._pick(1)
             self._use(self._interpreter.get_output_details()[0])
             return
         full = make_interpreter(data, num_threads=num_threads, preserve_all_tensors=not self.batched, runtime=runtime, what=what)
@@ -94,9 +107,10 @@ class Extractor:
         if self.batched:
             cut = cut_at_tensor(data, detail["name"])
             save_cut(self.sha256, feature_tensor, cut)
-            self._interpreter = make_interpreter(cut, num_threads=num_threads, runtime=runtime, what=what)
+            self._make = lambda threads: make_interpreter(cut, num_threads=threads, runtime=runtime, what=what)
+            self._interpreter = self._pick(1)
             self._use(self._interpreter.get_output_details()[0])
-        else:
+        else:  # one frame per invoke on the full model, as many threads as asked
             self._interpreter = full
             self._use(detail)
 
@@ -119,7 +133,20 @@ class Extractor:
             raise ModelError(f"extractor {self.path}: expected a uint8 input, got {input_detail['dtype'].__name__}")
         self.input_size = int(input_detail["shape"][1])
         self._input_index = input_detail["index"]
-        self._batch = 1
+
+    def _pick(self, frames: int):
+        """The cut model's interpreter for an invoke of ``frames`` frames, built on first use and
+        resized when its batch changes: one thread below :data:`MIN_POOL_BATCH`, else ``num_threads``
+        (each interpreter keeps its own input size, so alternating batch sizes do not resize both)."""
+        threads = 1 if frames < MIN_POOL_BATCH else self._threads
+        if threads not in self._pool:
+            self._pool[threads] = [self._make(threads), 1]
+        entry = self._pool[threads]
+        if entry[1] != frames:
+            entry[0].resize_tensor_input(self._input_index, [frames, self.input_size, self.input_size, 3])
+            entry[0].allocate_tensors()
+            entry[1] = frames
+        return entry[0]
 
     @property
     def id(self) -> str:
@@ -142,19 +169,12 @@ class Extractor:
         if n == 0:
             return out
         step = min(n, MAX_BATCH) if self.batched else 1
-        if step != self._batch:
-            self._interpreter.resize_tensor_input(self._input_index, [step, self.input_size, self.input_size, 3])
-            self._interpreter.allocate_tensors()
-            self._batch = step
         for start in range(0, n, step):
-            if start + step > n:  # the last, shorter chunk: a smaller input, not padding
-                step = n - start
-                self._interpreter.resize_tensor_input(self._input_index, [step, self.input_size, self.input_size, 3])
-                self._interpreter.allocate_tensors()
-                self._batch = step
-            self._interpreter.set_tensor(self._input_index, batch[start : start + step])
-            self._interpreter.invoke()
-            got = self._interpreter.get_tensor(self._output_index).reshape(step, -1)
+            step = min(step, n - start)  # the last, shorter chunk: a smaller input, not padding
+            interpreter = self._pick(step) if self.batched else self._interpreter
+            interpreter.set_tensor(self._input_index, batch[start : start + step])
+            interpreter.invoke()
+            got = interpreter.get_tensor(self._output_index).reshape(step, -1)
             out[start : start + step] = got.view(np.uint8) ^ 0x80 if self._signed else got
         return out
 

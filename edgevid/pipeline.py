@@ -97,7 +97,8 @@ def load_classifier(head: Path | None = None, extractor: Path | None = None, mod
     and checked to fit: what ``classify``, ``run`` and ``config check`` all start from."""
     from .store import default_head_dir, extractor_path
 
-    h = Head(head or default_head_dir(), num_threads=threads)
+    # One head invoke reads one window (~0.05-0.1 ms): a second thread only adds a spinning pool.
+    h = Head(head or default_head_dir(), num_threads=1)
     path = extractor or extractor_path(h.manifest.extractor.name, model_dir)
     return ClipClassifier(Extractor(Path(path), num_threads=threads), h)
 

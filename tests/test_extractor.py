@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import MNV2, MODELS, V3SMALL
+from conftest import MNV2, MODELS, V3SMALL, jhmdb_clip
 from edgevid.errors import ModelError
 from edgevid.extractor import Extractor
 from edgevid.runtime import make_interpreter
@@ -53,6 +53,19 @@ def test_batched_extraction_matches_one_frame_at_a_time(extractor):
     alone = np.concatenate([extractor.extract(batch[i : i + 1]) for i in range(5)])
     np.testing.assert_array_equal(together, alone)
     assert extractor.batched
+
+
+def test_one_frame_invokes_run_on_one_thread_with_the_features_of_the_pool(extractor):
+    """A one-frame invoke uses a one-thread interpreter (no spinning pool around it), a batch the
+    N-thread one; on real frames both give exactly the features of a one-thread extractor."""
+    from edgevid.capture import read_clip
+
+    batch = extractor.preprocess(read_clip(jhmdb_clip("wave"), 19).frames)
+    one_thread = Extractor(MNV2, num_threads=1)
+    reference = one_thread.extract(batch)
+    np.testing.assert_array_equal(np.concatenate([extractor.extract(batch[i : i + 1]) for i in range(len(batch))]), reference)
+    np.testing.assert_array_equal(extractor.extract(batch), reference)  # 16 + 3 frames on two threads
+    assert sorted(extractor._pool) == [1, 2] and list(one_thread._pool) == [1]
 
 
 def test_preprocess_is_rgb_bilinear_224(extractor):

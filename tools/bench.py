@@ -127,6 +127,8 @@ def stage_costs(clips: list[Path], head_dir: Path) -> dict:
         batch = ex2.preprocess(c.frames)
         cf = clip_features(ex2, clip, head.frames, motion=MotionEstimator(head.motion) if head.motion else None)
         window = head.inputs(ex2.dequantize(cf.feats), cf.motion)
+        # One-frame invokes run on a one-thread interpreter whatever num_threads is (extractor.MIN_POOL_BATCH):
+        # since issue 18, "2t single" measures what an Extractor(num_threads=2) does with one frame at a time.
         single = lambda e: [e.extract(batch[i : i + 1]) for i in range(25)]  # noqa: E731
         for e in (ex1, ex2):  # warm both batch sizes
             e.extract(batch), single(e)

@@ -28,6 +28,10 @@ class FrameSource(threading.Thread):
                  convert: Callable[[np.ndarray], np.ndarray], *, clock: Callable[[], float] = time.monotonic,
                  motion_grey: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         super().__init__(name=f"source-{cfg.id}", daemon=True)
+        # OpenCV's own thread pool (process-wide) splits each small resize, colour conversion and
+        # flow across a second thread that then spins: for a 320x240 frame that costs more CPU than
+        # it saves, and the daemon already runs a thread per source beside the extractor.
+        cv2.setNumThreads(1)
         self.cfg = cfg
         self.kind = kind_of(cfg)
         self.stop_event = stop
