@@ -12,7 +12,11 @@ import sys
 
 from setuptools import setup
 
-if struct.calcsize("P") == 4 and platform.machine().lower().startswith(("arm", "aarch64")) and not os.environ.get("EDGEVID_ALLOW_32BIT"):
+if (
+    struct.calcsize("P") == 4
+    and platform.machine().lower().startswith(("arm", "aarch64"))
+    and not os.environ.get("EDGEVID_ALLOW_32BIT")
+):
     sys.exit(
         f"edgevid: this is a 32-bit Python on {platform.machine()}; PyPI has no 32-bit Arm wheels for its "
         "runtime dependencies (TFLite runtime, numpy, OpenCV, pyzmq). Install 64-bit Raspberry Pi OS, "

@@ -16,7 +16,9 @@ from .errors import InputError
 from .sampling import sample_indices
 from .timing import FileClock
 
-VIDEO_SUFFIXES = frozenset({".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"})
+VIDEO_SUFFIXES = frozenset(
+    {".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"}
+)
 
 
 @dataclass
@@ -61,8 +63,10 @@ def size_problem(width: int, height: int) -> str | None:
     """Why frames of this size are refused, else None: the one limit that ``classify``, ``config
     check`` and every daemon source (file, stream, camera, pipe) apply."""
     if width * height > MAX_PIXELS:
-        return (f"frames are {width}x{height}, larger than the {MAX_PIXELS / 1e6:.1f} megapixel maximum (8K UHD); "
-                "downscale the video first")
+        return (
+            f"frames are {width}x{height}, larger than the {MAX_PIXELS / 1e6:.1f} megapixel maximum (8K UHD); "
+            "downscale the video first"
+        )
     return None
 
 
@@ -98,7 +102,9 @@ def check_file(path: Path | str) -> None:
     if stat.S_ISDIR(st.st_mode):
         raise InputError(f"{display(path)}: is a directory, expected a video file")
     if stat.S_ISFIFO(st.st_mode):
-        raise InputError(f"{display(path)}: is a FIFO, expected a video file (a command's output is read with a pipe source)")
+        raise InputError(
+            f"{display(path)}: is a FIFO, expected a video file (a command's output is read with a pipe source)"
+        )
     if not stat.S_ISREG(st.st_mode):
         raise InputError(f"{display(path)}: not a regular file, expected a video file")
     if not os.access(path, os.R_OK):
@@ -187,13 +193,18 @@ def frame_times(path: Path) -> np.ndarray | None:
     return np.array([clock.position(p) for p in sorted(pts)], np.float64)
 
 
-def _decode_selected(path: Path, wanted: np.ndarray, reduce: Callable[[np.ndarray], np.ndarray] | None
-                     ) -> tuple[dict[int, np.ndarray], int, tuple[float, int, int]]:
+def _decode_selected(
+    path: Path, wanted: np.ndarray, reduce: Callable[[np.ndarray], np.ndarray] | None
+) -> tuple[dict[int, np.ndarray], int, tuple[float, int, int]]:
     """Decode the whole clip, converting only the wanted frames (and ``reduce``-ing each as it
     comes, so a 4K clip never holds 25 full frames); return them and the true count."""
     cap = _open(path)
     try:
-        meta = (cap.get(cv2.CAP_PROP_FPS) or 0.0, int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        meta = (
+            cap.get(cv2.CAP_PROP_FPS) or 0.0,
+            int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+        )
         wanted_set = set(int(i) for i in wanted)
         frames: dict[int, np.ndarray] = {}
         n = 0
@@ -209,8 +220,13 @@ def _decode_selected(path: Path, wanted: np.ndarray, reduce: Callable[[np.ndarra
         cap.release()
 
 
-def read_clip(path: Path | str, m: int | None, indices_for: Callable[[int], np.ndarray] | None = None,
-              times: np.ndarray | None = None, reduce: Callable[[np.ndarray], np.ndarray] | None = None) -> Clip:
+def read_clip(
+    path: Path | str,
+    m: int | None,
+    indices_for: Callable[[int], np.ndarray] | None = None,
+    times: np.ndarray | None = None,
+    reduce: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> Clip:
     """Decode ``path`` once and return ``m`` frames sampled uniformly over what really decodes.
 
     ``m=None`` returns every frame. ``indices_for(n_frames)`` replaces the uniform choice (the

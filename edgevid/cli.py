@@ -46,7 +46,9 @@ class _Progress:
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model-dir", type=Path, help="where fetched extractors live (default: $EDGEVID_MODEL_DIR or XDG data dir)")
+    p.add_argument(
+        "--model-dir", type=Path, help="where fetched extractors live (default: $EDGEVID_MODEL_DIR or XDG data dir)"
+    )
     p.add_argument("--extractor", type=Path, help="extractor .tflite (default: the fetched MobileNetV2 int8)")
     p.add_argument("--head", type=Path, help="head directory or manifest.json (default: the bundled JHMDB head)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="interpreter threads (default: all cores)")
@@ -94,7 +96,9 @@ def cmd_classify(args: argparse.Namespace) -> int:
             _report_failure(args, result.path, result.error or "failed")
         elif args.json:
             if result.timings:  # 0.1 ms is finer than one run repeats to
-                result.timings = result.timings.model_copy(update={k: round(v, 1) for k, v in result.timings.model_dump().items()})
+                result.timings = result.timings.model_copy(
+                    update={k: round(v, 1) for k, v in result.timings.model_dump().items()}
+                )
             print(result.model_dump_json(exclude_none=True, exclude={"error"} if result.ok else set()), flush=True)
         else:
             scores = ", ".join(f"{s.label} {s.score:.2f}" for s in result.top)
@@ -136,8 +140,17 @@ def _classify_live(args: argparse.Namespace, live: list[str]) -> int:
         else:
             print(render(message.model_dump(mode="json")), flush=True)  # as `edgevid subscribe` shows it
 
-    return live_check(live[0], windows=args.windows, timeout=args.timeout, top_k=args.top_k, head=args.head,
-                      extractor=args.extractor, model_dir=args.model_dir, threads=args.threads, emit=emit)
+    return live_check(
+        live[0],
+        windows=args.windows,
+        timeout=args.timeout,
+        top_k=args.top_k,
+        head=args.head,
+        extractor=args.extractor,
+        model_dir=args.model_dir,
+        threads=args.threads,
+        emit=emit,
+    )
 
 
 def _report_failure(args: argparse.Namespace, path: str, message: str) -> None:
@@ -197,13 +210,31 @@ def cmd_models_info(args: argparse.Namespace) -> int:
     manifest, folder, extractor = _head_and_extractor(args)
     labels = verify_file(manifest.labels, folder).read_text(encoding="utf-8").split()  # missing or altered: one line
     if args.json:
-        print(json.dumps({"head": str(folder), "manifest": manifest.model_dump(mode="json"), "labels": labels,
-                          "extractor_path": str(extractor), "extractor_installed": extractor.is_file()}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "head": str(folder),
+                    "manifest": manifest.model_dump(mode="json"),
+                    "labels": labels,
+                    "extractor_path": str(extractor),
+                    "extractor_installed": extractor.is_file(),
+                },
+                indent=1,
+            )
+        )
         return 0
     ts = manifest.timescale
-    window = (f"{ts.window_s:.4g} s ({'fixed windows' if ts.fit == 'windows' else 'whole clips, median duration'}), "
-              f"{manifest.frames} frames, one every {ts.window_s / manifest.frames:.4g} s") if ts else f"{manifest.frames} frames per clip"
-    metrics = ", ".join(f"{k} {v:.3f}" if v < 1.5 else f"{k} {v:g}" for k, v in manifest.metrics.items()) or "none recorded"
+    window = (
+        (
+            f"{ts.window_s:.4g} s ({'fixed windows' if ts.fit == 'windows' else 'whole clips, median duration'}), "
+            f"{manifest.frames} frames, one every {ts.window_s / manifest.frames:.4g} s"
+        )
+        if ts
+        else f"{manifest.frames} frames per clip"
+    )
+    metrics = (
+        ", ".join(f"{k} {v:.3f}" if v < 1.5 else f"{k} {v:g}" for k, v in manifest.metrics.items()) or "none recorded"
+    )
     state = "installed" if extractor.is_file() else "not installed: run `edgevid models fetch`"
     lines = [
         f"head:       {manifest.name} ({folder})",
@@ -211,7 +242,8 @@ def cmd_models_info(args: argparse.Namespace) -> int:
         f"window:     {window}",
         f"trained on: {manifest.trained_on or 'not recorded'}",
         f"metrics:    {metrics}" + (f" (report: {folder / manifest.report})" if manifest.report else ""),
-        f"min_score:  {manifest.min_score:g} (chosen on held-out validation; the sources' default)" if manifest.min_score is not None
+        f"min_score:  {manifest.min_score:g} (chosen on held-out validation; the sources' default)"
+        if manifest.min_score is not None
         else "min_score:  none recommended (sources default to 0)",
         f"extractor:  {manifest.extractor.name}, sha256 {', '.join(h[:12] + '…' for h in manifest.extractor.sha256)}, "
         f"{manifest.extractor.feature_dim}-d {manifest.extractor.feature_tensor}",
@@ -219,7 +251,10 @@ def cmd_models_info(args: argparse.Namespace) -> int:
     ]
     fp = manifest.extractor.fingerprint
     if fp is not None:
-        lines.insert(-1, f"            other files: accepted when their features on edgevid's {fp.probes} reach cosine ≥ {fp.min_cosine:g}")
+        lines.insert(
+            -1,
+            f"            other files: accepted when their features on edgevid's {fp.probes} reach cosine ≥ {fp.min_cosine:g}",
+        )
     print("\n".join(lines))
     return 0
 
@@ -281,8 +316,10 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         print(f"edgevid: error: {args.config}: {problem}", file=sys.stderr)
     for source in cfg.sources:
         t = source_timing(source, head.frames, trained)
-        print(f"source {source.id}: window {t.window:.4g} s ({t.m} frames, one every {t.dt:.4g} s), "
-              f"a prediction every {t.hop_s:.4g} s")
+        print(
+            f"source {source.id}: window {t.window:.4g} s ({t.m} frames, one every {t.dt:.4g} s), "
+            f"a prediction every {t.hop_s:.4g} s"
+        )
         warning = t.warning(source.id)
         if warning:
             print(f"edgevid: warning: {warning}", file=sys.stderr)
@@ -303,7 +340,9 @@ def _load_key(path: Path, option: str, *, secret: bool) -> tuple[bytes, bytes | 
     except OSError as exc:
         raise UsageError(f"{option} {path}: cannot read: {(exc.strerror or str(exc)).lower()}") from None
     except (ValueError, KeyError, UnicodeDecodeError):
-        raise UsageError(f"{option} {path}: not a ZeroMQ certificate file (made by zmq.auth.create_certificates)") from None
+        raise UsageError(
+            f"{option} {path}: not a ZeroMQ certificate file (made by zmq.auth.create_certificates)"
+        ) from None
     if secret and secret_key is None:
         raise UsageError(f"{option} {path}: holds only a public key; give the client's secret key file (*.key_secret)")
     return public, secret_key
@@ -313,13 +352,19 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
     import zmq
 
     if args.timeout is not None and not 0 < args.timeout < 1e6:
-        raise UsageError(f"--timeout must be a number of seconds > 0, got {args.timeout:g} (leave it out to wait forever)")
+        raise UsageError(
+            f"--timeout must be a number of seconds > 0, got {args.timeout:g} (leave it out to wait forever)"
+        )
     if args.count is not None and args.count < 1:
         raise UsageError(f"--count must be >= 1, got {args.count}")
     if not re.match(r"^(tcp|ipc|ws|wss)://\S+$", args.endpoint):
-        raise UsageError(f"--endpoint {args.endpoint!r}: expected a ZeroMQ address such as tcp://127.0.0.1:5555 or ipc:///run/edgevid.sock")
+        raise UsageError(
+            f"--endpoint {args.endpoint!r}: expected a ZeroMQ address such as tcp://127.0.0.1:5555 or ipc:///run/edgevid.sock"
+        )
     if (args.curve_secret_key is None) != (args.curve_server_key is None):
-        raise UsageError("--curve-secret-key and --curve-server-key go together (the client's secret key file and the server's public key file)")
+        raise UsageError(
+            "--curve-secret-key and --curve-server-key go together (the client's secret key file and the server's public key file)"
+        )
     keys = None
     if args.curve_secret_key:
         public, secret = _load_key(args.curve_secret_key, "--curve-secret-key", secret=True)
@@ -327,7 +372,9 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
         keys = (public, secret, server_public)
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.SUB)
-    sock.setsockopt(zmq.MAXMSGSIZE, 16 << 20)  # a bigger message is not edgevid's: its sender is disconnected, not buffered
+    sock.setsockopt(
+        zmq.MAXMSGSIZE, 16 << 20
+    )  # a bigger message is not edgevid's: its sender is disconnected, not buffered
     if keys:
         sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = keys
     try:
@@ -388,20 +435,27 @@ def _subscribed_line(frames: list[bytes], raw: bool) -> tuple[str | None, str | 
 
 def _command(sub, name: str, summary: str, example: str, func=None) -> argparse.ArgumentParser:
     """A subcommand whose --help starts with its one-line summary and ends with an example."""
-    p = sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".",
-                       epilog="example:\n" + "\n".join(f"  {line}" for line in example.splitlines()),
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        name,
+        help=summary,
+        description=summary[0].upper() + summary[1:] + ".",
+        epilog="example:\n" + "\n".join(f"  {line}" for line in example.splitlines()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     if func is not None:
         p.set_defaults(func=func)
     return p
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgevid", description="Real-time human-action classification on small devices.",
-                                     epilog="examples:\n  edgevid models fetch\n  edgevid classify clip.mp4\n"
-                                            "  edgevid config init edgevid.toml && edgevid run --config edgevid.toml\n\n"
-                                            "`edgevid COMMAND --help` describes each command.",
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="edgevid",
+        description="Real-time human-action classification on small devices.",
+        epilog="examples:\n  edgevid models fetch\n  edgevid classify clip.mp4\n"
+        "  edgevid config init edgevid.toml && edgevid run --config edgevid.toml\n\n"
+        "`edgevid COMMAND --help` describes each command.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"edgevid {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _classify_parser(sub)
@@ -412,56 +466,127 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _classify_parser(sub) -> None:
-    p = _command(sub, "classify", "label video clips, or a camera or stream for a few windows",
-                 "edgevid classify clip.mp4 clips/ --top-k 5\nedgevid classify rtsp://cam.local/stream --windows 5", cmd_classify)
-    p.add_argument("paths", nargs="+", metavar="PATH",
-                   help="video file or folder (searched recursively); or one camera index (0), /dev/videoN or rtsp:// http(s):// URL")
+    p = _command(
+        sub,
+        "classify",
+        "label video clips, or a camera or stream for a few windows",
+        "edgevid classify clip.mp4 clips/ --top-k 5\nedgevid classify rtsp://cam.local/stream --windows 5",
+        cmd_classify,
+    )
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="video file or folder (searched recursively); or one camera index (0), /dev/videoN or rtsp:// http(s):// URL",
+    )
     p.add_argument("--top-k", type=int, default=3, help="labels to print per clip or window (default 3)")
-    p.add_argument("--json", action="store_true", help="one JSON object per clip (per window for a live source) on stdout")
+    p.add_argument(
+        "--json", action="store_true", help="one JSON object per clip (per window for a live source) on stdout"
+    )
     p.add_argument("--timings", action="store_true", help="print per-stage cost (decode, preprocess, extract, head)")
-    p.add_argument("--windows", type=int, default=3, help="live source: predictions to print before exiting (default 3)")
-    p.add_argument("--timeout", type=float, default=30.0, help="live source: fail if they take longer than this many seconds (default 30)")
+    p.add_argument(
+        "--windows", type=int, default=3, help="live source: predictions to print before exiting (default 3)"
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="live source: fail if they take longer than this many seconds (default 30)",
+    )
     _add_model_options(p)
 
 
 def _models_parser(sub) -> None:
-    models = _command(sub, "models", "install, list and check model files", "edgevid models fetch && edgevid models info")
+    models = _command(
+        sub, "models", "install, list and check model files", "edgevid models fetch && edgevid models info"
+    )
     models = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    p = _command(models, "fetch", "install an extractor the head accepts (official download, checked; kept if installed)",
-                 "edgevid models fetch\nedgevid models fetch --from ~/Downloads/mobilenet_v2_1.0_224_quant.tgz", cmd_models_fetch)
-    p.add_argument("name", nargs="?", default=None, metavar="NAME",
-                   help="extractor to install (default: the one the bundled head uses; `edgevid models list` shows all)")
+    p = _command(
+        models,
+        "fetch",
+        "install an extractor the head accepts (official download, checked; kept if installed)",
+        "edgevid models fetch\nedgevid models fetch --from ~/Downloads/mobilenet_v2_1.0_224_quant.tgz",
+        cmd_models_fetch,
+    )
+    p.add_argument(
+        "name",
+        nargs="?",
+        default=None,
+        metavar="NAME",
+        help="extractor to install (default: the one the bundled head uses; `edgevid models list` shows all)",
+    )
     p.add_argument("--all", action="store_true", help="fetch every known extractor")
     p.add_argument("--from", dest="source", type=Path, help="a local .tflite, .tgz or folder instead of downloading")
     p.add_argument("--model-dir", type=Path, help="install here (default: $EDGEVID_MODEL_DIR or XDG data dir)")
     p.add_argument("--head", type=Path, help="install what this head accepts (default: the bundled head)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds for each download in all (default: 120)")
 
-    p = _command(models, "verify", "check every model file (sha256; an extractor by the head's fingerprint)", "edgevid models verify --head my-head", cmd_models_verify)
-    p.add_argument("--model-dir", type=Path, help="where fetched extractors live (default: $EDGEVID_MODEL_DIR or XDG data dir)")
+    p = _command(
+        models,
+        "verify",
+        "check every model file (sha256; an extractor by the head's fingerprint)",
+        "edgevid models verify --head my-head",
+        cmd_models_verify,
+    )
+    p.add_argument(
+        "--model-dir", type=Path, help="where fetched extractors live (default: $EDGEVID_MODEL_DIR or XDG data dir)"
+    )
     p.add_argument("--head", type=Path, help="head directory (default: the bundled one)")
 
-    p = _command(models, "info", "what a head knows: labels, window, test metrics, the extractor it needs",
-                 "edgevid models info\nedgevid models info --head my-head --json", cmd_models_info)
+    p = _command(
+        models,
+        "info",
+        "what a head knows: labels, window, test metrics, the extractor it needs",
+        "edgevid models info\nedgevid models info --head my-head --json",
+        cmd_models_info,
+    )
     p.add_argument("--head", type=Path, help="head directory or manifest.json (default: the bundled one)")
-    p.add_argument("--model-dir", type=Path, help="where fetched extractors live (default: $EDGEVID_MODEL_DIR or XDG data dir)")
+    p.add_argument(
+        "--model-dir", type=Path, help="where fetched extractors live (default: $EDGEVID_MODEL_DIR or XDG data dir)"
+    )
     p.add_argument("--json", action="store_true", help="print the manifest and the extractor's state as JSON")
 
-    p = _command(models, "list", "known extractors (installed or not) and the head in use", "edgevid models list", cmd_models_list)
+    p = _command(
+        models,
+        "list",
+        "known extractors (installed or not) and the head in use",
+        "edgevid models list",
+        cmd_models_list,
+    )
     p.add_argument("--head", type=Path, help="head directory (default: the bundled one)")
-    p.add_argument("--model-dir", type=Path, help="where fetched extractors live (default: $EDGEVID_MODEL_DIR or XDG data dir)")
+    p.add_argument(
+        "--model-dir", type=Path, help="where fetched extractors live (default: $EDGEVID_MODEL_DIR or XDG data dir)"
+    )
 
 
 def _run_parsers(sub) -> None:
     """``run`` and ``subscribe``: the daemon and its monitor."""
-    p = _command(sub, "run", "the daemon: classify sources continuously and publish over ZeroMQ",
-                 "edgevid config init edgevid.toml\nedgevid run --config edgevid.toml", cmd_run)
-    p.add_argument("--config", type=Path, required=True, help="TOML config (`edgevid config init FILE` writes a commented one)")
+    p = _command(
+        sub,
+        "run",
+        "the daemon: classify sources continuously and publish over ZeroMQ",
+        "edgevid config init edgevid.toml\nedgevid run --config edgevid.toml",
+        cmd_run,
+    )
+    p.add_argument(
+        "--config", type=Path, required=True, help="TOML config (`edgevid config init FILE` writes a commented one)"
+    )
 
-    p = _command(sub, "subscribe", "print messages from a running daemon",
-                 "edgevid subscribe --topic pred/cam0 --count 10\nedgevid subscribe --endpoint tcp://pi.local:5555 --json", cmd_subscribe)
-    p.add_argument("--endpoint", default="tcp://127.0.0.1:5555", help="the daemon's publish.endpoint (default tcp://127.0.0.1:5555)")
-    p.add_argument("--topic", action="append", help="prefix filter, e.g. pred/cam0 or status (repeatable; default: everything)")
+    p = _command(
+        sub,
+        "subscribe",
+        "print messages from a running daemon",
+        "edgevid subscribe --topic pred/cam0 --count 10\nedgevid subscribe --endpoint tcp://pi.local:5555 --json",
+        cmd_subscribe,
+    )
+    p.add_argument(
+        "--endpoint",
+        default="tcp://127.0.0.1:5555",
+        help="the daemon's publish.endpoint (default tcp://127.0.0.1:5555)",
+    )
+    p.add_argument(
+        "--topic", action="append", help="prefix filter, e.g. pred/cam0 or status (repeatable; default: everything)"
+    )
     p.add_argument("--json", action="store_true", help="print the raw JSON lines")
     p.add_argument("--count", type=int, help="exit after this many messages")
     p.add_argument("--timeout", type=float, help="fail if no message arrives for this many seconds")
@@ -470,15 +595,30 @@ def _run_parsers(sub) -> None:
 
 
 def _config_parser(sub) -> None:
-    config = _command(sub, "config", "write and check daemon config files", "edgevid config init edgevid.toml && edgevid config check edgevid.toml")
+    config = _command(
+        sub,
+        "config",
+        "write and check daemon config files",
+        "edgevid config init edgevid.toml && edgevid config check edgevid.toml",
+    )
     config = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    p = _command(config, "check", "validate a daemon config file and the models it names",
-                 "edgevid config check /etc/edgevid/edgevid.toml", cmd_config_check)
+    p = _command(
+        config,
+        "check",
+        "validate a daemon config file and the models it names",
+        "edgevid config check /etc/edgevid/edgevid.toml",
+        cmd_config_check,
+    )
     p.add_argument("config", type=Path, help="TOML config file")
-    p = _command(config, "init", "write a commented config to start from (one camera, every key explained)",
-                 "edgevid config init edgevid.toml --source rtsp://cam.local/stream", cmd_config_init)
+    p = _command(
+        config,
+        "init",
+        "write a commented config to start from (one camera, every key explained)",
+        "edgevid config init edgevid.toml --source rtsp://cam.local/stream",
+        cmd_config_init,
+    )
     p.add_argument("config", type=Path, help="file to write")
-    p.add_argument("--source", help="the camera's uri (default \"0\": the first camera)")
+    p.add_argument("--source", help='the camera\'s uri (default "0": the first camera)')
     p.add_argument("--force", action="store_true", help="replace the file if it exists")
 
 

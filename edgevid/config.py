@@ -35,28 +35,50 @@ class SourceConfig(_Strict):
     """One camera, file, stream or frame-writing command, classified over a sliding window."""
 
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=64, description="names the topic: pred/<id>")
-    uri: str = Field(min_length=1, description="camera index ('0'), device path, video file, rtsp:// / http(s):// URL, "
-                                                "or for kind = 'pipe' a command line writing frames to stdout")
-    kind: str = Field("auto", description="auto (from the uri), or a kind of edgevid.sources.kinds: camera, stream, pipe, file")
-    window: float | None = Field(None, ge=0.1, le=600, description="seconds classified per prediction (default: the head's trained window)")
-    hop: float = Field(0.5, gt=0, le=600, description="seconds between predictions, rounded to whole sampling intervals")
-    realtime: bool = Field(True, description="files: pace at the file's own timestamps (False: as fast as inference allows)")
+    uri: str = Field(
+        min_length=1,
+        description="camera index ('0'), device path, video file, rtsp:// / http(s):// URL, "
+        "or for kind = 'pipe' a command line writing frames to stdout",
+    )
+    kind: str = Field(
+        "auto", description="auto (from the uri), or a kind of edgevid.sources.kinds: camera, stream, pipe, file"
+    )
+    window: float | None = Field(
+        None, ge=0.1, le=600, description="seconds classified per prediction (default: the head's trained window)"
+    )
+    hop: float = Field(
+        0.5, gt=0, le=600, description="seconds between predictions, rounded to whole sampling intervals"
+    )
+    realtime: bool = Field(
+        True, description="files: pace at the file's own timestamps (False: as fast as inference allows)"
+    )
     loop: bool = Field(False, description="files: start again at the end")
     top_k: int = Field(3, ge=1, le=1000)
-    min_score: float | None = Field(None, ge=0, le=1, description="below this (calibrated) score the top-1 is published as "
-                                    "'unknown'; also the score an event's label must reach (unset: the head's recommended "
-                                    "min_score from its manifest, else 0: always name a label)")
-    events: "EventsConfig" = Field(default_factory=lambda: EventsConfig(), description="event/<id> start/update/end from the predictions")
+    min_score: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="below this (calibrated) score the top-1 is published as "
+        "'unknown'; also the score an event's label must reach (unset: the head's recommended "
+        "min_score from its manifest, else 0: always name a label)",
+    )
+    events: "EventsConfig" = Field(
+        default_factory=lambda: EventsConfig(), description="event/<id> start/update/end from the predictions"
+    )
     open_timeout: float = Field(10.0, gt=0, le=3600)
     read_timeout: float = Field(5.0, gt=0, le=3600)
     stall_timeout: float = Field(5.0, gt=0, le=3600, description="no frame for this long -> reopen")
     reconnect_min: float = Field(0.5, gt=0, le=3600)
     reconnect_max: float = Field(30.0, gt=0, le=_DAY)
     # kind = "pipe" only: what the command writes (checked below, in this order).
-    pixel_format: Literal[PIXEL_FORMATS] | None = Field(None, validate_default=True, description="pipe: frame layout on stdout")
+    pixel_format: Literal[PIXEL_FORMATS] | None = Field(
+        None, validate_default=True, description="pipe: frame layout on stdout"
+    )
     width: int | None = Field(None, ge=16, le=8192, validate_default=True, description="pipe: frame width (pixels)")
     height: int | None = Field(None, ge=16, le=8192, validate_default=True, description="pipe: frame height (pixels)")
-    fps: float | None = Field(None, ge=FPS_RANGE[0], le=FPS_RANGE[1], validate_default=True, description="pipe: the command's frame rate")
+    fps: float | None = Field(
+        None, ge=FPS_RANGE[0], le=FPS_RANGE[1], validate_default=True, description="pipe: the command's frame rate"
+    )
 
     @field_validator("kind")
     @classmethod
@@ -117,8 +139,12 @@ class EventsConfig(_Strict):
     """Debounce of a source's action events (see edgevid.events)."""
 
     enabled: bool = True
-    min_duration: float = Field(1.0, ge=0, le=3600, description="seconds a label stays top-1 above min_score before it starts")
-    end_after: float = Field(1.5, gt=0, le=3600, description="seconds its label is not top-1 with min_score before an event ends")
+    min_duration: float = Field(
+        1.0, ge=0, le=3600, description="seconds a label stays top-1 above min_score before it starts"
+    )
+    end_after: float = Field(
+        1.5, gt=0, le=3600, description="seconds its label is not top-1 with min_score before an event ends"
+    )
     update_interval: float = Field(5.0, gt=0, le=3600, description="seconds between update messages while it lasts")
 
 
@@ -145,8 +171,10 @@ class SourceTiming:
     def warning(self, source: str) -> str | None:
         """A window far from the scale the head was trained at is legal, but probably a mistake."""
         if self.head_window and abs(self.window / self.head_window - 1) > 0.25:
-            return (f"sources.{source}.window: {self.window:g} s differs from the head's trained window "
-                    f"{self.head_window:g} s by more than 25 %; expect lower accuracy")
+            return (
+                f"sources.{source}.window: {self.window:g} s differs from the head's trained window "
+                f"{self.head_window:g} s by more than 25 %; expect lower accuracy"
+            )
         return None
 
 
@@ -154,7 +182,9 @@ def source_timing(cfg: SourceConfig, m: int, head_window: float | None) -> Sourc
     """The source's window (its own, else the head's) and its hop in whole sampling intervals."""
     window = cfg.window if cfg.window is not None else head_window
     if window is None:
-        raise ConfigError(f"sources.{cfg.id}.window: the head's manifest records no trained window; set window (seconds)")
+        raise ConfigError(
+            f"sources.{cfg.id}.window: the head's manifest records no trained window; set window (seconds)"
+        )
     hop = max(1, round(cfg.hop * m / window))
     return SourceTiming(window, m, hop, head_window)
 
@@ -209,10 +239,15 @@ def _mqtt_text(value: str, *, max_bytes: int = MQTT_STRING_MAX) -> bytes:
         if c == 0:
             raise PydanticCustomError("mqtt_nul", "contains a NUL character, which MQTT does not allow")
         if c < 0x20 or 0x7F <= c <= 0x9F or 0xFDD0 <= c <= 0xFDEF or (c & 0xFFFE) == 0xFFFE:
-            raise PydanticCustomError("mqtt_char", "contains the character {c}, which MQTT brokers refuse", {"c": f"U+{c:04X}"})
+            raise PydanticCustomError(
+                "mqtt_char", "contains the character {c}, which MQTT brokers refuse", {"c": f"U+{c:04X}"}
+            )
     if len(raw) > max_bytes:
-        raise PydanticCustomError("mqtt_long", "{n} bytes long; at most {max} bytes here (MQTT strings hold at most 65535)",
-                                  {"n": len(raw), "max": max_bytes})
+        raise PydanticCustomError(
+            "mqtt_long",
+            "{n} bytes long; at most {max} bytes here (MQTT strings hold at most 65535)",
+            {"n": len(raw), "max": max_bytes},
+        )
     return raw
 
 
@@ -224,9 +259,13 @@ def _mqtt_topic_part(value: str, tail: int) -> str:
     _mqtt_text(value, max_bytes=MQTT_STRING_MAX - tail)
     for wildcard in "#+":
         if wildcard in value:
-            raise PydanticCustomError("mqtt_wildcard", "contains the wildcard '{w}'; topics published to cannot (MQTT)", {"w": wildcard})
+            raise PydanticCustomError(
+                "mqtt_wildcard", "contains the wildcard '{w}'; topics published to cannot (MQTT)", {"w": wildcard}
+            )
     if value.startswith("$"):
-        raise PydanticCustomError("mqtt_dollar", "starts with '$': such topics are the broker's own ($SYS), clients cannot publish there")
+        raise PydanticCustomError(
+            "mqtt_dollar", "starts with '$': such topics are the broker's own ($SYS), clients cannot publish there"
+        )
     return value
 
 
@@ -236,16 +275,32 @@ class MqttConfig(_Strict):
     host: str = Field(min_length=1, max_length=253, description="broker host name or address")
     port: int = Field(1883, ge=1, le=65535)
     topic_prefix: str = Field("edgevid", description="topics are <topic_prefix>/<source>/...")
-    discovery_prefix: str | None = Field("homeassistant", description="Home Assistant discovery prefix ('' or null: no discovery)")
-    binary_sensors: list[str] = Field(default_factory=list, description="labels that get a Home Assistant binary sensor per source")
+    discovery_prefix: str | None = Field(
+        "homeassistant", description="Home Assistant discovery prefix ('' or null: no discovery)"
+    )
+    binary_sensors: list[str] = Field(
+        default_factory=list, description="labels that get a Home Assistant binary sensor per source"
+    )
     username: str | None = None
     password: str | None = None
     tls_ca: Path | None = Field(None, description="CA certificate file: connect with TLS")
     client_id: str | None = None
-    keepalive: int = Field(30, ge=5, le=3600, description="seconds; the broker sends the last will after 1.5x this without us")
-    queue: int = Field(1000, ge=1, le=1_000_000, description="messages held while the broker is slow or away; more are dropped and counted")
-    ack_timeout: float = Field(10.0, ge=0.5, le=3600, description="seconds a message may wait for the broker to take it (QoS 1: its "
-                               "acknowledgement) before the broker is reported as not connected")
+    keepalive: int = Field(
+        30, ge=5, le=3600, description="seconds; the broker sends the last will after 1.5x this without us"
+    )
+    queue: int = Field(
+        1000,
+        ge=1,
+        le=1_000_000,
+        description="messages held while the broker is slow or away; more are dropped and counted",
+    )
+    ack_timeout: float = Field(
+        10.0,
+        ge=0.5,
+        le=3600,
+        description="seconds a message may wait for the broker to take it (QoS 1: its "
+        "acknowledgement) before the broker is reported as not connected",
+    )
     reconnect_min: float = Field(1.0, gt=0, le=3600)
     reconnect_max: float = Field(30.0, gt=0, le=86400)
 
@@ -253,7 +308,9 @@ class MqttConfig(_Strict):
     @classmethod
     def _host(cls, v: str) -> str:
         if any(ch.isspace() or ord(ch) < 0x20 or ch in "/#?@" for ch in v):
-            raise PydanticCustomError("mqtt_host", "expected a host name or IP address (no spaces, control characters, '/', '#', '?' or '@')")
+            raise PydanticCustomError(
+                "mqtt_host", "expected a host name or IP address (no spaces, control characters, '/', '#', '?' or '@')"
+            )
         return v
 
     @field_validator("topic_prefix")
@@ -275,7 +332,9 @@ class MqttConfig(_Strict):
                 if "/" in label:
                     raise PydanticCustomError("mqtt_level", "contains '/'; a label is one topic level")
             except PydanticCustomError as exc:
-                raise PydanticCustomError("mqtt_label", "item {i} ('{label}'): {why}", {"i": i, "label": label[:40], "why": str(exc)}) from None
+                raise PydanticCustomError(
+                    "mqtt_label", "item {i} ('{label}'): {why}", {"i": i, "label": label[:40], "why": str(exc)}
+                ) from None
         return v
 
     @field_validator("username", "client_id")
@@ -342,7 +401,9 @@ def _parse_json(name: str, raw: str, what: str) -> Any:
     except RecursionError:
         raise ConfigError(f"{name}: nested too deeply to be a config value") from None
     except ValueError:
-        raise ConfigError(f"{name}: expected JSON for the whole {what}, got {raw[:40]!r}; set one key with {name}__<KEY>=value") from None
+        raise ConfigError(
+            f"{name}: expected JSON for the whole {what}, got {raw[:40]!r}; set one key with {name}__<KEY>=value"
+        ) from None
     if _too_deep(value, MAX_DEPTH - 1) is not None:
         raise ConfigError(f"{name}: nested more than {MAX_DEPTH} levels deep; a config nests at most 4")
     return value
@@ -358,7 +419,7 @@ def env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[tupl
     for name in sorted(environ):
         if not name.startswith(ENV_PREFIX):
             continue
-        path = tuple(part.lower() for part in name[len(ENV_PREFIX):].split("__"))
+        path = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
         if path[0] not in DaemonConfig.model_fields or not all(path):
             continue
         if len(path) > MAX_DEPTH:
@@ -378,8 +439,9 @@ def env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[tupl
     return data, origin
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any], origin: Mapping[tuple[str, ...], str] = {},
-           where: tuple[str, ...] = ()) -> dict[str, Any]:
+def _merge(
+    base: dict[str, Any], over: dict[str, Any], origin: Mapping[tuple[str, ...], str] = {}, where: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """``over`` on top of ``base``; tables merge key by key, numbered keys (from
     ``EDGEVID_SOURCES__0__URI``) into the items of a list, anything else is replaced."""
     out = dict(base)
@@ -390,22 +452,35 @@ def _merge(base: dict[str, Any], over: dict[str, Any], origin: Mapping[tuple[str
             out[key] = _merge(old, value, origin, here)
         elif isinstance(value, dict) and here not in origin:  # set through numbered parts, not as JSON
             if not all(k.isdigit() for k in value) and isinstance(old, list):
-                var = next(v for p, v in sorted(origin.items()) if p[:len(here)] == here and not p[len(here)].isdigit())
-                raise ConfigError(f"{var}: {'.'.join(here)} is a list: name an item by its number, e.g. "
-                                  f"{ENV_PREFIX}{'__'.join(here).upper()}__0__...")
+                var = next(
+                    v for p, v in sorted(origin.items()) if p[: len(here)] == here and not p[len(here)].isdigit()
+                )
+                raise ConfigError(
+                    f"{var}: {'.'.join(here)} is a list: name an item by its number, e.g. "
+                    f"{ENV_PREFIX}{'__'.join(here).upper()}__0__..."
+                )
             if all(k.isdigit() for k in value):
                 items = list(old) if isinstance(old, list) else []
                 for index, item in sorted(value.items(), key=lambda kv: int(kv[0])):
                     i = int(index)
                     if i >= len(items):
-                        var = next(v for p, v in sorted(origin.items()) if p[:len(here) + 1] == (*here, index))
-                        has = (f"has {len(items)} item(s) in the config file, so no item {i}" if isinstance(old, list)
-                               else "is not a list in the config file, so it has no item to override")
-                        whole = (f"the whole list as JSON in {ENV_PREFIX}{key.upper()}" if len(here) == 1 else
-                                 f"the whole [{here[0]}] table as JSON in {ENV_PREFIX}{here[0].upper()}, or the list in the file")
+                        var = next(v for p, v in sorted(origin.items()) if p[: len(here) + 1] == (*here, index))
+                        has = (
+                            f"has {len(items)} item(s) in the config file, so no item {i}"
+                            if isinstance(old, list)
+                            else "is not a list in the config file, so it has no item to override"
+                        )
+                        whole = (
+                            f"the whole list as JSON in {ENV_PREFIX}{key.upper()}"
+                            if len(here) == 1
+                            else f"the whole [{here[0]}] table as JSON in {ENV_PREFIX}{here[0].upper()}, or the list in the file"
+                        )
                         raise ConfigError(f"{var}: {'.'.join(here)} {has}; give {whole}")
-                    items[i] = (_merge(items[i], item, origin, (*here, index)) if isinstance(item, dict) and isinstance(items[i], dict)
-                                else item)
+                    items[i] = (
+                        _merge(items[i], item, origin, (*here, index))
+                        if isinstance(item, dict) and isinstance(items[i], dict)
+                        else item
+                    )
                 out[key] = items
             else:  # a table the file does not have: its keys may name list items in turn
                 out[key] = _merge({}, value, origin, here)
@@ -422,7 +497,9 @@ def _read(path: Path) -> str:
     """The config file's text: a regular file (a FIFO or device is refused, not waited on or read
     forever) of at most CONFIG_MAX_BYTES."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # O_NONBLOCK: opening a FIFO does not wait for a writer
+        fd = os.open(
+            path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+        )  # O_NONBLOCK: opening a FIFO does not wait for a writer
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except OSError as exc:
@@ -430,8 +507,19 @@ def _read(path: Path) -> str:
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
-                else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a file")
+        kind = (
+            "a folder"
+            if stat.S_ISDIR(mode)
+            else "a FIFO"
+            if stat.S_ISFIFO(mode)
+            else "a character device"
+            if stat.S_ISCHR(mode)
+            else "a block device"
+            if stat.S_ISBLK(mode)
+            else "a socket"
+            if stat.S_ISSOCK(mode)
+            else "not a file"
+        )
         raise ConfigError(f"{path}: not a regular file ({kind}); expected a TOML config file")
     with open(fd, "rb", closefd=True) as f:
         try:
@@ -439,7 +527,9 @@ def _read(path: Path) -> str:
         except OSError as exc:
             raise _unreadable(path, exc) from None
     if len(data) > CONFIG_MAX_BYTES:
-        raise ConfigError(f"{path}: larger than {CONFIG_MAX_BYTES // 1024} KiB; expected a TOML config file of a few kB")
+        raise ConfigError(
+            f"{path}: larger than {CONFIG_MAX_BYTES // 1024} KiB; expected a TOML config file of a few kB"
+        )
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -459,7 +549,9 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> D
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     deep = _too_deep(data)
     if deep is not None:
-        raise ConfigError(f"{path}: {'.'.join(deep[:4])}...: nested more than {MAX_DEPTH} levels deep; a config nests at most 4")
+        raise ConfigError(
+            f"{path}: {'.'.join(deep[:4])}...: nested more than {MAX_DEPTH} levels deep; a config nests at most 4"
+        )
     env, origin = env_overrides(os.environ if environ is None else environ)
     try:
         return DaemonConfig(**_merge(data, env, origin))
@@ -467,7 +559,7 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> D
         loc = tuple(str(p) for p in exc.errors()[0]["loc"])
         var = next((origin[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in origin), None)
         if var is None:  # the value at loc was built from variables naming keys under it
-            var = next((v for p, v in sorted(origin.items()) if p[:len(loc)] == loc), None) if loc else None
+            var = next((v for p, v in sorted(origin.items()) if p[: len(loc)] == loc), None) if loc else None
         raise ConfigError(f"{var if var else path}: {describe(exc)}") from None
 
 

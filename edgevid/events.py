@@ -68,8 +68,16 @@ def new_event_id(source: str, at: float) -> str:
 class EventTracker:
     """One source's event state; :meth:`step` takes each prediction's probabilities in order."""
 
-    def __init__(self, source: str, labels: list[str], *, min_score: float, min_duration: float, end_after: float,
-                 update_interval: float) -> None:
+    def __init__(
+        self,
+        source: str,
+        labels: list[str],
+        *,
+        min_score: float,
+        min_duration: float,
+        end_after: float,
+        update_interval: float,
+    ) -> None:
         self.source = source
         self.labels = labels
         self.min_score = min_score
@@ -105,14 +113,26 @@ class EventTracker:
                     a.last_update = w.clock
                     out.append(self._message("update", a, w, score))
             else:
-                other = self.cand is not None and self.cand.label != a.label and w.clock - self.cand.since >= self.min_duration
+                other = (
+                    self.cand is not None
+                    and self.cand.label != a.label
+                    and w.clock - self.cand.since >= self.min_duration
+                )
                 if w.clock - a.last_present >= self.end_after or other:
                     out.append(self._message("end", a, w, score))
                     self.active = None
         if self.active is None and self.cand is not None and w.clock - self.cand.since >= self.min_duration:
             c = self.cand
-            self.active = _Active(new_event_id(self.source, c.started_at), c.label, c.since, c.started_at, c.started_media, w.clock, w.clock,
-                                  float(probs[c.label]))
+            self.active = _Active(
+                new_event_id(self.source, c.started_at),
+                c.label,
+                c.since,
+                c.started_at,
+                c.started_media,
+                w.clock,
+                w.clock,
+                float(probs[c.label]),
+            )
             out.append(self._message("start", self.active, w, float(probs[c.label])))
         self.last_window = w
         return out
@@ -127,20 +147,41 @@ class EventTracker:
 
     def _message(self, phase: str, a: _Active, w: Window, score: float | None) -> Event:
         self.seq += 1
-        return Event(source=self.source, seq=self.seq, id=a.id, phase=phase, label=self.labels[a.label],
-                     score=None if score is None else round(score, 6), best_score=round(a.best, 6),
-                     started_at=a.started_at, started_media=a.started_media, duration_s=round(a.last_present - a.since, 4),
-                     window_start=w.start, window_end=w.end, media_start=w.media_start, media_end=w.media_end, prediction_seq=w.seq)
-
+        return Event(
+            source=self.source,
+            seq=self.seq,
+            id=a.id,
+            phase=phase,
+            label=self.labels[a.label],
+            score=None if score is None else round(score, 6),
+            best_score=round(a.best, 6),
+            started_at=a.started_at,
+            started_media=a.started_media,
+            duration_s=round(a.last_present - a.since, 4),
+            window_start=w.start,
+            window_end=w.end,
+            media_start=w.media_start,
+            media_end=w.media_end,
+            prediction_seq=w.seq,
+        )
 
 
 class SourceEvents:
     """The trackers of every source with events enabled, fed the published predictions in order."""
 
     def __init__(self, sources: list, labels: list[str]) -> None:
-        self.trackers = {s.id: EventTracker(s.id, labels, min_score=s.min_score, min_duration=s.events.min_duration,
-                                            end_after=s.events.end_after, update_interval=s.events.update_interval)
-                         for s in sources if s.events.enabled}
+        self.trackers = {
+            s.id: EventTracker(
+                s.id,
+                labels,
+                min_score=s.min_score,
+                min_duration=s.events.min_duration,
+                end_after=s.events.end_after,
+                update_interval=s.events.update_interval,
+            )
+            for s in sources
+            if s.events.enabled
+        }
 
     def prediction(self, message: Prediction, probs: np.ndarray) -> list[Event]:
         """Events caused by one prediction; the clock is its media time for files, else capture time."""
@@ -148,7 +189,12 @@ class SourceEvents:
         if tracker is None:
             return []
         clock = message.media_end if message.media_end is not None else message.window_end
-        return tracker.step(probs, Window(message.window_start, message.window_end, clock, message.seq, message.media_start, message.media_end))
+        return tracker.step(
+            probs,
+            Window(
+                message.window_start, message.window_end, clock, message.seq, message.media_start, message.media_end
+            ),
+        )
 
     def reset(self, source: str | None = None) -> list[Event]:
         """End the open event of one source (its stream of windows broke), or of all."""

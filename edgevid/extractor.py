@@ -32,7 +32,9 @@ def _find_feature_tensor(interpreter, wanted: str | None, path: Path) -> dict:
         name = detail["name"]
         if (wanted and name == wanted) or (not wanted and name.endswith(FEATURE_TENSOR_SUFFIX)):
             return detail
-    raise ModelError(f"extractor {path}: no tensor named {wanted or '*' + FEATURE_TENSOR_SUFFIX!r} (not a MobileNet classifier?)")
+    raise ModelError(
+        f"extractor {path}: no tensor named {wanted or '*' + FEATURE_TENSOR_SUFFIX!r} (not a MobileNet classifier?)"
+    )
 
 
 def preprocess(frame_bgr: np.ndarray, size: int, out: np.ndarray | None = None) -> np.ndarray:
@@ -79,14 +81,24 @@ class Extractor:
         # Which network a file is, its features say (a head's fingerprint: edgevid.fingerprint); its
         # bytes only matter when it cannot be read, to tell a damaged download from another file.
         known = next((e for e in EXTRACTORS.values() if e.filename == self.path.name), None)
-        damaged = (f"sha256 {self.sha256[:12]}… is not that of {known.name} (corrupt or altered file; fetch it again with "
-                   "`edgevid models fetch`): ") if known is not None and self.sha256 not in known.sha256 else ""
+        damaged = (
+            (
+                f"sha256 {self.sha256[:12]}… is not that of {known.name} (corrupt or altered file; fetch it again with "
+                "`edgevid models fetch`): "
+            )
+            if known is not None and self.sha256 not in known.sha256
+            else ""
+        )
         try:
             self._load(data, num_threads, feature_tensor, runtime)
         except ModelError as exc:
-            raise ModelError(f"extractor {self.path}: {damaged}{str(exc).removeprefix(f'extractor {self.path}: ')}") from None
+            raise ModelError(
+                f"extractor {self.path}: {damaged}{str(exc).removeprefix(f'extractor {self.path}: ')}"
+            ) from None
         except Exception as exc:  # a damaged flatbuffer fails anywhere in parsing: one line, not a traceback
-            raise ModelError(f"extractor {self.path}: {damaged}not a valid TFLite model ({type(exc).__name__}: {str(exc)[:80]})") from None
+            raise ModelError(
+                f"extractor {self.path}: {damaged}not a valid TFLite model ({type(exc).__name__}: {str(exc)[:80]})"
+            ) from None
 
     def _load(self, data: bytes, num_threads: int | None, feature_tensor: str | None, runtime: str | None) -> None:
         # Safe feature read: a graph cut at the feature tensor when we can rewrite flatbuffers,
@@ -102,7 +114,9 @@ class Extractor:
             self._interpreter = self._pick(1)
             self._use(self._interpreter.get_output_details()[0])
             return
-        full = make_interpreter(data, num_threads=num_threads, preserve_all_tensors=not self.batched, runtime=runtime, what=what)
+        full = make_interpreter(
+            data, num_threads=num_threads, preserve_all_tensors=not self.batched, runtime=runtime, what=what
+        )
         detail = _find_feature_tensor(full, feature_tensor, self.path)
         if self.batched:
             cut = cut_at_tensor(data, detail["name"])
@@ -126,8 +140,10 @@ class Extractor:
         if self._signed:
             self.zero_point += 128
         elif detail["dtype"] != np.uint8:
-            raise ModelError(f"extractor {self.path}: feature tensor {self.feature_tensor!r} is {np.dtype(detail['dtype']).name}, "
-                             "expected a quantized uint8 or int8 tensor")
+            raise ModelError(
+                f"extractor {self.path}: feature tensor {self.feature_tensor!r} is {np.dtype(detail['dtype']).name}, "
+                "expected a quantized uint8 or int8 tensor"
+            )
         input_detail = self._interpreter.get_input_details()[0]
         if input_detail["dtype"] != np.uint8:
             raise ModelError(f"extractor {self.path}: expected a uint8 input, got {input_detail['dtype'].__name__}")
@@ -163,7 +179,9 @@ class Extractor:
     def extract(self, batch: np.ndarray) -> np.ndarray:
         """uint8 RGB ``[N, S, S, 3]`` -> uint8 features ``[N, D]`` (one invoke when batched)."""
         if batch.ndim != 4 or batch.shape[1:] != (self.input_size, self.input_size, 3) or batch.dtype != np.uint8:
-            raise ValueError(f"expected uint8 [N,{self.input_size},{self.input_size},3], got {batch.dtype} {batch.shape}")
+            raise ValueError(
+                f"expected uint8 [N,{self.input_size},{self.input_size},3], got {batch.dtype} {batch.shape}"
+            )
         n = batch.shape[0]
         out = np.empty((n, self.feature_dim), np.uint8)
         if n == 0:

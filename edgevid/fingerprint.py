@@ -44,7 +44,9 @@ def _hash(values: np.ndarray, seed: int) -> np.ndarray:
 
 def _randint(seed: int, shape: tuple[int, ...], high: int) -> np.ndarray:
     """Integers in [0, high) from the hash of a counter: the same on every platform."""
-    return (_hash(np.arange(int(np.prod(shape)), dtype=np.uint32), seed) % np.uint32(high)).reshape(shape).astype(np.int64)
+    return (
+        (_hash(np.arange(int(np.prod(shape)), dtype=np.uint32), seed) % np.uint32(high)).reshape(shape).astype(np.int64)
+    )
 
 
 def _blur(img: np.ndarray, k: int) -> np.ndarray:
@@ -71,7 +73,13 @@ def _probe(index: int, size: int) -> np.ndarray:
         colour = p[5:8] % 256
         cx, cy, extent = int(p[0] % size), int(p[1] % size), int(8 + p[2] % (size // 3))
         kind = (j + index) % 3
-        rx, ry = (extent, extent) if kind == 0 else (extent, extent * (1 + int(p[3]) % 3) // 2) if kind == 1 else (2 * extent,) * 2
+        rx, ry = (
+            (extent, extent)
+            if kind == 0
+            else (extent, extent * (1 + int(p[3]) % 3) // 2)
+            if kind == 1
+            else (2 * extent,) * 2
+        )
         y0, y1, x0, x1 = max(cy - ry, 0), min(cy + ry + 1, size), max(cx - rx, 0), min(cx + rx + 1, size)
         y, x = np.mgrid[y0:y1, x0:x1]  # only the shape's box: the same pixels as a full-frame mask
         if kind == 0:  # a disc
@@ -129,8 +137,13 @@ class Fingerprint(BaseModel):
 def measure(extractor: FeatureSource, min_cosine: float = DEFAULT_MIN_COSINE) -> Fingerprint:
     """The extractor's fingerprint: its features on the probe set."""
     feats = extractor.extract(probe_images(extractor.input_size))
-    return Fingerprint(size=extractor.input_size, features=base64.b64encode(feats.tobytes()).decode(),
-                       scale=extractor.scale, zero_point=extractor.zero_point, min_cosine=min_cosine)
+    return Fingerprint(
+        size=extractor.input_size,
+        features=base64.b64encode(feats.tobytes()).decode(),
+        scale=extractor.scale,
+        zero_point=extractor.zero_point,
+        min_cosine=min_cosine,
+    )
 
 
 class Comparison(BaseModel):
@@ -147,8 +160,10 @@ class Comparison(BaseModel):
 
     def describe(self) -> str:
         """One phrase: the worst probe and the tolerance."""
-        return (f"worst probe {self.worst_probe} at cosine {self.cosines[self.worst_probe]:.4f}, "
-                f"{'tolerance' if self.ok else 'needs'} ≥ {self.min_cosine}")
+        return (
+            f"worst probe {self.worst_probe} at cosine {self.cosines[self.worst_probe]:.4f}, "
+            f"{'tolerance' if self.ok else 'needs'} ≥ {self.min_cosine}"
+        )
 
 
 def compare(fingerprint: Fingerprint, extractor: FeatureSource) -> Comparison:
@@ -164,8 +179,12 @@ def compare(fingerprint: Fingerprint, extractor: FeatureSource) -> Comparison:
         return Comparison(cosines=cos, worst_probe=0, max_steps=float("inf"), min_cosine=fingerprint.min_cosine)
     norms = np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1)
     cos = np.where(norms > 0, (got * want).sum(axis=1) / np.maximum(norms, 1e-12), 0.0)
-    return Comparison(cosines=[round(float(c), 6) for c in cos], worst_probe=int(np.argmin(cos)),
-                      max_steps=float(np.abs(got - want).max() / fingerprint.scale), min_cosine=fingerprint.min_cosine)
+    return Comparison(
+        cosines=[round(float(c), 6) for c in cos],
+        worst_probe=int(np.argmin(cos)),
+        max_steps=float(np.abs(got - want).max() / fingerprint.scale),
+        min_cosine=fingerprint.min_cosine,
+    )
 
 
 def _record(sha256: str, fingerprint: Fingerprint) -> Path:

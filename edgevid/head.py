@@ -55,7 +55,9 @@ class Head:
         out = self._interpreter.get_output_details()[0]
         want = (m.frames, m.input_dim)
         if tuple(inp["shape"][1:]) != want:
-            raise ModelError(f"head {head_path}: input shape {list(inp['shape'])} does not match the manifest's [1, {m.frames}, {m.input_dim}]")
+            raise ModelError(
+                f"head {head_path}: input shape {list(inp['shape'])} does not match the manifest's [1, {m.frames}, {m.input_dim}]"
+            )
         if int(out["shape"][-1]) != len(self.labels):
             raise ModelError(
                 f"{labels_path}: {len(self.labels)} labels but head {head_path.name} outputs {int(out['shape'][-1])} classes"
@@ -96,7 +98,8 @@ class Head:
         if extractor.feature_dim != m.feature_dim:
             raise ModelError(
                 f"head {self.path}: expects {m.feature_dim}-d features ({m.extractor.name}) but extractor {name} gives "
-                f"{extractor.feature_dim}-d")
+                f"{extractor.feature_dim}-d"
+            )
         if sha256 in m.extractor.sha256:
             return "the file the head was checked with"
         fp = m.extractor.fingerprint
@@ -107,16 +110,19 @@ class Head:
                 raise ModelError(
                     f"head {self.path}: checked only with extractor file {m.extractor.sha256[0][:12]}… of "
                     f"{m.extractor.name}; {name} ({sha256[:12]}…) is another published file of it whose "
-                    f"features were not compared: install the checked file with `edgevid models fetch --from DIR`")
+                    f"features were not compared: install the checked file with `edgevid models fetch --from DIR`"
+                )
             raise ModelError(
                 f"head {self.path}: trained on extractor {m.extractor.name} ({m.extractor.sha256[0][:12]}…), "
-                f"but {name} has sha256 {sha256[:12]}…")
+                f"but {name} has sha256 {sha256[:12]}…"
+            )
         result = fingerprint.check(fp, extractor)
         if not result.ok:
             raise ModelError(
                 f"head {self.path}: extractor {name} (sha256 {sha256[:12]}…) does not give the features of "
                 f"{m.extractor.name} the head was trained on: {result.describe()} on edgevid's probe images "
-                f"(another network or a damaged file); install the head's extractor with `edgevid models fetch`")
+                f"(another network or a damaged file); install the head's extractor with `edgevid models fetch`"
+            )
         return f"features match {m.extractor.name}'s ({result.describe()})"
 
     def inputs(self, features: np.ndarray, motion: np.ndarray | None) -> np.ndarray:

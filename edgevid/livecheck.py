@@ -39,8 +39,18 @@ class Printer:
         pass
 
 
-def live_check(uri: str, *, windows: int, timeout: float, top_k: int, head: Path | None, extractor: Path | None,
-               model_dir: Path | None, threads: int, emit: Callable[[Prediction], None]) -> int:
+def live_check(
+    uri: str,
+    *,
+    windows: int,
+    timeout: float,
+    top_k: int,
+    head: Path | None,
+    extractor: Path | None,
+    model_dir: Path | None,
+    threads: int,
+    emit: Callable[[Prediction], None],
+) -> int:
     """Predictions for the first ``windows`` windows of a live source; an error if they do not come
     within ``timeout`` seconds (with the source's last error, e.g. that it cannot be opened)."""
     cfg = DaemonConfig(

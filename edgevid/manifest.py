@@ -40,8 +40,10 @@ class ExtractorRef(BaseModel):
     feature_tensor: str
     feature_dim: int = Field(gt=0)
     fingerprint: Fingerprint | None = Field(
-        None, description="the extractor's features on edgevid's probe images: any file that answers the same is accepted "
-        "(absent: older heads, which accept only the files in sha256)")
+        None,
+        description="the extractor's features on edgevid's probe images: any file that answers the same is accepted "
+        "(absent: older heads, which accept only the files in sha256)",
+    )
 
 
 class TimeScale(BaseModel):
@@ -54,7 +56,9 @@ class TimeScale(BaseModel):
         description="windows: trained on fixed windows of window_s cut from clips; clips: trained on whole clips, "
         "window_s is their median duration"
     )
-    clip_duration_s: dict[str, float] = Field(default_factory=dict, description="training clips' duration percentiles (p10, p50, p90)")
+    clip_duration_s: dict[str, float] = Field(
+        default_factory=dict, description="training clips' duration percentiles (p10, p50, p90)"
+    )
 
 
 class Calibration(BaseModel):
@@ -82,11 +86,19 @@ class Manifest(BaseModel):
     extractor: ExtractorRef
     streams: list[Literal["appearance", "motion"]] = Field(
         default_factory=lambda: ["appearance"],
-        description="what the head reads per frame, concatenated in this order: the extractor's features, then the motion descriptor")
+        description="what the head reads per frame, concatenated in this order: the extractor's features, then the motion descriptor",
+    )
     motion: MotionSpec | None = Field(None, description="how the motion stream is computed (heads that read it)")
-    calibration: Calibration | None = Field(None, description="temperature for calibrated scores (absent: raw probabilities)")
-    min_score: float | None = Field(None, ge=0, le=1, description="the score threshold chosen on held-out validation windows "
-                                    "(keeps 95 % of correct predictions; on calibrated scores if calibration is set): a recommendation")
+    calibration: Calibration | None = Field(
+        None, description="temperature for calibrated scores (absent: raw probabilities)"
+    )
+    min_score: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="the score threshold chosen on held-out validation windows "
+        "(keeps 95 % of correct predictions; on calibrated scores if calibration is set): a recommendation",
+    )
     runtimes: list[str] = Field(description="TFLite runtimes (and versions) the head was checked on")
     trained_on: str = ""
     report: str | None = None
@@ -140,7 +152,9 @@ def verify_file(ref: FileRef, folder: Path) -> Path:
         raise ModelError(f"{path}: file named by the manifest is missing")
     actual = sha256_file(path)
     if actual != ref.sha256:
-        raise ModelError(f"{path}: sha256 {actual[:12]}… does not match the manifest's {ref.sha256[:12]}… (corrupt or replaced)")
+        raise ModelError(
+            f"{path}: sha256 {actual[:12]}… does not match the manifest's {ref.sha256[:12]}… (corrupt or replaced)"
+        )
     return path
 
 

@@ -54,7 +54,9 @@ def parse_spec(text: str) -> MotionSpec:
         w, h = (int(v) for v in size.lower().split("x"))
         return MotionSpec(method=method, width=w, height=h)  # type: ignore[arg-type]
     except ValueError as exc:
-        raise ValueError(f"motion spec {text!r}: expected METHOD-WxH, METHOD one of {', '.join(Method.__args__)}") from exc
+        raise ValueError(
+            f"motion spec {text!r}: expected METHOD-WxH, METHOD one of {', '.join(Method.__args__)}"
+        ) from exc
 
 
 class MotionEstimator:
@@ -65,7 +67,11 @@ class MotionEstimator:
         if spec.method == "farneback":
             self._dis = None
         else:
-            preset = cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST if spec.method == "dis_ultrafast" else cv2.DISOPTICAL_FLOW_PRESET_FAST
+            preset = (
+                cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST
+                if spec.method == "dis_ultrafast"
+                else cv2.DISOPTICAL_FLOW_PRESET_FAST
+            )
             self._dis = cv2.DISOpticalFlow.create(preset)
         h, w = spec.height, spec.width
         cell = (np.arange(h)[:, None] >= h // 2) * 2 + (np.arange(w)[None, :] >= w // 2)
@@ -109,12 +115,16 @@ class MotionEstimator:
         mean over its pixels (so cells of any size are comparable)."""
         mag, ang = cv2.cartToPolar(dx, dy)
         b = np.minimum((ang.ravel() * (BINS / (2 * np.pi))).astype(np.int64), BINS - 1)
-        per_cell = np.bincount(self._cell * BINS + b, weights=mag.ravel().astype(np.float64), minlength=4 * BINS).reshape(4, BINS)
+        per_cell = np.bincount(
+            self._cell * BINS + b, weights=mag.ravel().astype(np.float64), minlength=4 * BINS
+        ).reshape(4, BINS)
         whole = per_cell.sum(0) / self._cell_px.sum()
         return np.concatenate([(per_cell / self._cell_px[:, None]).ravel(), whole])
 
 
-def clip_motion(estimator: MotionEstimator, frames: dict[int, np.ndarray], indices: np.ndarray, *, greys: bool = False) -> np.ndarray:
+def clip_motion(
+    estimator: MotionEstimator, frames: dict[int, np.ndarray], indices: np.ndarray, *, greys: bool = False
+) -> np.ndarray:
     """float32 ``[len(indices), DIM]``: the motion into each of these decoded frames of a clip
     (``frames``: decoded frames by index, holding each wanted one and the one before it; frame 0
     has none before it). ``greys``: ``frames`` already holds :meth:`MotionEstimator.grey` images."""

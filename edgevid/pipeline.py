@@ -56,7 +56,9 @@ class ClipClassifier:
             def indices_for(n: int) -> np.ndarray:
                 # The clip's own frame times, as a file source goes by (JHMDB: 40 frames = 1.6 s).
                 own = times if times is not None and len(times) == n else None
-                plan["w"], plan["real"] = clip_windows(n, fps, window_s, m, times=own) if fps > 0 else (sample_indices(n, m)[None], False)
+                plan["w"], plan["real"] = (
+                    clip_windows(n, fps, window_s, m, times=own) if fps > 0 else (sample_indices(n, m)[None], False)
+                )
                 return np.unique(plan["w"])
 
             cf = clip_features(self.extractor, path, None, indices_for=indices_for, times=times, motion=self.motion)
@@ -86,13 +88,18 @@ class ClipClassifier:
             return ClipResult(path=display(path), ok=False, error=str(exc))
         except cv2.error as exc:  # a frame OpenCV decoded but cannot process: still bad input
             reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "error"
-            return ClipResult(path=display(path), ok=False, error=f"{display(path)}: OpenCV could not process a frame: {reason}")
+            return ClipResult(
+                path=display(path), ok=False, error=f"{display(path)}: OpenCV could not process a frame: {reason}"
+            )
         top = top_k(probs, self.head.labels, k)
-        return ClipResult(path=display(path), ok=True, top=top, frames=cf.n_frames, fps=round(cf.fps, 3), timings=timings)
+        return ClipResult(
+            path=display(path), ok=True, top=top, frames=cf.n_frames, fps=round(cf.fps, 3), timings=timings
+        )
 
 
-def load_classifier(head: Path | None = None, extractor: Path | None = None, model_dir: Path | None = None,
-                    threads: int = 1) -> ClipClassifier:
+def load_classifier(
+    head: Path | None = None, extractor: Path | None = None, model_dir: Path | None = None, threads: int = 1
+) -> ClipClassifier:
     """The head (default: bundled) and its extractor (default: the fetched one it names), loaded
     and checked to fit: what ``classify``, ``run`` and ``config check`` all start from."""
     from .store import default_head_dir, extractor_path
@@ -162,10 +169,14 @@ def clip_features(
         extra = [extractor.extract(extractor.preprocess([view(f) for f in unique_frames]))[inverse] for view in views]
     spent = reduce.spent
     timings = StageTimings(
-        decode_ms=(t1 - t0 - spent[0] - spent[1]) * 1e3, preprocess_ms=(t2 - t1 + spent[0]) * 1e3, extract_ms=(t3 - t2) * 1e3,
+        decode_ms=(t1 - t0 - spent[0] - spent[1]) * 1e3,
+        preprocess_ms=(t2 - t1 + spent[0]) * 1e3,
+        extract_ms=(t3 - t2) * 1e3,
         total_ms=(t3 - t0 - spent[1]) * 1e3,
     )
-    flow, flow_views = _motion_streams(motion, motion_frames, are_greys, decoded, unique, inverse, views, timings, spent[1])
+    flow, flow_views = _motion_streams(
+        motion, motion_frames, are_greys, decoded, unique, inverse, views, timings, spent[1]
+    )
     return ClipFeatures(feats, indices, clip.n_frames, clip.fps, timings, extra, flow, flow_views)
 
 
@@ -173,8 +184,11 @@ def _split_reduced(clip, pairs: bool) -> tuple[dict, dict, bool]:
     """Frames by index for the extractor and for the motion stream (the same frames, or the
     reducer's (small, grey) pairs split), and whether the motion frames are greys already."""
     if pairs:
-        return ({int(i): f[0] for i, f in zip(clip.indices, clip.frames)},
-                {int(i): f[1] for i, f in zip(clip.indices, clip.frames)}, True)
+        return (
+            {int(i): f[0] for i, f in zip(clip.indices, clip.frames)},
+            {int(i): f[1] for i, f in zip(clip.indices, clip.frames)},
+            True,
+        )
     decoded = dict(zip((int(i) for i in clip.indices), clip.frames))
     return decoded, decoded, False
 
@@ -200,9 +214,17 @@ class _Reducer:
         return small, grey
 
 
-def _motion_streams(motion: MotionEstimator | None, frames: dict, are_greys: bool, decoded: dict, unique: np.ndarray,
-                    inverse: np.ndarray, views: Sequence[Callable[[np.ndarray], np.ndarray]], timings: StageTimings,
-                    reducing_s: float) -> tuple[np.ndarray | None, list[np.ndarray]]:
+def _motion_streams(
+    motion: MotionEstimator | None,
+    frames: dict,
+    are_greys: bool,
+    decoded: dict,
+    unique: np.ndarray,
+    inverse: np.ndarray,
+    views: Sequence[Callable[[np.ndarray], np.ndarray]],
+    timings: StageTimings,
+    reducing_s: float,
+) -> tuple[np.ndarray | None, list[np.ndarray]]:
     """The motion stream into each sampled frame (and each view's), timed into ``timings``."""
     if motion is None:
         return None, []

@@ -39,7 +39,9 @@ def backend(prefer: str | None = None) -> tuple[str, ModuleType]:
             return name, importlib.import_module(module)
         except ImportError as exc:
             tried.append(f"{name} ({exc})")
-    raise ModelError("no TFLite runtime is installed: install ai-edge-litert (pip install ai-edge-litert), or tflite-runtime")
+    raise ModelError(
+        "no TFLite runtime is installed: install ai-edge-litert (pip install ai-edge-litert), or tflite-runtime"
+    )
 
 
 def can_cut() -> bool:

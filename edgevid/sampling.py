@@ -39,8 +39,9 @@ def sample_times(start: float, end: float, m: int = DEFAULT_FRAMES) -> np.ndarra
     return start + (np.arange(m) + 0.5) * ((end - start) / m)
 
 
-def window_indices(n_frames: int, fps: float, window_s: float, m: int, start_s: float = 0.0,
-                   times: np.ndarray | None = None) -> np.ndarray:
+def window_indices(
+    n_frames: int, fps: float, window_s: float, m: int, start_s: float = 0.0, times: np.ndarray | None = None
+) -> np.ndarray:
     """Frame indices of the ``m`` slots of a ``window_s``-second window starting ``start_s`` into a
     clip: what the daemon samples from that stretch of a file.
 
@@ -70,7 +71,9 @@ def clip_duration(n_frames: int, fps: float, times: np.ndarray | None = None) ->
     return n_frames / fps if times is None else float(times[n_frames - 1]) + 1.0 / fps
 
 
-def window_starts(n_frames: int, fps: float, window_s: float, hop_s: float, times: np.ndarray | None = None) -> np.ndarray:
+def window_starts(
+    n_frames: int, fps: float, window_s: float, hop_s: float, times: np.ndarray | None = None
+) -> np.ndarray:
     """Start times (s) of every window of ``window_s`` that fits inside the clip, ``hop_s`` apart
     (the windows a file source publishes); empty when the clip is shorter than one window."""
     duration = clip_duration(n_frames, fps, times)
@@ -94,8 +97,9 @@ def grid_hop(window_s: float, m: int, target_s: float = CLASSIFY_HOP_S) -> float
     return max(1, round(target_s / slot)) * slot
 
 
-def clip_windows(n_frames: int, fps: float, window_s: float, m: int, hop_s: float | None = None,
-                 times: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
+def clip_windows(
+    n_frames: int, fps: float, window_s: float, m: int, hop_s: float | None = None, times: np.ndarray | None = None
+) -> tuple[np.ndarray, bool]:
     """Frame indices ``[K, m]`` of the windows that cover a clip at the head's time scale, and
     whether they are real windows: every ``window_s`` window of :func:`window_starts` (``hop_s``
     apart, default :func:`grid_hop`) sampled by :func:`window_indices`. A clip shorter than one

@@ -46,23 +46,34 @@ EXTRACTORS: dict[str, KnownExtractor] = {
             filename="mobilenet_v2_1.0_224_quant.tflite",
             sources=(
                 # The exact file the bundled head was trained and checked on, byte for byte, at a fixed commit.
-                Download(f"https://raw.githubusercontent.com/google-coral/edgetpu/{CORAL_COMMIT}/test_data/"
-                         "mobilenet_v2_1.0_224_quant.tflite"),
+                Download(
+                    f"https://raw.githubusercontent.com/google-coral/edgetpu/{CORAL_COMMIT}/test_data/"
+                    "mobilenet_v2_1.0_224_quant.tflite"
+                ),
                 # TensorFlow's archive of the same checkpoint: other bytes, accepted by the head's fingerprint.
-                Download("https://storage.googleapis.com/download.tensorflow.org/models/tflite_11_05_08/"
-                         "mobilenet_v2_1.0_224_quant.tgz", "mobilenet_v2_1.0_224_quant.tflite"),
+                Download(
+                    "https://storage.googleapis.com/download.tensorflow.org/models/tflite_11_05_08/"
+                    "mobilenet_v2_1.0_224_quant.tgz",
+                    "mobilenet_v2_1.0_224_quant.tflite",
+                ),
             ),
             # TOCO conversion (Coral's copy), and the TF archive's member (same checkpoint).
-            sha256=frozenset({
-                "09949bf5b07f073f83a8c6ff9a59cced07e06f3822d41735e17f399be41db2fc",
-                "f08d447cde49b4e0446428aa921aff0a14ea589fa9c5817b31f83128e9a43c1d",
-            }),
+            sha256=frozenset(
+                {
+                    "09949bf5b07f073f83a8c6ff9a59cced07e06f3822d41735e17f399be41db2fc",
+                    "f08d447cde49b4e0446428aa921aff0a14ea589fa9c5817b31f83128e9a43c1d",
+                }
+            ),
         ),
         KnownExtractor(
             name="v3-small_224_1.0_uint8",
             filename="v3-small_224_1.0_uint8.tflite",
-            sources=(Download("https://storage.googleapis.com/mobilenet_v3/checkpoints/v3-small_224_1.0_uint8.tgz",
-                              "v3-small_224_1.0_uint8/v3-small_224_1.0_uint8.tflite"),),
+            sources=(
+                Download(
+                    "https://storage.googleapis.com/mobilenet_v3/checkpoints/v3-small_224_1.0_uint8.tgz",
+                    "v3-small_224_1.0_uint8/v3-small_224_1.0_uint8.tflite",
+                ),
+            ),
             sha256=frozenset({"da341cf06fa50127a72dcbeb140ee5ee98013630aa044260a4c3d45c43fc89ce"}),
         ),
     )
@@ -132,7 +143,9 @@ def _from_tgz(data: bytes, spec: KnownExtractor, member: str, origin: str) -> by
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
             for entry in tar.getmembers():
-                if entry.isfile() and (entry.name in (member, spec.filename) or entry.name.endswith("/" + spec.filename)):
+                if entry.isfile() and (
+                    entry.name in (member, spec.filename) or entry.name.endswith("/" + spec.filename)
+                ):
                     extracted = tar.extractfile(entry)
                     if extracted is not None:
                         return extracted.read()
@@ -203,8 +216,10 @@ def download(url: str, timeout: float, limit: int = MAX_DOWNLOAD) -> bytes:
                 if time.monotonic() > deadline:
                     raise ModelError(f"{url}: too slow: {got} bytes in {timeout:g} s (raise --timeout on a slow link)")
     except http.client.IncompleteRead as exc:
-        raise ModelError(f"{url}: truncated: the server closed after {got + len(exc.partial)} of "
-                         f"{got + len(exc.partial) + (exc.expected or 0)} bytes") from None
+        raise ModelError(
+            f"{url}: truncated: the server closed after {got + len(exc.partial)} of "
+            f"{got + len(exc.partial) + (exc.expected or 0)} bytes"
+        ) from None
     except urllib.error.HTTPError as exc:
         raise ModelError(f"{url}: HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
@@ -238,14 +253,20 @@ def acceptance(candidate: Path, spec: KnownExtractor, manifest: Manifest | None)
             try:
                 extractor = Extractor(candidate, num_threads=1, feature_tensor=manifest.extractor.feature_tensor)
             except ModelError as exc:  # named by what it is, not by the temp file it sits in
-                raise ModelError(f"sha256 {digest[:12]}… is not head {manifest.name}'s extractor: "
-                                 f"{str(exc).removeprefix(f'extractor {candidate}: ')}") from None
+                raise ModelError(
+                    f"sha256 {digest[:12]}… is not head {manifest.name}'s extractor: "
+                    f"{str(exc).removeprefix(f'extractor {candidate}: ')}"
+                ) from None
             if extractor.feature_dim != manifest.feature_dim:
-                raise ModelError(f"gives {extractor.feature_dim}-d features, head {manifest.name} reads {manifest.feature_dim}-d")
+                raise ModelError(
+                    f"gives {extractor.feature_dim}-d features, head {manifest.name} reads {manifest.feature_dim}-d"
+                )
             result = check(manifest.extractor.fingerprint, extractor)
             if not result.ok:
-                raise ModelError(f"sha256 {digest[:12]}… does not give the features head {manifest.name} was trained on: "
-                                 f"{result.describe()} (another network or a damaged file)")
+                raise ModelError(
+                    f"sha256 {digest[:12]}… does not give the features head {manifest.name} was trained on: "
+                    f"{result.describe()} (another network or a damaged file)"
+                )
             return f"sha256 {digest[:12]}…, features match head {manifest.name}'s fingerprint ({result.describe()})"
     if digest in spec.sha256:
         return f"sha256 {digest[:12]}…, a published {spec.name} file"
@@ -269,16 +290,24 @@ def _install(target: Path, data: bytes, spec: KnownExtractor, manifest: Manifest
     except ModelError:
         raise
     except OSError as exc:  # read-only folder, full disk, a file where a folder should be
-        why = "a file is in the way of the folder" if isinstance(exc, (FileExistsError, NotADirectoryError)) \
+        why = (
+            "a file is in the way of the folder"
+            if isinstance(exc, (FileExistsError, NotADirectoryError))
             else (exc.strerror or str(exc)).lower()
-        raise ModelError(f"{target.parent}: cannot install {target.name}: {why} "
-                         "(choose another --model-dir or EDGEVID_MODEL_DIR)") from None
+        )
+        raise ModelError(
+            f"{target.parent}: cannot install {target.name}: {why} (choose another --model-dir or EDGEVID_MODEL_DIR)"
+        ) from None
     return reason[0]
 
 
 def fetch_extractor(
-    name: str = DEFAULT_EXTRACTOR, *, source: Path | None = None, directory: Path | str | None = None,
-    timeout: float = 120.0, head: Path | None = None,
+    name: str = DEFAULT_EXTRACTOR,
+    *,
+    source: Path | None = None,
+    directory: Path | str | None = None,
+    timeout: float = 120.0,
+    head: Path | None = None,
 ) -> Fetched:
     """Install a known extractor into the model directory, checked first (:func:`acceptance`).
 
@@ -314,8 +343,11 @@ def fetch_extractor(
             return Fetched(target, url, _install(target, data, spec, manifest))
         except ModelError as exc:
             problems.append(str(exc) if str(exc).startswith(url) else f"{url}: {exc}")
-    advice = ("offline? copy the file here and use `edgevid models fetch --from PATH`, or set EDGEVID_MODEL_MIRROR"
-              if unreachable else "nothing was installed; report it, or install a checked copy with `--from PATH`")
+    advice = (
+        "offline? copy the file here and use `edgevid models fetch --from PATH`, or set EDGEVID_MODEL_MIRROR"
+        if unreachable
+        else "nothing was installed; report it, or install a checked copy with `--from PATH`"
+    )
     raise ModelError(f"cannot install {name}: {'; '.join(problems)} ({advice})")
 
 

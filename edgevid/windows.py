@@ -65,7 +65,9 @@ class WindowAssembler:
     hop: int
     max_gaps: int = -1  # default: MAX_GAP_FRACTION of m
     slots: dict[int, _Slot] = field(default_factory=dict)
-    features: dict[int, tuple[np.ndarray, float, float]] = field(default_factory=dict)  # fid -> (feature, extract ms, ready at)
+    features: dict[int, tuple[np.ndarray, float, float]] = field(
+        default_factory=dict
+    )  # fid -> (feature, extract ms, ready at)
     dropped: set[int] = field(default_factory=set)
     skipped: Counter = field(default_factory=Counter)
     next_end: int = -1

@@ -39,19 +39,31 @@ def one(loop: str, seconds: float, config: Path, endpoint: str) -> dict:
     sub.connect(endpoint)
     sub.setsockopt_string(zmq.SUBSCRIBE, "")
     env = {**os.environ, "EDGEVID_MODEL_DIR": str(SHARED / "models")}
-    proc = subprocess.Popen([sys.executable, "-c", WITH if loop == "uvloop" else BLOCK, "run", "--config", str(config)],
-                            cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WITH if loop == "uvloop" else BLOCK, "run", "--config", str(config)],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
     preds, start, end = 0, None, None
     while True:
         if sub.poll(1000):
             topic = sub.recv_multipart()[0].decode()
             if topic.startswith("pred"):
                 if start is None:  # measure from the first prediction: model loading excluded
-                    start, main0, all0 = time.monotonic(), cpu(f"/proc/{proc.pid}/task/{proc.pid}/stat"), cpu(f"/proc/{proc.pid}/stat")
+                    start, main0, all0 = (
+                        time.monotonic(),
+                        cpu(f"/proc/{proc.pid}/task/{proc.pid}/stat"),
+                        cpu(f"/proc/{proc.pid}/stat"),
+                    )
                 else:
                     preds += 1
         if start is not None and time.monotonic() - start >= seconds:
-            main1, all1, end = cpu(f"/proc/{proc.pid}/task/{proc.pid}/stat"), cpu(f"/proc/{proc.pid}/stat"), time.monotonic()
+            main1, all1, end = (
+                cpu(f"/proc/{proc.pid}/task/{proc.pid}/stat"),
+                cpu(f"/proc/{proc.pid}/stat"),
+                time.monotonic(),
+            )
             break
         if proc.poll() is not None:
             raise SystemExit(f"daemon exited early ({loop}): rc {proc.returncode}")
@@ -59,9 +71,13 @@ def one(loop: str, seconds: float, config: Path, endpoint: str) -> dict:
     proc.wait(timeout=30)
     sub.close(linger=0)
     ctx.term()
-    return {"loop": loop, "predictions": preds, "seconds": round(end - start, 2),
-            "loop_thread_cpu_ms_per_pred": round(1000 * (main1 - main0) / preds, 3),
-            "process_cpu_ms_per_pred": round(1000 * (all1 - all0) / preds, 2)}
+    return {
+        "loop": loop,
+        "predictions": preds,
+        "seconds": round(end - start, 2),
+        "loop_thread_cpu_ms_per_pred": round(1000 * (main1 - main0) / preds, 3),
+        "process_cpu_ms_per_pred": round(1000 * (all1 - all0) / preds, 2),
+    }
 
 
 def main() -> int:
@@ -74,16 +90,28 @@ def main() -> int:
     with socket_port() as port, tempfile.TemporaryDirectory() as tmp:
         endpoint = f"tcp://127.0.0.1:{port}"
         config = Path(tmp) / "edgevid.toml"
-        config.write_text(f'[[sources]]\nid = "cam0"\nuri = "{clip}"\nloop = true\nrealtime = true\nhop = 0.1\n\n'
-                          f'[publish]\nendpoint = "{endpoint}"\nstatus_interval = 1.0\n')
-        runs = [one(loop, args.seconds, config, endpoint) for _ in range(args.repeats) for loop in ("uvloop", "asyncio")]
+        config.write_text(
+            f'[[sources]]\nid = "cam0"\nuri = "{clip}"\nloop = true\nrealtime = true\nhop = 0.1\n\n'
+            f'[publish]\nendpoint = "{endpoint}"\nstatus_interval = 1.0\n'
+        )
+        runs = [
+            one(loop, args.seconds, config, endpoint) for _ in range(args.repeats) for loop in ("uvloop", "asyncio")
+        ]
     summary = {}
     for loop in ("uvloop", "asyncio"):
         mine = [r for r in runs if r["loop"] == loop]
-        summary[loop] = {k: round(sum(r[k] for r in mine) / len(mine), 3) for k in ("loop_thread_cpu_ms_per_pred", "process_cpu_ms_per_pred")}
+        summary[loop] = {
+            k: round(sum(r[k] for r in mine) / len(mine), 3)
+            for k in ("loop_thread_cpu_ms_per_pred", "process_cpu_ms_per_pred")
+        }
     ratio = {k: round(summary["uvloop"][k] / summary["asyncio"][k], 3) for k in summary["uvloop"]}
-    result = {"command": " ".join(["scripts/bench_uvloop.py"] + sys.argv[1:]), "clip": clip.name, "runs": runs,
-              "mean": summary, "uvloop_over_asyncio": ratio}
+    result = {
+        "command": " ".join(["scripts/bench_uvloop.py"] + sys.argv[1:]),
+        "clip": clip.name,
+        "runs": runs,
+        "mean": summary,
+        "uvloop_over_asyncio": ratio,
+    }
     print(json.dumps(result, indent=1))
     if args.out:
         args.out.write_text(json.dumps(result, indent=1) + "\n")

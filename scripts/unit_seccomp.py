@@ -132,11 +132,11 @@ def main(argv: list[str]) -> int:
     if len(argv) < 3 or "--" not in argv:
         print("usage: unit_seccomp.py [--trap] UNIT -- COMMAND [ARGS...]", file=sys.stderr)
         return 2
-    trap = "--trap" in argv[:argv.index("--")]
+    trap = "--trap" in argv[: argv.index("--")]
     if trap:
         argv = [a for i, a in enumerate(argv) if a != "--trap" or i > argv.index("--")]
     split = argv.index("--")
-    unit, command = Path(argv[1]), argv[split + 1:]
+    unit, command = Path(argv[1]), argv[split + 1 :]
     allow_list, names = resolve(filter_lines(unit), systemd_groups())
     load(allow_list, names, SCMP_ACT_TRAP if trap else SCMP_ACT_KILL_PROCESS)
     os.execvp(command[0], command)

@@ -18,7 +18,11 @@ V3SMALL = MODELS / "v3-small_224_1.0_uint8.tflite"
 HEAD_DIR = ROOT / "models"
 UNIT = ROOT / "tests" / "unit"
 
-MISSING = None if MNV2.is_file() else f"real models not found: no {MNV2} (set EDGEVID_SHARED to the folder with models/ and data/)"
+MISSING = (
+    None
+    if MNV2.is_file()
+    else f"real models not found: no {MNV2} (set EDGEVID_SHARED to the folder with models/ and data/)"
+)
 
 
 def pytest_report_header(config) -> str | None:
@@ -28,7 +32,12 @@ def pytest_report_header(config) -> str | None:
 def pytest_ignore_collect(collection_path, config) -> bool | None:
     """Without ../shared no test can run (they all use the real models and clips): collect none,
     and say why in one line instead of a traceback per module."""
-    if MISSING and collection_path.name.startswith("test_") and collection_path.suffix == ".py" and not _unit(collection_path):
+    if (
+        MISSING
+        and collection_path.name.startswith("test_")
+        and collection_path.suffix == ".py"
+        and not _unit(collection_path)
+    ):
         return True
     return None
 
@@ -101,4 +110,11 @@ def env(model_dir) -> dict:
 def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the real `edgevid` entry point in a subprocess (exit codes, stderr as a user sees them)."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "edgevid", *args], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "edgevid", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        cwd=ROOT,
+    )

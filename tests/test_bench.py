@@ -17,12 +17,26 @@ pytest.importorskip("tensorflow", reason="tools dependencies not installed")
 @pytest.mark.slow
 def test_bench_smoke(tmp_path):
     out = tmp_path / "bench.json"
-    cmd = [sys.executable, "-m", "tools.bench", "--clips", "2", "--daemon-seconds", "8", "--out", str(out),
-           "--reference-head", str(tmp_path / "absent.tflite"),
-           "--motion", "dis_ultrafast-160x120"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tools.bench",
+        "--clips",
+        "2",
+        "--daemon-seconds",
+        "8",
+        "--out",
+        str(out),
+        "--reference-head",
+        str(tmp_path / "absent.tflite"),
+        "--motion",
+        "dis_ultrafast-160x120",
+    ]
     if os.environ.get("EDGEVID_OTHER_PYTHON"):
         cmd += ["--other-python", os.environ["EDGEVID_OTHER_PYTHON"]]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    proc = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads(out.read_text())
     stages = r["stages"]

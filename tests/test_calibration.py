@@ -13,9 +13,16 @@ from conftest import HEAD_DIR, ROOT, jhmdb_clip
 pytest.importorskip("scipy", reason="tools dependencies not installed (pip install -e ./tools)")
 
 from edgevid.head import Head, apply_temperature  # noqa: E402
-from edgevid.pipeline import ClipClassifier  # noqa: E402
 from edgevid.manifest import load_manifest  # noqa: E402
-from tools.calibrate import CalibrationRefused, ece, fit_calibration, fit_temperature, keep_threshold, write_manifest_calibration  # noqa: E402
+from edgevid.pipeline import ClipClassifier  # noqa: E402
+from tools.calibrate import (
+    CalibrationRefused,
+    ece,
+    fit_calibration,
+    fit_temperature,
+    keep_threshold,
+    write_manifest_calibration,
+)  # noqa: E402
 
 
 def overconfident(n: int, classes: int, rng, right: float = 0.6, boost: float = 6.0) -> tuple[np.ndarray, np.ndarray]:
@@ -56,7 +63,9 @@ def test_runtime_head_applies_the_manifest_temperature(tmp_path, extractor):
     del man["calibration"]
     (raw_dir / "manifest.json").write_text(json.dumps(man))
     cal_head, raw_head = Head(HEAD_DIR), Head(raw_dir)
-    assert raw_head.temperature is None and cal_head.temperature == pytest.approx(json.loads((HEAD_DIR / "manifest.json").read_text())["calibration"]["temperature"])
+    assert raw_head.temperature is None and cal_head.temperature == pytest.approx(
+        json.loads((HEAD_DIR / "manifest.json").read_text())["calibration"]["temperature"]
+    )
     clip = jhmdb_clip("wave")
     cal, _, _ = ClipClassifier(extractor, cal_head).window_probs(clip)
     raw, _, _ = ClipClassifier(extractor, raw_head).window_probs(clip)
@@ -93,7 +102,11 @@ def test_calibration_that_would_lie_is_refused(tmp_path):
     rng = np.random.default_rng(0)
     probs, y = overconfident(40, 4, rng, right=1.0, boost=2.0)
     fit = fit_calibration(probs, y, "val")
-    assert fit.calibration is None and "every validation window is predicted right" in fit.refused and fit.temperature < 0.1
+    assert (
+        fit.calibration is None
+        and "every validation window is predicted right" in fit.refused
+        and fit.temperature < 0.1
+    )
     assert fit.min_score is not None and "raw" in fit.min_score_on  # a threshold is still chosen, on raw scores
     fit = fit_calibration(*overconfident(200, 4, rng, right=0.25), "val")  # confident and right by chance only
     assert fit.calibration is None and "search bound" in fit.refused and fit.temperature > 18

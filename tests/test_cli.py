@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-from conftest import DATA, HEAD_DIR, MNV2, ROOT, V3SMALL, jhmdb_clip, run_cli
 from edgevid.manifest import sha256_file
 
+from conftest import DATA, HEAD_DIR, MNV2, ROOT, V3SMALL, jhmdb_clip, run_cli
 
 
 def _one_line_error(proc, *needles):
@@ -21,7 +21,11 @@ def _one_line_error(proc, *needles):
 
 
 def test_classify_prints_labels_for_jhmdb_ucf_and_kinetics(env):
-    clips = [jhmdb_clip("wave"), sorted((DATA / "ucf101_sample").rglob("*.avi"))[0], sorted((DATA / "kinetics_sample").glob("*.mp4"))[0]]
+    clips = [
+        jhmdb_clip("wave"),
+        sorted((DATA / "ucf101_sample").rglob("*.avi"))[0],
+        sorted((DATA / "kinetics_sample").glob("*.mp4"))[0],
+    ]
     proc = run_cli("classify", *map(str, clips), "--top-k", "2", env=env)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
@@ -70,14 +74,23 @@ def test_bad_clips_fail_alone_others_still_classified(env, tmp_path):
     import cv2
 
     cv2.VideoWriter(str(no_frames), cv2.VideoWriter_fourcc(*"MJPG"), 25, (320, 240)).release()
-    proc = run_cli("classify", str(text), str(empty), str(truncated), str(missing), str(no_frames), str(good), "--json", env=env)
+    proc = run_cli(
+        "classify", str(text), str(empty), str(truncated), str(missing), str(no_frames), str(good), "--json", env=env
+    )
     assert proc.returncode == 1
     results = [json.loads(l) for l in proc.stdout.splitlines()]
     by_path = {r["path"]: r for r in results}
     assert by_path[str(good)]["ok"] is True
     for bad in (text, empty, truncated, missing, no_frames):
         assert by_path[str(bad)]["ok"] is False and str(bad) in by_path[str(bad)]["error"]
-    _one_line_error(proc, "notes.avi", "empty.avi: empty file", "truncated.avi", "missing.avi: no such file", "no_frames.avi: no decodable video frames")
+    _one_line_error(
+        proc,
+        "notes.avi",
+        "empty.avi: empty file",
+        "truncated.avi",
+        "missing.avi: no such file",
+        "no_frames.avi: no decodable video frames",
+    )
 
 
 def test_directory_without_videos(env, tmp_path):
@@ -204,8 +217,19 @@ def test_every_command_has_a_summary_an_example_and_help_for_every_option():
     from edgevid.cli import build_parser
 
     commands = dict(_subcommands(build_parser()))
-    assert {" ".join(c) for c in commands} >= {"classify", "models", "models fetch", "models verify", "models info", "models list",
-                                               "run", "subscribe", "config", "config check", "config init"}
+    assert {" ".join(c) for c in commands} >= {
+        "classify",
+        "models",
+        "models fetch",
+        "models verify",
+        "models info",
+        "models list",
+        "run",
+        "subscribe",
+        "config",
+        "config check",
+        "config init",
+    }
     for path, sub in commands.items():
         assert sub.description and "\n" not in sub.description.strip(), path
         assert sub.epilog.startswith("example:\n  edgevid "), path
@@ -214,7 +238,11 @@ def test_every_command_has_a_summary_an_example_and_help_for_every_option():
                 assert action.help, (path, action.dest)
     # What a user sees: `--help` prints the summary and the example.
     proc = run_cli("config", "init", "--help")
-    assert proc.returncode == 0 and "write a commented config" in proc.stdout.lower() and "example:\n  edgevid config init" in proc.stdout
+    assert (
+        proc.returncode == 0
+        and "write a commented config" in proc.stdout.lower()
+        and "example:\n  edgevid config init" in proc.stdout
+    )
 
 
 def test_models_info_and_list_show_the_heads_labels_window_metrics_and_extractor(env):
@@ -226,12 +254,19 @@ def test_models_info_and_list_show_the_heads_labels_window_metrics_and_extractor
     assert f"labels:     {len(labels)}: {', '.join(labels)}" in out
     assert f"window:     {manifest['timescale']['window_s']:.4g} s" in out and f"{manifest['frames']} frames" in out
     assert f"top1 {manifest['metrics']['top1']:.3f}" in out
-    assert manifest["extractor"]["name"] in out and manifest["extractor"]["sha256"][0][:12] in out and "(installed)" in out
+    assert (
+        manifest["extractor"]["name"] in out and manifest["extractor"]["sha256"][0][:12] in out and "(installed)" in out
+    )
     info = json.loads(run_cli("models", "info", "--json", env=env).stdout)
-    assert info["labels"] == labels and info["manifest"]["metrics"] == manifest["metrics"] and info["extractor_installed"]
+    assert (
+        info["labels"] == labels and info["manifest"]["metrics"] == manifest["metrics"] and info["extractor_installed"]
+    )
     listed = run_cli("models", "list", env={"EDGEVID_MODEL_DIR": "/nonexistent/edgevid-models"})
     assert listed.returncode == 0
-    assert "mobilenet_v2_1.0_224_quant   not installed (the head's)" in listed.stdout and "v3-small_224_1.0_uint8" in listed.stdout
+    assert (
+        "mobilenet_v2_1.0_224_quant   not installed (the head's)" in listed.stdout
+        and "v3-small_224_1.0_uint8" in listed.stdout
+    )
 
 
 def test_config_init_writes_a_config_that_passes_check_and_never_overwrites(tmp_path, env):
@@ -246,8 +281,9 @@ def test_config_init_writes_a_config_that_passes_check_and_never_overwrites(tmp_
     again = run_cli("config", "init", str(path), env=env)
     assert again.returncode == 2 and path.read_text() == "# mine\n"
     _one_line_error(again, "exists; add --force")
-    assert run_cli("config", "init", str(path), "--force", env=env).returncode == 0 and path.read_text() == text.replace(
-        f'"{jhmdb_clip("wave")}"', '"0"')
+    assert run_cli(
+        "config", "init", str(path), "--force", env=env
+    ).returncode == 0 and path.read_text() == text.replace(f'"{jhmdb_clip("wave")}"', '"0"')
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -255,8 +291,9 @@ def test_packaged_example_config_is_the_documented_one():
     from edgevid.cli import EXAMPLE_CONFIG
 
     # `config init` writes the packaged copy; the documented example must not drift from it.
-    assert EXAMPLE_CONFIG.read_text() == (ROOT / "systemd" / "edgevid.toml").read_text(), \
+    assert EXAMPLE_CONFIG.read_text() == (ROOT / "systemd" / "edgevid.toml").read_text(), (
         "copy systemd/edgevid.toml to edgevid/edgevid.example.toml"
+    )
 
 
 def test_json_timings_are_rounded_to_a_tenth_of_a_millisecond(env):
@@ -308,7 +345,9 @@ def test_classify_a_stream_url_prints_n_windows_then_exits(env):
     assert proc.returncode == 0, proc.stderr
     preds = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [p["seq"] for p in preds] == [1, 2] and all(p["type"] == "prediction" and len(p["top"]) == 2 for p in preds)
-    assert preds[0]["frames"] == 12 and preds[1]["new_frames"] < 12  # the daemon's windows: overlapping, each frame once
+    assert (
+        preds[0]["frames"] == 12 and preds[1]["new_frames"] < 12
+    )  # the daemon's windows: overlapping, each frame once
     assert human.returncode == 0 and len(human.stdout.splitlines()) == 1 and " live #1: " in human.stdout
     assert bad.returncode == 1
     _one_line_error(bad, "missing.avi: 0 of 3 windows within 4 s")

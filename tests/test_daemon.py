@@ -9,12 +9,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 
-from conftest import DATA, HEAD_DIR, run_cli
-from daemon_util import Subscriber, curve_keys, free_port, start_daemon, stop_daemon, write_config
 from edgevid.capture import read_clip
 
-CLIP = sorted((DATA / "ucf101_sample").rglob("*.avi"))[0]
+from conftest import DATA, HEAD_DIR, run_cli
+from daemon_util import Subscriber, curve_keys, free_port, start_daemon, stop_daemon, write_config
 
+CLIP = sorted((DATA / "ucf101_sample").rglob("*.avi"))[0]
 
 
 def _preds(msgs, source=None):
@@ -45,13 +45,18 @@ def test_daemon_windows_average_to_what_classify_says_and_it_stops_on_sigterm(tm
     expected, real = clip_windows(len(times), 25.0, window, m, times=times)
     assert real and len(expected) >= 5
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    config = write_config(tmp_path / "edgevid.toml", endpoint, [
-        # Paced: a subscriber joining a PUB socket misses what is sent before it is connected.
-        {"id": "cam0", "uri": str(CLIP), "hop": grid_hop(window, m), "realtime": True, "top_k": len(labels)},
-    ])
+    config = write_config(
+        tmp_path / "edgevid.toml",
+        endpoint,
+        [
+            # Paced: a subscriber joining a PUB socket misses what is sent before it is connected.
+            {"id": "cam0", "uri": str(CLIP), "hop": grid_hop(window, m), "realtime": True, "top_k": len(labels)},
+        ],
+    )
     sub = Subscriber(endpoint)
     proc = start_daemon(config, env)
     try:
+
         def done(got):  # the file ended, every frame it handed over is extracted, every window received
             fin = [s["sources"][0] for s in _status(got)]
             fin = [s for s in fin if s["state"] == "ended" and s["sampled"] == s["extracted"]]
@@ -91,9 +96,13 @@ def test_sliding_window_extracts_only_new_frames(tmp_path, env):
     _, window, m = _head()
     dt = window / m
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    config = write_config(tmp_path / "e.toml", endpoint, [
-        {"id": "k", "uri": str(CLIP), "hop": 2 * dt, "realtime": True},
-    ])
+    config = write_config(
+        tmp_path / "e.toml",
+        endpoint,
+        [
+            {"id": "k", "uri": str(CLIP), "hop": 2 * dt, "realtime": True},
+        ],
+    )
     sub = Subscriber(endpoint, topics=("pred/",))
     proc = start_daemon(config, env)
     try:
@@ -111,16 +120,25 @@ def test_sliding_window_extracts_only_new_frames(tmp_path, env):
 
 def test_missing_source_does_not_stop_the_others(tmp_path, env):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    config = write_config(tmp_path / "e.toml", endpoint, [
-        {"id": "good", "uri": str(CLIP), "window": 2.5, "hop": 0.5, "loop": True},
-        {"id": "gone", "uri": str(tmp_path / "nope.avi"), "reconnect_min": 0.1, "reconnect_max": 0.5},
-        {"id": "nocam", "uri": "/dev/video99", "reconnect_min": 0.1, "reconnect_max": 0.5},
-    ])
+    config = write_config(
+        tmp_path / "e.toml",
+        endpoint,
+        [
+            {"id": "good", "uri": str(CLIP), "window": 2.5, "hop": 0.5, "loop": True},
+            {"id": "gone", "uri": str(tmp_path / "nope.avi"), "reconnect_min": 0.1, "reconnect_max": 0.5},
+            {"id": "nocam", "uri": "/dev/video99", "reconnect_min": 0.1, "reconnect_max": 0.5},
+        ],
+    )
     sub = Subscriber(endpoint)
     proc = start_daemon(config, env)
     try:
-        msgs = sub.until(lambda got: _preds(got, "good") and any(
-            s["id"] == "gone" and s["reconnects"] >= 2 for st in _status(got) for s in st["sources"]), timeout=40)
+        msgs = sub.until(
+            lambda got: (
+                _preds(got, "good")
+                and any(s["id"] == "gone" and s["reconnects"] >= 2 for st in _status(got) for s in st["sources"])
+            ),
+            timeout=40,
+        )
     finally:
         code, err = stop_daemon(proc)
         sub.close()
@@ -136,7 +154,9 @@ def test_missing_source_does_not_stop_the_others(tmp_path, env):
 def test_file_that_ends_is_reported_and_daemon_keeps_serving(tmp_path, env):
     short = sorted((DATA / "jhmdb" / "wave").glob("*.avi"))[0]
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    config = write_config(tmp_path / "e.toml", endpoint, [{"id": "s", "uri": str(short), "window": 1.0, "hop": 0.2, "realtime": False}])
+    config = write_config(
+        tmp_path / "e.toml", endpoint, [{"id": "s", "uri": str(short), "window": 1.0, "hop": 0.2, "realtime": False}]
+    )
     sub = Subscriber(endpoint, topics=("status",))
     proc = start_daemon(config, env)
     try:
@@ -181,10 +201,22 @@ def test_stalled_stream_is_detected_and_reconnected(tmp_path, env):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/cam.avi"
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    config = write_config(tmp_path / "e.toml", endpoint, [{
-        "id": "net", "uri": url, "kind": "stream", "read_timeout": 1.0, "stall_timeout": 1.0,
-        "open_timeout": 3.0, "reconnect_min": 0.2, "reconnect_max": 1.0,
-    }])
+    config = write_config(
+        tmp_path / "e.toml",
+        endpoint,
+        [
+            {
+                "id": "net",
+                "uri": url,
+                "kind": "stream",
+                "read_timeout": 1.0,
+                "stall_timeout": 1.0,
+                "open_timeout": 3.0,
+                "reconnect_min": 0.2,
+                "reconnect_max": 1.0,
+            }
+        ],
+    )
     sub = Subscriber(endpoint, topics=("status",))
     proc = start_daemon(config, env)
     t0 = time.monotonic()
@@ -204,7 +236,9 @@ def test_stalled_stream_is_detected_and_reconnected(tmp_path, env):
 
 def test_late_and_vanishing_subscribers(tmp_path, env):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    config = write_config(tmp_path / "e.toml", endpoint, [{"id": "c", "uri": str(CLIP), "window": 2.5, "hop": 0.5, "loop": True}])
+    config = write_config(
+        tmp_path / "e.toml", endpoint, [{"id": "c", "uri": str(CLIP), "window": 2.5, "hop": 0.5, "loop": True}]
+    )
     early = Subscriber(endpoint, topics=("pred/c",))
     proc = start_daemon(config, env)
     try:
@@ -243,7 +277,9 @@ def test_config_check_shows_the_window_in_use_and_warns_off_scale(tmp_path, env)
 
     trained = Head(HEAD_DIR).manifest.timescale.window_s
     cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[[sources]]\nid = "a"\nuri = "{CLIP}"\n\n[[sources]]\nid = "b"\nuri = "{CLIP}"\nwindow = {2 * trained}\nhop = 0.33\n')
+    cfg.write_text(
+        f'[[sources]]\nid = "a"\nuri = "{CLIP}"\n\n[[sources]]\nid = "b"\nuri = "{CLIP}"\nwindow = {2 * trained}\nhop = 0.33\n'
+    )
     proc = run_cli("config", "check", str(cfg), env=env)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
@@ -272,8 +308,12 @@ def test_environment_overrides_the_file(tmp_path, env):
 def test_curve_keeps_unauthenticated_subscribers_out(tmp_path, env):
     keys = curve_keys(tmp_path, clients=("client", "intruder"), authorized=("client",))
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    cfg = write_config(tmp_path / "e.toml", endpoint, [{"id": "c", "uri": str(CLIP), "window": 2.5, "hop": 0.5, "loop": True}],
-                       extra=f'curve_secret_key = "{keys["server_secret"]}"\ncurve_authorized_keys = "{keys["authorized"]}"')
+    cfg = write_config(
+        tmp_path / "e.toml",
+        endpoint,
+        [{"id": "c", "uri": str(CLIP), "window": 2.5, "hop": 0.5, "loop": True}],
+        extra=f'curve_secret_key = "{keys["server_secret"]}"\ncurve_authorized_keys = "{keys["authorized"]}"',
+    )
     good = Subscriber(endpoint, curve=keys["client"])
     wrong_key = Subscriber(endpoint, curve=keys["intruder"])
     plain = Subscriber(endpoint)
@@ -296,7 +336,9 @@ def test_systemd_notify_ready_watchdog_status_stopping(tmp_path, env):
     path = str(tmp_path / "notify.sock")
     notify.bind(path)
     notify.settimeout(30)
-    cfg = write_config(tmp_path / "e.toml", f"tcp://127.0.0.1:{free_port()}", [{"id": "c", "uri": str(CLIP), "loop": True}])
+    cfg = write_config(
+        tmp_path / "e.toml", f"tcp://127.0.0.1:{free_port()}", [{"id": "c", "uri": str(CLIP), "loop": True}]
+    )
     proc = start_daemon(cfg, {**env, "NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"})
     seen: list[str] = []
     try:
@@ -316,28 +358,75 @@ def test_systemd_notify_ready_watchdog_status_stopping(tmp_path, env):
     assert seen.count("READY=1") == 1 and seen.count("STOPPING=1") == 1
     ready, stopping = seen.index("READY=1"), seen.index("STOPPING=1")
     pings = [i for i, s in enumerate(seen) if s == "WATCHDOG=1"]
-    assert ready < pings[0] and pings[-1] < stopping and stopping == max(i for i, s in enumerate(seen) if s != "WATCHDOG=1")
+    assert (
+        ready < pings[0]
+        and pings[-1] < stopping
+        and stopping == max(i for i, s in enumerate(seen) if s != "WATCHDOG=1")
+    )
     assert code == 0
 
 
 def test_subscribe_command_prints_messages(tmp_path, env):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    cfg = write_config(tmp_path / "e.toml", endpoint, [{"id": "c", "uri": str(CLIP), "window": 2.5, "hop": 0.5, "loop": True}])
+    cfg = write_config(
+        tmp_path / "e.toml", endpoint, [{"id": "c", "uri": str(CLIP), "window": 2.5, "hop": 0.5, "loop": True}]
+    )
     proc = start_daemon(cfg, env)
     try:
-        human = run_cli("subscribe", "--endpoint", endpoint, "--topic", "pred/c", "--count", "2", "--timeout", "30", env=env, timeout=60)
-        js = run_cli("subscribe", "--endpoint", endpoint, "--topic", "status", "--json", "--count", "1", "--timeout", "30", env=env, timeout=60)
-        st = run_cli("subscribe", "--endpoint", endpoint, "--topic", "status", "--count", "1", "--timeout", "30", env=env, timeout=60)
+        human = run_cli(
+            "subscribe",
+            "--endpoint",
+            endpoint,
+            "--topic",
+            "pred/c",
+            "--count",
+            "2",
+            "--timeout",
+            "30",
+            env=env,
+            timeout=60,
+        )
+        js = run_cli(
+            "subscribe",
+            "--endpoint",
+            endpoint,
+            "--topic",
+            "status",
+            "--json",
+            "--count",
+            "1",
+            "--timeout",
+            "30",
+            env=env,
+            timeout=60,
+        )
+        st = run_cli(
+            "subscribe",
+            "--endpoint",
+            endpoint,
+            "--topic",
+            "status",
+            "--count",
+            "1",
+            "--timeout",
+            "30",
+            env=env,
+            timeout=60,
+        )
     finally:
         code, _ = stop_daemon(proc)
     import re
 
-    assert human.returncode == 0 and all(re.match(r"\d\d:\d\d:\d\d c #\d+ \[[\d.]+-[\d.]+ s", line) for line in human.stdout.splitlines())
+    assert human.returncode == 0 and all(
+        re.match(r"\d\d:\d\d:\d\d c #\d+ \[[\d.]+-[\d.]+ s", line) for line in human.stdout.splitlines()
+    )
     assert len(human.stdout.splitlines()) == 2
     assert js.returncode == 0 and json.loads(js.stdout)["type"] == "status"
     for counter in ("fps in", "frames", "sampled", "extracted", "dropped", "predictions", "skipped", "reconnects"):
         assert counter in st.stdout, st.stdout
-    silent = run_cli("subscribe", "--endpoint", f"tcp://127.0.0.1:{free_port()}", "--count", "1", "--timeout", "1", env=env)
+    silent = run_cli(
+        "subscribe", "--endpoint", f"tcp://127.0.0.1:{free_port()}", "--count", "1", "--timeout", "1", env=env
+    )
     assert silent.returncode == 1 and "no message" in silent.stderr
 
 
@@ -352,8 +441,14 @@ def test_overload_serves_sources_in_turns_with_complete_windows(tmp_path, env):
     sub = Subscriber(endpoint)
     proc = start_daemon(cfg, env)
     try:
-        msgs = sub.until(lambda g: any(m.get("overloaded") for m in _status(g)) and len(_preds(g)) >= 10
-                         and sum(s["skipped"].get("overload", 0) for s in _status(g)[-1]["sources"]) > 0, timeout=60)
+        msgs = sub.until(
+            lambda g: (
+                any(m.get("overloaded") for m in _status(g))
+                and len(_preds(g)) >= 10
+                and sum(s["skipped"].get("overload", 0) for s in _status(g)[-1]["sources"]) > 0
+            ),
+            timeout=60,
+        )
     finally:
         code, err = stop_daemon(proc)
         sub.close()
@@ -397,10 +492,14 @@ def test_looping_file_windows_stay_inside_one_pass(tmp_path, env):
 
     cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 25, (320, 240)).release()
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    cfg = write_config(tmp_path / "e.toml", endpoint, [
-        {"id": "l", "uri": str(CLIP), "hop": 0.5, "loop": True, "realtime": False},
-        {"id": "e", "uri": str(empty), "loop": True, "reconnect_min": 0.2, "reconnect_max": 1.0},
-    ])
+    cfg = write_config(
+        tmp_path / "e.toml",
+        endpoint,
+        [
+            {"id": "l", "uri": str(CLIP), "hop": 0.5, "loop": True, "realtime": False},
+            {"id": "e", "uri": str(empty), "loop": True, "reconnect_min": 0.2, "reconnect_max": 1.0},
+        ],
+    )
     sub = Subscriber(endpoint)
     proc = start_daemon(cfg, env)
     try:

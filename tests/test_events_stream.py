@@ -39,25 +39,41 @@ def _recognized_segments(extractor, n_labels: int = 3, per_label: int = 2):
 
 @pytest.mark.slow
 def test_each_action_change_gives_one_start_and_one_end(tmp_path, extractor, model_dir):
-    from daemon_util import Subscriber, free_port, start_daemon, stop_daemon, write_config
     from tools.streameval import write_sequence
+
+    from daemon_util import Subscriber, free_port, start_daemon, stop_daemon, write_config
 
     segments = _recognized_segments(extractor)
     seq = write_sequence(segments, tmp_path / "seq.mkv", 30.0)
     assert seq["lossless"]
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    config = write_config(tmp_path / "edgevid.toml", endpoint, [
-        {"id": "seq", "uri": str(tmp_path / "seq.mkv"), "kind": "file", "realtime": False, "hop": 0.5, "min_score": MIN_SCORE},
-    ])
+    config = write_config(
+        tmp_path / "edgevid.toml",
+        endpoint,
+        [
+            {
+                "id": "seq",
+                "uri": str(tmp_path / "seq.mkv"),
+                "kind": "file",
+                "realtime": False,
+                "hop": 0.5,
+                "min_score": MIN_SCORE,
+            },
+        ],
+    )
     sub = Subscriber(endpoint)
     time.sleep(0.3)  # the SUB socket is connected before anything is published
     proc = start_daemon(config, {"EDGEVID_MODEL_DIR": str(model_dir)})
     try:
+
         def done(got):
             st = [m for t, m in got if m["type"] == "status" and m["sources"][0]["state"] == "ended"]
             ends = [m for t, m in got if t == "event/seq" and m["phase"] == "end"]
-            return bool(st) and st[-1]["sources"][0]["predictions"] == sum(m["type"] == "prediction" for _, m in got) and \
-                len(ends) >= len(segments)
+            return (
+                bool(st)
+                and st[-1]["sources"][0]["predictions"] == sum(m["type"] == "prediction" for _, m in got)
+                and len(ends) >= len(segments)
+            )
 
         msgs = sub.until(done, timeout=120)
     finally:
@@ -79,5 +95,3 @@ def test_each_action_change_gives_one_start_and_one_end(tmp_path, extractor, mod
         assert start["media_end"] > seg["start_s"] and end["media_end"] >= start["media_end"]
         assert end["duration_s"] >= 1.0 and end["best_score"] >= MIN_SCORE
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
-
-

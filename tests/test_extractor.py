@@ -6,10 +6,11 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import MNV2, MODELS, V3SMALL, jhmdb_clip
 from edgevid.errors import ModelError
 from edgevid.extractor import Extractor
 from edgevid.runtime import make_interpreter
+
+from conftest import MNV2, MODELS, V3SMALL, jhmdb_clip
 
 
 def _imagenet_classifier():
@@ -63,7 +64,9 @@ def test_one_frame_invokes_run_on_one_thread_with_the_features_of_the_pool(extra
     batch = extractor.preprocess(read_clip(jhmdb_clip("wave"), 19).frames)
     one_thread = Extractor(MNV2, num_threads=1)
     reference = one_thread.extract(batch)
-    np.testing.assert_array_equal(np.concatenate([extractor.extract(batch[i : i + 1]) for i in range(len(batch))]), reference)
+    np.testing.assert_array_equal(
+        np.concatenate([extractor.extract(batch[i : i + 1]) for i in range(len(batch))]), reference
+    )
     np.testing.assert_array_equal(extractor.extract(batch), reference)  # 16 + 3 frames on two threads
     assert sorted(extractor._pool) == [1, 2] and list(one_thread._pool) == [1]
 
@@ -95,8 +98,9 @@ def test_missing_model_names_the_fetch_command(tmp_path):
 
 
 def test_fast_preprocess_equals_resize_then_channel_flip(extractor):
-    from conftest import jhmdb_clip
     from edgevid.capture import read_clip
+
+    from conftest import jhmdb_clip
 
     frames = read_clip(jhmdb_clip("golf"), 25).frames
     expected = np.stack([cv2.resize(f, (224, 224), interpolation=cv2.INTER_LINEAR)[..., ::-1] for f in frames])
@@ -116,7 +120,12 @@ def test_cut_model_is_cached_for_start_up_and_a_tampered_cache_is_ignored(tmp_pa
     assert cut.is_file() and cut.with_suffix(".sha256").is_file()
     again = Extractor(MNV2, num_threads=1)
     assert (again.feature_tensor, again.feature_dim, again.scale, again.zero_point, again.input_size) == (
-        first.feature_tensor, first.feature_dim, first.scale, first.zero_point, first.input_size)
+        first.feature_tensor,
+        first.feature_dim,
+        first.scale,
+        first.zero_point,
+        first.input_size,
+    )
     np.testing.assert_array_equal(again.extract(frames), first.extract(frames))
     cut.write_bytes(cut.read_bytes()[:-100] + bytes(100))  # damaged: its recorded sha256 no longer matches
     np.testing.assert_array_equal(Extractor(MNV2, num_threads=1).extract(frames), first.extract(frames))

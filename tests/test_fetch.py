@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HEAD_DIR, MNV2, MODELS, ROOT, V3SMALL, jhmdb_clip, run_cli
 from edgevid.errors import ModelError
 from edgevid.extractor import Extractor
 from edgevid.fingerprint import PROBE_SET, check, probe_images
@@ -29,6 +28,8 @@ from edgevid.head import Head
 from edgevid.store import EXTRACTORS, mirrored
 from tools.fingerprint import altered_weights
 from tools.probe import free_port
+
+from conftest import HEAD_DIR, MNV2, MODELS, ROOT, V3SMALL, jhmdb_clip, run_cli
 
 CORAL = MODELS / "variants" / "mobilenet_v2_1.0_224_quant.coral-2021.tflite"
 TF2 = MODELS / "variants" / "tf2_mobilenet_v2_1.0_224_ptq.tflite"
@@ -78,7 +79,7 @@ class Server:
                         self.wfile.write(body[: len(body) // 3])
                     elif mode == "slow":
                         for i in range(0, len(body), 4096):
-                            self.wfile.write(body[i:i + 4096])
+                            self.wfile.write(body[i : i + 4096])
                             self.wfile.flush()
                             time.sleep(0.05)
                     else:
@@ -106,8 +107,11 @@ def server():
 
 
 def fetch(server_url: str, model_dir: Path, *extra: str, timeout: float = 300):
-    env = {"EDGEVID_MODEL_MIRROR": server_url, "EDGEVID_MODEL_DIR": str(model_dir),
-           "EDGEVID_CACHE_DIR": str(model_dir.parent / "cache")}
+    env = {
+        "EDGEVID_MODEL_MIRROR": server_url,
+        "EDGEVID_MODEL_DIR": str(model_dir),
+        "EDGEVID_CACHE_DIR": str(model_dir.parent / "cache"),
+    }
     return run_cli("models", "fetch", *extra, env=env, timeout=timeout)
 
 
@@ -227,7 +231,7 @@ def test_a_good_install_is_never_replaced_by_a_bad_download(server, tmp_path):
     models = tmp_path / "m"
     assert fetch(server.url, models, "--from", str(CORAL)).returncode == 0
     damaged = bytearray((models / MNV2.name).read_bytes())
-    damaged[len(damaged) // 2:len(damaged) // 2 + 5000] = bytes(5000)  # a damaged install is fetched again
+    damaged[len(damaged) // 2 : len(damaged) // 2 + 5000] = bytes(5000)  # a damaged install is fetched again
     (models / MNV2.name).write_bytes(bytes(damaged))
     server.routes[_path(CORAL_URL)] = ("truncate", MNV2.read_bytes())
     proc = fetch(server.url, models)
@@ -248,8 +252,10 @@ def test_slow_refused_and_offline_sources_are_one_line_each(server, tmp_path):
 
 def test_mirror_maps_official_urls_under_their_host(monkeypatch):
     monkeypatch.setenv("EDGEVID_MODEL_MIRROR", "http://mirror.local/models/")
-    assert mirrored(CORAL_URL) == "http://mirror.local/models/raw.githubusercontent.com/google-coral/edgetpu/" \
+    assert (
+        mirrored(CORAL_URL) == "http://mirror.local/models/raw.githubusercontent.com/google-coral/edgetpu/"
         "75e675633c2110a991426c8afa64f122b16ac372/test_data/mobilenet_v2_1.0_224_quant.tflite"
+    )
     monkeypatch.delenv("EDGEVID_MODEL_MIRROR")
     assert mirrored(TF_URL) == TF_URL
 
@@ -259,7 +265,11 @@ def test_fetch_from_a_variant_file_and_a_wrong_network(tmp_path):
     ok = run_cli("models", "fetch", "--from", str(CORAL), env=env)
     assert ok.returncode == 0 and "features match" in ok.stdout, ok.stderr
     bad = run_cli("models", "fetch", "--from", str(TF2), env=env)
-    assert bad.returncode == 1 and "is not head jhmdb-split1-stats_m_x5's extractor" in bad.stderr and ".tmp" not in bad.stderr
+    assert (
+        bad.returncode == 1
+        and "is not head jhmdb-split1-stats_m_x5's extractor" in bad.stderr
+        and ".tmp" not in bad.stderr
+    )
     assert _sha(tmp_path / "m" / MNV2.name) == _sha(CORAL)  # the good one stays
 
 
@@ -270,16 +280,31 @@ def test_install_script_ends_with_a_working_head_from_the_download(server, tmp_p
     unit), the extractor downloaded from the default source (served here), `config check` passes."""
     server.routes[_path(CORAL_URL)] = ("ok", MNV2.read_bytes())
     dirs = {k: tmp_path / k.lower() for k in ("PREFIX", "CONF_DIR", "MODEL_DIR", "UNIT_DIR")}
-    env = {**os.environ, **{k: str(v) for k, v in dirs.items()}, "BIN_LINK": str(tmp_path / "edgevid"), "NO_START": "1",
-           "EDGEVID_MODEL_MIRROR": server.url, "EDGEVID_CACHE_DIR": str(tmp_path / "cache")}
+    env = {
+        **os.environ,
+        **{k: str(v) for k, v in dirs.items()},
+        "BIN_LINK": str(tmp_path / "edgevid"),
+        "NO_START": "1",
+        "EDGEVID_MODEL_MIRROR": server.url,
+        "EDGEVID_CACHE_DIR": str(tmp_path / "cache"),
+    }
     dirs["UNIT_DIR"].mkdir()
-    proc = subprocess.run(["sh", str(ROOT / "systemd" / "install.sh")], env=env, capture_output=True, text=True, timeout=1200)
+    proc = subprocess.run(
+        ["sh", str(ROOT / "systemd" / "install.sh")], env=env, capture_output=True, text=True, timeout=1200
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert _sha(dirs["MODEL_DIR"] / MNV2.name) == _sha(MNV2) and server.hits == [_path(CORAL_URL)]
-    out = subprocess.run([str(tmp_path / "edgevid"), "classify", str(CLIP)], env={**env, "EDGEVID_MODEL_DIR": str(dirs["MODEL_DIR"])},
-                         capture_output=True, text=True, timeout=300)  # as the unit runs it
+    out = subprocess.run(
+        [str(tmp_path / "edgevid"), "classify", str(CLIP)],
+        env={**env, "EDGEVID_MODEL_DIR": str(dirs["MODEL_DIR"])},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # as the unit runs it
     assert out.returncode == 0 and out.stdout.split(": ")[1].startswith("pour"), out.stderr
     # Run again (an upgrade): the installed extractor is kept, nothing is downloaded.
     server.hits.clear()
-    again = subprocess.run(["sh", str(ROOT / "systemd" / "install.sh")], env=env, capture_output=True, text=True, timeout=1200)
+    again = subprocess.run(
+        ["sh", str(ROOT / "systemd" / "install.sh")], env=env, capture_output=True, text=True, timeout=1200
+    )
     assert again.returncode == 0 and server.hits == [], again.stderr[-2000:]

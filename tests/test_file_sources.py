@@ -10,9 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import DATA, jhmdb_clip
 from edgevid.config import SourceConfig, SourceTiming
 from edgevid.sources.source import FrameSource
+
+from conftest import DATA, jhmdb_clip
 
 UCF = sorted((DATA / "ucf101_sample").rglob("*.avi"))[0]
 
@@ -35,7 +36,9 @@ class Recorder:
 
 
 def run_source(uri, *, window=1.0, m=25, loop=False, seconds=20.0, **extra):
-    cfg = SourceConfig(id="t", uri=str(uri), window=window, realtime=False, loop=loop, reconnect_min=0.2, reconnect_max=0.4, **extra)
+    cfg = SourceConfig(
+        id="t", uri=str(uri), window=window, realtime=False, loop=loop, reconnect_min=0.2, reconnect_max=0.4, **extra
+    )
     sink, stop = Recorder(), threading.Event()
     src = FrameSource(cfg, SourceTiming(window, m, 5, None), sink, stop, lambda f: cv2.resize(f, (8, 8)))
     src.start()
@@ -103,7 +106,11 @@ def test_absurd_frame_rate_is_refused_with_a_clear_error(tmp_path):
     assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(0.001)
     cap.release()
     src, _ = run_source(slow, seconds=5.0)
-    assert src.stats.state == "failed" and "frame rate 0.001 fps" in src.stats.last_error and "slow.avi" in src.stats.last_error
+    assert (
+        src.stats.state == "failed"
+        and "frame rate 0.001 fps" in src.stats.last_error
+        and "slow.avi" in src.stats.last_error
+    )
 
 
 def test_training_and_the_daemon_pick_the_same_frames_of_a_file():

@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgevid.timing import Liveness
+
 from conftest import DATA, HEAD_DIR, MNV2, ROOT, jhmdb_clip, run_cli
 from daemon_util import Subscriber, free_port, start_daemon, stop_daemon, write_config
-from edgevid.timing import Liveness
 
 CLIP = sorted((DATA / "ucf101_sample").rglob("*.avi"))[0]
 HAS_FFMPEG = shutil.which("ffmpeg") is not None
-
 
 
 def one_line_error(proc, *needles: str) -> str:
@@ -61,8 +61,14 @@ def test_non_utf8_file_names_are_classified_and_the_batch_goes_on(env, tmp_path)
     odd = [os.path.join(folder, b"caf\xe9.avi"), os.path.join(folder, b"bad\xffname.avi")]
     for name in odd:
         shutil.copyfile(src, name)
-    proc = subprocess.run(edgevid("classify", "--json", *odd, str(src)), capture_output=True, text=True,
-                          env={**os.environ, **env}, cwd=ROOT, timeout=300)
+    proc = subprocess.run(
+        edgevid("classify", "--json", *odd, str(src)),
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        cwd=ROOT,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr  # was: SIGSEGV (-11) inside OpenCV, the rest never ran
     results = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r["ok"] for r in results] == [True, True, True]
@@ -104,29 +110,56 @@ class _LoopbackServer:
 def test_sigterm_with_network_streams_open_always_exits_0(env, tmp_path):
     """Was SIGABRT ("terminate called without an active exception") in 14 of 20 stops against a
     silent server: systemd counted it as a failure and restarted a daemon asked to stop."""
-    cases = {"silent": _LoopbackServer(None), "headers": _LoopbackServer(b"HTTP/1.1 200 OK\r\nContent-Type: video/mp2t\r\n\r\n")}
+    cases = {
+        "silent": _LoopbackServer(None),
+        "headers": _LoopbackServer(b"HTTP/1.1 200 OK\r\nContent-Type: video/mp2t\r\n\r\n"),
+    }
     codes = {}
     try:
         for name, server in cases.items():
             for i in range(3):
                 endpoint = f"tcp://127.0.0.1:{free_port()}"
-                cfg = write_config(tmp_path / f"{name}{i}.toml", endpoint,
-                                   [{"id": "s", "uri": f"http://127.0.0.1:{server.port}/x.ts", "open_timeout": 3, "read_timeout": 3}])
+                cfg = write_config(
+                    tmp_path / f"{name}{i}.toml",
+                    endpoint,
+                    [{"id": "s", "uri": f"http://127.0.0.1:{server.port}/x.ts", "open_timeout": 3, "read_timeout": 3}],
+                )
                 sub = Subscriber(endpoint, topics=("status",))
                 proc = start_daemon(cfg, env)
-                assert sub.until(lambda g: len(g) >= 2, timeout=60), "the daemon never served"  # serving, the read blocked
+                assert sub.until(lambda g: len(g) >= 2, timeout=60), (
+                    "the daemon never served"
+                )  # serving, the read blocked
                 sub.close()
                 codes[f"{name}{i}"], err = stop_daemon(proc, timeout=20)
                 assert "stopped" in err
         if HAS_FFMPEG:
             for i in range(2):
                 port = free_port()
-                ff = subprocess.Popen(["ffmpeg", "-loglevel", "quiet", "-re", "-stream_loop", "-1", "-i", str(CLIP), "-c:v", "mpeg2video",
-                                       "-f", "mpegts", "-listen", "1", f"http://127.0.0.1:{port}/x.ts"])
+                ff = subprocess.Popen(
+                    [
+                        "ffmpeg",
+                        "-loglevel",
+                        "quiet",
+                        "-re",
+                        "-stream_loop",
+                        "-1",
+                        "-i",
+                        str(CLIP),
+                        "-c:v",
+                        "mpeg2video",
+                        "-f",
+                        "mpegts",
+                        "-listen",
+                        "1",
+                        f"http://127.0.0.1:{port}/x.ts",
+                    ]
+                )
                 try:
                     time.sleep(0.5)
                     endpoint = f"tcp://127.0.0.1:{free_port()}"
-                    cfg = write_config(tmp_path / f"ff{i}.toml", endpoint, [{"id": "s", "uri": f"http://127.0.0.1:{port}/x.ts"}])
+                    cfg = write_config(
+                        tmp_path / f"ff{i}.toml", endpoint, [{"id": "s", "uri": f"http://127.0.0.1:{port}/x.ts"}]
+                    )
                     sub = Subscriber(endpoint, topics=("pred/",))
                     proc = start_daemon(cfg, env)
                     assert sub.until(lambda g: len(g) >= 1, timeout=30), "the healthy stream gave no prediction"
@@ -143,8 +176,28 @@ def test_sigterm_with_network_streams_open_always_exits_0(env, tmp_path):
 
 # -- 3. memory on large frames ------------------------------------------------------------------------
 def _x264(out: Path, size: str, *extra: str) -> Path:
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=s={size}:r=30", *extra, "-c:v", "libx264",
-                    "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(out)], check=True, timeout=300)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=s={size}:r=30",
+            *extra,
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            str(out),
+        ],
+        check=True,
+        timeout=300,
+    )
     return out
 
 
@@ -169,7 +222,9 @@ def test_classify_memory_stays_flat_on_a_4k_clip(env, tmp_path):
 
 
 # -- 4. a corrupted extractor ------------------------------------------------------------------------
-@pytest.mark.parametrize("name,needle", [(MNV2.name, "corrupt or altered"), ("my_extractor.tflite", "not a valid TFLite model")])
+@pytest.mark.parametrize(
+    "name,needle", [(MNV2.name, "corrupt or altered"), ("my_extractor.tflite", "not a valid TFLite model")]
+)
 def test_corrupted_extractor_is_one_line_in_classify_and_run(env, tmp_path, name, needle):
     blob = bytearray(MNV2.read_bytes())
     blob[3561608] ^= 0xFF  # one byte of a tensor name: UnicodeDecodeError in the graph cut before
@@ -178,7 +233,12 @@ def test_corrupted_extractor_is_one_line_in_classify_and_run(env, tmp_path, name
     proc = run_cli("classify", str(CLIP), "--extractor", str(bad), env=env)
     assert proc.returncode == 1
     one_line_error(proc, name, needle)
-    cfg = write_config(tmp_path / "e.toml", f"tcp://127.0.0.1:{free_port()}", [{"id": "a", "uri": str(CLIP)}], models={"extractor": bad})
+    cfg = write_config(
+        tmp_path / "e.toml",
+        f"tcp://127.0.0.1:{free_port()}",
+        [{"id": "a", "uri": str(CLIP)}],
+        models={"extractor": bad},
+    )
     proc = run_cli("run", "--config", str(cfg), env=env, timeout=60)
     assert proc.returncode == 1
     one_line_error(proc, name, needle)
@@ -213,7 +273,12 @@ def test_numbers_that_cannot_work_are_refused_naming_the_key_or_variable(env, tm
 def test_environment_table_as_json_and_nested_keys_merge_with_the_file(env, tmp_path):
     cfg = write_config(tmp_path / "c.toml", "tcp://127.0.0.1:1", [{"id": "a", "uri": str(CLIP)}])
     sources = json.dumps([{"id": "b", "uri": str(CLIP)}, {"id": "c", "uri": str(CLIP)}])
-    proc = run_cli("config", "check", str(cfg), env={**env, "EDGEVID_SOURCES": sources, "EDGEVID_PUBLISH__ENDPOINT": "tcp://127.0.0.1:6001"})
+    proc = run_cli(
+        "config",
+        "check",
+        str(cfg),
+        env={**env, "EDGEVID_SOURCES": sources, "EDGEVID_PUBLISH__ENDPOINT": "tcp://127.0.0.1:6001"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "source b:" in proc.stdout and "source c:" in proc.stdout and "source a:" not in proc.stdout
     assert "(2 source(s), publishing on tcp://127.0.0.1:6001)" in proc.stdout
@@ -240,7 +305,9 @@ def test_models_fetch_into_a_file_or_under_a_file_and_from_a_fifo(tmp_path):
         one_line_error(proc, target, "a file is in the way")
     fifo = tmp_path / "model.tflite"
     os.mkfifo(fifo)
-    proc = run_cli("models", "fetch", "--from", str(fifo), "--model-dir", str(tmp_path / "m"), timeout=60)  # blocked forever before
+    proc = run_cli(
+        "models", "fetch", "--from", str(fifo), "--model-dir", str(tmp_path / "m"), timeout=60
+    )  # blocked forever before
     assert proc.returncode == 1
     one_line_error(proc, "model.tflite", "not a regular file")
 
@@ -250,8 +317,15 @@ def test_models_fetch_into_a_read_only_folder_leaves_nothing(tmp_path):
     folder.mkdir()
     folder.chmod(0o555)
     try:
-        proc = subprocess.run(without_file_permissions_bypass(edgevid("models", "fetch", "--from", str(MNV2.parent), "--model-dir", str(folder))),
-                              capture_output=True, text=True, cwd=ROOT, timeout=120)
+        proc = subprocess.run(
+            without_file_permissions_bypass(
+                edgevid("models", "fetch", "--from", str(MNV2.parent), "--model-dir", str(folder))
+            ),
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
     finally:
         folder.chmod(0o755)
     assert proc.returncode == 1
@@ -263,7 +337,12 @@ def test_models_fetch_into_a_read_only_folder_leaves_nothing(tmp_path):
 def small_disk(folder: Path, size: str):
     """``folder`` as a tmpfs of ``size`` (a disk that fills up), unmounted afterwards."""
     folder.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True).returncode:
+    if (
+        os.geteuid() != 0
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True
+        ).returncode
+    ):
         pytest.skip("needs root to mount a small tmpfs")
     try:
         yield folder
@@ -284,8 +363,13 @@ def test_models_verify_on_an_unreadable_model(model_dir, tmp_path):
     folder = tmp_path / "m"
     shutil.copytree(model_dir, folder)
     (folder / MNV2.name).chmod(0)
-    proc = subprocess.run(without_file_permissions_bypass(edgevid("models", "verify", "--model-dir", str(folder))),
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    proc = subprocess.run(
+        without_file_permissions_bypass(edgevid("models", "verify", "--model-dir", str(folder))),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert f"FAILED  {folder / MNV2.name}: cannot read: permission denied" in proc.stdout
 
@@ -315,16 +399,37 @@ def test_subscribe_argument_mistakes_are_usage_errors(tmp_path):
 # -- 8. tests without ../shared ---------------------------------------------------------------------------
 def test_the_suite_without_shared_data_is_one_clean_line(tmp_path):
     env = {**os.environ, "EDGEVID_SHARED": str(tmp_path / "none")}
-    whole = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True,
-                           timeout=120, env=env)
+    whole = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     out = whole.stdout + whole.stderr
     assert "Traceback" not in out and "Error" not in out, out[-3000:]
     assert f"SKIPPED every test outside tests/unit: real models not found: no {tmp_path / 'none'}" in out
     assert re.search(r"\b(\d+) passed", out) and " failed" not in out  # tests/unit needs no data: it runs
     # Files named on the command line are collected anyway: skipped for the same reason, even one
     # whose import needs the data.
-    named = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_sampling.py", "tests/test_daemon.py"],
-                           cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    named = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_sampling.py",
+            "tests/test_daemon.py",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     out = named.stdout + named.stderr
     assert named.returncode == 0 and "Traceback" not in out and "failed" not in out and " skipped" in out, out[-3000:]
 
@@ -336,8 +441,14 @@ def test_classify_reports_an_unreadable_subfolder_and_classifies_the_rest(env, t
     shutil.copyfile(jhmdb_clip("pour"), tmp_path / "d" / "locked" / "hidden.avi")
     (tmp_path / "d" / "locked").chmod(0)
     try:
-        proc = subprocess.run(without_file_permissions_bypass(edgevid("classify", str(tmp_path / "d"))), capture_output=True, text=True,
-                              env={**os.environ, **env}, cwd=ROOT, timeout=300)
+        proc = subprocess.run(
+            without_file_permissions_bypass(edgevid("classify", str(tmp_path / "d"))),
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+            cwd=ROOT,
+            timeout=300,
+        )
     finally:
         (tmp_path / "d" / "locked").chmod(0o755)
     assert proc.returncode == 1  # was 0: the locked clips were silently skipped
@@ -357,15 +468,29 @@ def test_fifo_and_symlink_loop_are_named_for_what_they_are(env, tmp_path):
 def test_daemon_fifo_source_is_reported_not_left_starting(env, tmp_path):
     os.mkfifo(tmp_path / "f.avi")
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    cfg = write_config(tmp_path / "e.toml", endpoint, [
-        {"id": "fifo", "uri": str(tmp_path / "f.avi"), "reconnect_min": 0.1, "reconnect_max": 0.5},
-        {"id": "good", "uri": str(CLIP), "loop": True},
-    ])
+    cfg = write_config(
+        tmp_path / "e.toml",
+        endpoint,
+        [
+            {"id": "fifo", "uri": str(tmp_path / "f.avi"), "reconnect_min": 0.1, "reconnect_max": 0.5},
+            {"id": "good", "uri": str(CLIP), "loop": True},
+        ],
+    )
     sub = Subscriber(endpoint)
     proc = start_daemon(cfg, env)
     try:
-        got = sub.until(lambda g: any(m["type"] == "prediction" and m["source"] == "good" for _, m in g)
-                        and any(s["id"] == "fifo" and s["reconnects"] >= 2 for _, m in g if m["type"] == "status" for s in m["sources"]), 40)
+        got = sub.until(
+            lambda g: (
+                any(m["type"] == "prediction" and m["source"] == "good" for _, m in g)
+                and any(
+                    s["id"] == "fifo" and s["reconnects"] >= 2
+                    for _, m in g
+                    if m["type"] == "status"
+                    for s in m["sources"]
+                )
+            ),
+            40,
+        )
     finally:
         sub.close()
         code, err = stop_daemon(proc)
@@ -383,9 +508,13 @@ def test_sighup_reloads_a_good_config_and_refuses_a_bad_one(env, tmp_path):
     proc = start_daemon(cfg, env)
     try:
         assert sub.until(lambda g: any(m["source"] == "a" for _, m in g), 40), "no prediction before SIGHUP"
-        write_config(cfg, endpoint, [{"id": "a", "uri": str(CLIP), "loop": True}, {"id": "b", "uri": str(CLIP), "loop": True}])
+        write_config(
+            cfg, endpoint, [{"id": "a", "uri": str(CLIP), "loop": True}, {"id": "b", "uri": str(CLIP), "loop": True}]
+        )
         proc.send_signal(signal.SIGHUP)  # was: killed the daemon with no STOPPING and no final status
-        assert sub.until(lambda g: any(m["source"] == "b" for _, m in g), 60), "the reloaded config's new source never predicted"
+        assert sub.until(lambda g: any(m["source"] == "b" for _, m in g), 60), (
+            "the reloaded config's new source never predicted"
+        )
         assert proc.poll() is None  # same process (exec in place: systemd keeps its main PID)
         cfg.write_text(cfg.read_text() + "\nbogus_key = 1\n")
         proc.send_signal(signal.SIGHUP)
@@ -452,9 +581,27 @@ def test_watchdog_is_pinged_only_while_the_worker_beats():
 # -- 11. workstation tools: workers die with their parent, stop on Ctrl-C, a full cache disk is one line --------------
 def _experiment(tmp_path: Path, cache: Path) -> list:
     pytest.importorskip("sklearn", reason="tools dependencies not installed (pip install -e ./tools)")
-    return [sys.executable, "-m", "tools.experiment", "--dataset", "jhmdb", "--data", str(DATA / "jhmdb"), "--splits",
-            str(DATA / "jhmdb_splits"), "--extractor", str(MNV2), "--cache", str(cache), "--out", str(tmp_path / "run"), "--workers", "2",
-            "--heads", "frame"]
+    return [
+        sys.executable,
+        "-m",
+        "tools.experiment",
+        "--dataset",
+        "jhmdb",
+        "--data",
+        str(DATA / "jhmdb"),
+        "--splits",
+        str(DATA / "jhmdb_splits"),
+        "--extractor",
+        str(MNV2),
+        "--cache",
+        str(cache),
+        "--out",
+        str(tmp_path / "run"),
+        "--workers",
+        "2",
+        "--heads",
+        "frame",
+    ]
 
 
 def _children(pid: int) -> set[int]:
@@ -472,8 +619,15 @@ def _children(pid: int) -> set[int]:
 
 def _start_extraction(tmp_path: Path) -> tuple[subprocess.Popen, Path, set[int]]:
     cache = tmp_path / "cache"
-    proc = subprocess.Popen(_experiment(tmp_path, cache), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    proc = subprocess.Popen(
+        _experiment(tmp_path, cache),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     end = time.monotonic() + 300
     while not list(cache.rglob("*.npz")) and proc.poll() is None and time.monotonic() < end:
         time.sleep(0.2)
@@ -485,7 +639,9 @@ def _gone(pids: set[int], within: float) -> set[int]:
     end = time.monotonic() + within
     alive = set(pids)
     while alive and time.monotonic() < end:
-        alive = {p for p in alive if Path(f"/proc/{p}").exists() and "State:\tZ" not in Path(f"/proc/{p}/status").read_text()}
+        alive = {
+            p for p in alive if Path(f"/proc/{p}").exists() and "State:\tZ" not in Path(f"/proc/{p}/status").read_text()
+        }
         time.sleep(0.2)
     return alive
 
@@ -517,8 +673,14 @@ def test_ctrl_c_stops_the_extraction_and_keeps_the_cache_valid(tmp_path):
 @pytest.mark.slow
 def test_full_cache_disk_is_one_line_and_stops(tmp_path):
     with small_disk(tmp_path / "cache", "64k") as cache:
-        proc = subprocess.run(_experiment(tmp_path, cache), cwd=ROOT, capture_output=True, text=True, timeout=600,
-                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        proc = subprocess.run(
+            _experiment(tmp_path, cache),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "cannot write the feature cache: no space left on device" in proc.stderr
 
@@ -544,9 +706,14 @@ def test_a_config_file_larger_than_a_config_is_refused(env, tmp_path):
     one_line_error(proc, "big.toml", "larger than 1024 KiB")
 
 
-@pytest.mark.parametrize("value,needle", [("[" * 5000 + "]" * 5000, "nested too deeply"),
-                                          ("{ a = " * 3000 + "1" + " }" * 3000, "nested too deeply"),
-                                          ("[" * 40 + "]" * 40, "nested more than 16 levels deep")])
+@pytest.mark.parametrize(
+    "value,needle",
+    [
+        ("[" * 5000 + "]" * 5000, "nested too deeply"),
+        ("{ a = " * 3000 + "1" + " }" * 3000, "nested too deeply"),
+        ("[" * 40 + "]" * 40, "nested more than 16 levels deep"),
+    ],
+)
 def test_deeply_nested_toml_is_one_line(env, tmp_path, value, needle):
     """Was a RecursionError traceback (tomllib) for the first two."""
     cfg = tmp_path / "deep.toml"
@@ -568,13 +735,17 @@ def test_deeply_nested_json_in_the_environment_names_the_variable(env, tmp_path,
 def test_environment_overrides_of_list_items_merge_with_the_file_or_name_the_variable(env, tmp_path):
     """`EDGEVID_SOURCES__0__URI=/x` was blamed on the file ("sources: Input should be a valid list")."""
     cfg = write_config(tmp_path / "c.toml", "tcp://127.0.0.1:1", [{"id": "a", "uri": str(tmp_path / "gone.avi")}])
-    proc = run_cli("config", "check", str(cfg), env={**env, "EDGEVID_SOURCES__0__URI": str(CLIP), "EDGEVID_SOURCES__0__ID": "b"})
+    proc = run_cli(
+        "config", "check", str(cfg), env={**env, "EDGEVID_SOURCES__0__URI": str(CLIP), "EDGEVID_SOURCES__0__ID": "b"}
+    )
     assert proc.returncode == 0, proc.stderr
     assert "source b:" in proc.stdout and "(1 source(s)" in proc.stdout
-    cases = [({"EDGEVID_SOURCES__0__HOP": "inf"}, "EDGEVID_SOURCES__0__HOP", "sources.0.hop"),
-             ({"EDGEVID_SOURCES__0__WINDW": "2"}, "EDGEVID_SOURCES__0__WINDW", "unknown key"),
-             ({"EDGEVID_SOURCES__3__URI": str(CLIP)}, "EDGEVID_SOURCES__3__URI", "no item 3"),
-             ({"EDGEVID_SOURCES__URI": str(CLIP)}, "EDGEVID_SOURCES__URI", "is a list")]
+    cases = [
+        ({"EDGEVID_SOURCES__0__HOP": "inf"}, "EDGEVID_SOURCES__0__HOP", "sources.0.hop"),
+        ({"EDGEVID_SOURCES__0__WINDW": "2"}, "EDGEVID_SOURCES__0__WINDW", "unknown key"),
+        ({"EDGEVID_SOURCES__3__URI": str(CLIP)}, "EDGEVID_SOURCES__3__URI", "no item 3"),
+        ({"EDGEVID_SOURCES__URI": str(CLIP)}, "EDGEVID_SOURCES__URI", "is a list"),
+    ]
     for environ, var, needle in cases:
         proc = run_cli("config", "check", str(cfg), env={**env, "EDGEVID_SOURCES__0__URI": str(CLIP), **environ})
         assert proc.returncode == 2, (environ, proc.stderr)
@@ -589,8 +760,13 @@ FOREIGN = [
     ([b"status", b"{}", b"extra"], "3 frame(s)"),
     ([b"pred/x", b'{"type": "prediction", "source": "x", "seq": 1}'], "no field"),
     ([b"status", b"[1, 2, 3]"], "a JSON list"),
-    ([b"event/x", b'{"type": "event", "source": 5, "phase": "start", "label": "golf", "id": "e", "duration_s": "long", "best_score": 1}'],
-     "wrong type"),
+    (
+        [
+            b"event/x",
+            b'{"type": "event", "source": 5, "phase": "start", "label": "golf", "id": "e", "duration_s": "long", "best_score": 1}',
+        ],
+        "wrong type",
+    ),
     ([b"status", b'{"hello": "world"}'], "not an edgevid message"),
     ([b"\xff\xfe", b"\xff" * 10], "not JSON"),
 ]
@@ -608,8 +784,13 @@ def test_subscribe_shows_one_line_per_foreign_message_and_goes_on(tmp_path, raw)
     ctx = zmq.Context()
     pub = ctx.socket(zmq.PUB)
     pub.bind(endpoint)
-    proc = subprocess.Popen(edgevid("subscribe", "--endpoint", endpoint, "--count", "2", "--timeout", "60", *(["--json"] if raw else [])),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        edgevid("subscribe", "--endpoint", endpoint, "--count", "2", "--timeout", "60", *(["--json"] if raw else [])),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     try:
         end = time.monotonic() + 60
         while proc.poll() is None and time.monotonic() < end:  # the late joiner catches some round whole
@@ -630,7 +811,7 @@ def test_subscribe_shows_one_line_per_foreign_message_and_goes_on(tmp_path, raw)
     assert all((json.loads(line)["seq"] == 7) if raw else ("status #7 up 3 s" in line) for line in shown), shown
     warnings = err.splitlines()
     assert all(line.startswith("edgevid: warning: ignored a message") for line in warnings), warnings
-    last = warnings[-len(FOREIGN):]  # a whole round came between the two good messages, in order
+    last = warnings[-len(FOREIGN) :]  # a whole round came between the two good messages, in order
     assert len(last) == len(FOREIGN)
     for line, (_, needle) in zip(last, FOREIGN):
         assert needle in line, (needle, line)
@@ -645,7 +826,7 @@ def _huge_jpeg(path: Path) -> Path:
     data = bytearray(cv2.imencode(".jpg", frame)[1].tobytes())
     sof = data.find(b"\xff\xc0")
     assert sof > 0
-    data[sof + 5:sof + 9] = (60000).to_bytes(2, "big") * 2
+    data[sof + 5 : sof + 9] = (60000).to_bytes(2, "big") * 2
     path.write_bytes(bytes(data))
     return path
 
@@ -688,9 +869,22 @@ def test_a_pipe_writing_jpegs_that_declare_a_huge_size_is_refused_before_decodin
     the command (restarted with backoff) with a last_error naming the size; memory stays flat."""
     jpeg = _huge_jpeg(tmp_path / "huge.jpg")
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    cfg = write_config(tmp_path / "p.toml", endpoint, [
-        {"id": "cam", "kind": "pipe", "uri": f"sh -c 'while :; do cat {jpeg}; sleep 0.05; done'", "pixel_format": "mjpeg", "fps": 10,
-         "reconnect_min": 0.1, "reconnect_max": 0.5}])
+    cfg = write_config(
+        tmp_path / "p.toml",
+        endpoint,
+        [
+            {
+                "id": "cam",
+                "kind": "pipe",
+                "uri": f"sh -c 'while :; do cat {jpeg}; sleep 0.05; done'",
+                "pixel_format": "mjpeg",
+                "fps": 10,
+                "reconnect_min": 0.1,
+                "reconnect_max": 0.5,
+            }
+        ],
+    )
+
     def seen(got):
         cams = [s for _, m in got for s in m["sources"] if s["id"] == "cam"]
         return bool(cams) and cams[-1]["reconnects"] >= 3 and "60000x60000" in (cams[-1]["last_error"] or "")
@@ -705,8 +899,10 @@ def test_a_pipe_writing_jpegs_that_declare_a_huge_size_is_refused_before_decodin
 
 def test_a_raw_pipe_above_the_limit_is_a_config_error(env, tmp_path):
     cfg = tmp_path / "c.toml"
-    cfg.write_text('[[sources]]\nid = "cam"\nkind = "pipe"\nuri = "cat /dev/zero"\npixel_format = "bgr24"\n'
-                   "width = 8192\nheight = 8192\nfps = 10\n")
+    cfg.write_text(
+        '[[sources]]\nid = "cam"\nkind = "pipe"\nuri = "cat /dev/zero"\npixel_format = "bgr24"\n'
+        "width = 8192\nheight = 8192\nfps = 10\n"
+    )
     proc = run_cli("config", "check", str(cfg), env=env)
     assert proc.returncode == 2
     one_line_error(proc, "c.toml", "sources.0", "8192x8192", "33.2 megapixel maximum")
@@ -722,14 +918,25 @@ def clip_8k(tmp_path_factory):
 def test_a_file_source_above_the_limit_fails_config_check_and_is_not_decoded_by_the_daemon(env, tmp_path, clip_8k):
     """Before: `config check` said ok and the daemon ran it at 1.4 GB RSS."""
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    cfg = write_config(tmp_path / "f.toml", endpoint, [{"id": "big", "uri": str(clip_8k), "reconnect_min": 0.1, "reconnect_max": 0.5},
-                                                       {"id": "good", "uri": str(CLIP), "loop": True}])
+    cfg = write_config(
+        tmp_path / "f.toml",
+        endpoint,
+        [
+            {"id": "big", "uri": str(clip_8k), "reconnect_min": 0.1, "reconnect_max": 0.5},
+            {"id": "good", "uri": str(CLIP), "loop": True},
+        ],
+    )
     proc = run_cli("config", "check", str(cfg), env=env)
     assert proc.returncode == 1 and "ok (" not in proc.stdout
     one_line_error(proc, "sources.big", "huge.mp4", "8192x4608", "megapixel maximum")
+
     def seen(got):
         big = [s for _, m in got if m["type"] == "status" for s in m["sources"] if s["id"] == "big"]
-        return bool(big) and big[-1]["reconnects"] >= 2 and any(m["type"] == "prediction" and m["source"] == "good" for _, m in got)
+        return (
+            bool(big)
+            and big[-1]["reconnects"] >= 2
+            and any(m["type"] == "prediction" and m["source"] == "good" for _, m in got)
+        )
 
     got, peak, code, _ = _serve_watching_rss(cfg, env, endpoint, seen, 90)
     assert code == 0

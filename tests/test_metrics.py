@@ -9,10 +9,11 @@ import pytest
 from conftest import DATA, run_cli
 from daemon_util import Subscriber, free_port, start_daemon, stop_daemon, write_config
 
-parser = pytest.importorskip("prometheus_client.parser", reason="prometheus_client not installed (pip install -e '.[test]')")
+parser = pytest.importorskip(
+    "prometheus_client.parser", reason="prometheus_client not installed (pip install -e '.[test]')"
+)
 
 CLIP = sorted((DATA / "ucf101_sample").rglob("*.avi"))[0]
-
 
 
 def scrape(port: int) -> dict[str, list]:
@@ -29,8 +30,12 @@ def value(samples, name: str, **labels) -> float:
 
 def test_metrics_endpoint_serves_status_counters_and_stage_histograms(tmp_path, env):
     endpoint, port = f"tcp://127.0.0.1:{free_port()}", free_port()
-    cfg = write_config(tmp_path / "m.toml", endpoint, [{"id": "cam0", "uri": str(CLIP), "loop": True}],
-                       extra=f'\n[metrics]\nlisten = "127.0.0.1:{port}"')
+    cfg = write_config(
+        tmp_path / "m.toml",
+        endpoint,
+        [{"id": "cam0", "uri": str(CLIP), "loop": True}],
+        extra=f'\n[metrics]\nlisten = "127.0.0.1:{port}"',
+    )
     sub = Subscriber(endpoint)
     proc = start_daemon(cfg, env)
     try:
@@ -47,7 +52,9 @@ def test_metrics_endpoint_serves_status_counters_and_stage_histograms(tmp_path, 
     frames = value(fams["edgevid_frames"], "edgevid_frames_total", source="cam0")
     preds = value(fams["edgevid_predictions"], "edgevid_predictions_total", source="cam0")
     assert frames >= status["frames_in"] > 0 and preds >= max(3, status["predictions"])
-    assert value(fams["edgevid_frames_extracted"], "edgevid_frames_extracted_total", source="cam0") >= status["extracted"]
+    assert (
+        value(fams["edgevid_frames_extracted"], "edgevid_frames_extracted_total", source="cam0") >= status["extracted"]
+    )
     assert value(fams["edgevid_source_up"], "edgevid_source_up", source="cam0") == 1.0
     assert value(fams["edgevid_source_state"], "edgevid_source_state", source="cam0", state="running") == 1.0
     hist = fams["edgevid_inference_seconds"]
@@ -62,15 +69,26 @@ def test_metrics_endpoint_serves_status_counters_and_stage_histograms(tmp_path, 
 
 def test_metrics_misconfigured_or_not_installed_is_one_line_and_exit_2(tmp_path, env):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    cfg = write_config(tmp_path / "m.toml", endpoint, [{"id": "cam0", "uri": str(CLIP)}], extra='\n[metrics]\nlisten = "9108"')
+    cfg = write_config(
+        tmp_path / "m.toml", endpoint, [{"id": "cam0", "uri": str(CLIP)}], extra='\n[metrics]\nlisten = "9108"'
+    )
     proc = run_cli("config", "check", str(cfg), env=env)
-    assert proc.returncode == 2 and "metrics.listen" in proc.stderr and "host:port" in proc.stderr and "Traceback" not in proc.stderr
+    assert (
+        proc.returncode == 2
+        and "metrics.listen" in proc.stderr
+        and "host:port" in proc.stderr
+        and "Traceback" not in proc.stderr
+    )
     # prometheus_client absent: a package of that name that fails to import stands in for a device without it
     fake = tmp_path / "nolib" / "prometheus_client"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("raise ImportError('not installed')\n")
-    cfg = write_config(tmp_path / "m2.toml", endpoint, [{"id": "cam0", "uri": str(CLIP)}],
-                       extra=f'\n[metrics]\nlisten = "127.0.0.1:{free_port()}"')
+    cfg = write_config(
+        tmp_path / "m2.toml",
+        endpoint,
+        [{"id": "cam0", "uri": str(CLIP)}],
+        extra=f'\n[metrics]\nlisten = "127.0.0.1:{free_port()}"',
+    )
     proc = run_cli("run", "--config", str(cfg), env={**env, "PYTHONPATH": str(fake.parent)}, timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert "prometheus_client is not installed: pip install 'edgevid[metrics]'" in proc.stderr

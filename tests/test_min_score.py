@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import shutil
 
-from conftest import DATA, HEAD_DIR
 from tools.probe import DaemonProbe
+
+from conftest import DATA, HEAD_DIR
 
 
 def _head_recommending(tmp_path, min_score: float):

@@ -9,12 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import DATA, ROOT, jhmdb_clip
-
 from edgevid.capture import read_clip
 from edgevid.manifest import Manifest
 from edgevid.motion import BINS, CELLS, DIM, MotionEstimator, MotionSpec, parse_spec
 from edgevid.pipeline import clip_features
+
+from conftest import DATA, ROOT, jhmdb_clip
 
 SPEC = MotionSpec(method="dis_ultrafast", width=160, height=120)
 
@@ -52,9 +52,15 @@ def test_spec_parsing_and_manifest_streams():
     assert parse_spec("farneback-80x60") == MotionSpec(method="farneback", width=80, height=60)
     with pytest.raises(ValueError, match="METHOD-WxH"):
         parse_spec("lucas-kanade")
-    base = {"name": "h", "head": {"file": "h", "sha256": "0" * 64}, "labels": {"file": "l", "sha256": "0" * 64}, "frames": 12,
-            "feature_dim": 1280, "extractor": {"name": "x", "sha256": ["0" * 64], "feature_tensor": "t", "feature_dim": 1280},
-            "runtimes": ["ai-edge-litert 2.3.0"]}
+    base = {
+        "name": "h",
+        "head": {"file": "h", "sha256": "0" * 64},
+        "labels": {"file": "l", "sha256": "0" * 64},
+        "frames": 12,
+        "feature_dim": 1280,
+        "extractor": {"name": "x", "sha256": ["0" * 64], "feature_tensor": "t", "feature_dim": 1280},
+        "runtimes": ["ai-edge-litert 2.3.0"],
+    }
     assert Manifest(**base).input_dim == 1280  # a head without motion works as before
     m = Manifest(**base, streams=["appearance", "motion"], motion=SPEC.model_dump())
     assert m.input_dim == 1280 + DIM
@@ -94,9 +100,8 @@ def test_file_source_pairs_each_sampled_frame_with_its_predecessor(extractor):
     descriptor classify computes for that frame."""
     import threading
 
-    from edgevid.config import SourceConfig
+    from edgevid.config import SourceConfig, source_timing
     from edgevid.sources.source import FrameSource
-    from edgevid.config import source_timing
 
     clip = jhmdb_clip("jump")
     est = MotionEstimator(SPEC)

@@ -4,12 +4,12 @@ discovery, last will on kill -9, a broker restart survived."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 import shutil
 import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +22,6 @@ if MOSQUITTO is None:
     pytest.skip("mosquitto not installed (apt-get install mosquitto)", allow_module_level=True)
 
 CLIP = sorted((DATA / "ucf101_sample").rglob("*.avi"))[0]
-
 
 
 def broker(port: int) -> subprocess.Popen:
@@ -78,7 +77,7 @@ def render(template: str, value_json: dict) -> str:
         return str(value_json["action"])
     prefix = "{{ 'ON' if value_json.action == '"
     assert template.startswith(prefix) and template.endswith("' else 'OFF' }}"), template
-    return "ON" if value_json["action"] == template[len(prefix):-len("' else 'OFF' }}")] else "OFF"
+    return "ON" if value_json["action"] == template[len(prefix) : -len("' else 'OFF' }}")] else "OFF"
 
 
 @pytest.mark.slow
@@ -87,21 +86,32 @@ def test_mqtt_messages_discovery_broker_restart_and_last_will(tmp_path, env):
     b = broker(port)
     listener = Listener(port)
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    mqtt_cfg = (f'\n[mqtt]\nhost = "127.0.0.1"\nport = {port}\ntopic_prefix = "ev"\nbinary_sensors = ["golf", "wave"]\n'
-                'keepalive = 5\nreconnect_min = 0.5\nreconnect_max = 2\n')
+    mqtt_cfg = (
+        f'\n[mqtt]\nhost = "127.0.0.1"\nport = {port}\ntopic_prefix = "ev"\nbinary_sensors = ["golf", "wave"]\n'
+        "keepalive = 5\nreconnect_min = 0.5\nreconnect_max = 2\n"
+    )
     cfg = write_config(tmp_path / "q.toml", endpoint, [{"id": "cam0", "uri": str(CLIP), "loop": True}], extra=mqtt_cfg)
     proc = start_daemon(cfg, env)
     try:
-        got = listener.wait(lambda g: sum(t == "ev/cam0/prediction" for t, _, _ in g) >= 3 and any(t == "ev/cam0/status" for t, _, _ in g)
-                            and any(t == "ev/status" for t, _, _ in g), 60)
+        got = listener.wait(
+            lambda g: (
+                sum(t == "ev/cam0/prediction" for t, _, _ in g) >= 3
+                and any(t == "ev/cam0/status" for t, _, _ in g)
+                and any(t == "ev/status" for t, _, _ in g)
+            ),
+            60,
+        )
         topics = [t for t, _, _ in got]
         assert ("ev/availability", b"online") in [(t, p) for t, p, _ in got]
         pred = json.loads(next(p for t, p, _ in got if t == "ev/cam0/prediction"))
         assert pred["type"] == "prediction" and pred["source"] == "cam0" and pred["label"] and pred["top"]
         # Discovery: a sensor and the two binary sensors, retained, pointing at topics that carry data
         configs = {t: json.loads(p) for t, p, r in got if t.startswith("homeassistant/")}
-        assert set(configs) == {"homeassistant/sensor/edgevid_cam0/action/config", "homeassistant/binary_sensor/edgevid_cam0/golf/config",
-                                "homeassistant/binary_sensor/edgevid_cam0/wave/config"}
+        assert set(configs) == {
+            "homeassistant/sensor/edgevid_cam0/action/config",
+            "homeassistant/binary_sensor/edgevid_cam0/golf/config",
+            "homeassistant/binary_sensor/edgevid_cam0/wave/config",
+        }
         assert len({c["unique_id"] for c in configs.values()}) == 3
         state = json.loads([p for t, p, _ in got if t == "ev/cam0/state"][-1])
         for c in configs.values():
@@ -110,7 +120,10 @@ def test_mqtt_messages_discovery_broker_restart_and_last_will(tmp_path, env):
             assert c["device"]["identifiers"] == ["edgevid_cam0"]
             out = render(c["value_template"], state)
             assert out in ("ON", "OFF") if "payload_on" in c else out == state["action"]
-        assert render(configs["homeassistant/sensor/edgevid_cam0/action/config"]["value_template"], state) == state["action"]
+        assert (
+            render(configs["homeassistant/sensor/edgevid_cam0/action/config"]["value_template"], state)
+            == state["action"]
+        )
 
         # Broker restart: the daemon reconnects and messages flow again (status reports it)
         b.terminate()
@@ -118,8 +131,13 @@ def test_mqtt_messages_discovery_broker_restart_and_last_will(tmp_path, env):
         time.sleep(1.0)
         b = broker(port)
         n = len(listener.msgs)
-        got = listener.wait(lambda g: sum(t == "ev/cam0/prediction" for t, _, _ in g[n:]) >= 3 and
-                            any(t == "ev/status" and json.loads(p)["outputs"]["mqtt"]["reconnects"] >= 1 for t, p, _ in g[n:]), 60)
+        got = listener.wait(
+            lambda g: (
+                sum(t == "ev/cam0/prediction" for t, _, _ in g[n:]) >= 3
+                and any(t == "ev/status" and json.loads(p)["outputs"]["mqtt"]["reconnects"] >= 1 for t, p, _ in g[n:])
+            ),
+            60,
+        )
         assert b"online" in [p for t, p, _ in got[n:] if t == "ev/availability"]
         assert any(t.startswith("homeassistant/") for t, _, _ in got[n:])  # discovery sent again to the fresh broker
         assert proc.poll() is None
@@ -142,8 +160,12 @@ def test_mqtt_status_counts_drops_while_the_broker_is_away(tmp_path, env):
     from daemon_util import Subscriber
 
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    cfg = write_config(tmp_path / "q.toml", endpoint, [{"id": "cam0", "uri": str(CLIP), "loop": True}],
-                       extra=f'\n[mqtt]\nhost = "127.0.0.1"\nport = {free_port()}\nqueue = 5\n')
+    cfg = write_config(
+        tmp_path / "q.toml",
+        endpoint,
+        [{"id": "cam0", "uri": str(CLIP), "loop": True}],
+        extra=f'\n[mqtt]\nhost = "127.0.0.1"\nport = {free_port()}\nqueue = 5\n',
+    )
     sub = Subscriber(endpoint)
     proc = start_daemon(cfg, env)
     try:
@@ -160,8 +182,12 @@ def test_mqtt_status_counts_drops_while_the_broker_is_away(tmp_path, env):
 def test_mqtt_binary_sensor_for_a_label_the_head_lacks_is_a_config_error(tmp_path, env):
     from conftest import run_cli
 
-    cfg = write_config(tmp_path / "q.toml", f"tcp://127.0.0.1:{free_port()}", [{"id": "cam0", "uri": str(CLIP)}],
-                       extra=f'\n[mqtt]\nhost = "127.0.0.1"\nport = {free_port()}\nbinary_sensors = ["dance"]\n')
+    cfg = write_config(
+        tmp_path / "q.toml",
+        f"tcp://127.0.0.1:{free_port()}",
+        [{"id": "cam0", "uri": str(CLIP)}],
+        extra=f'\n[mqtt]\nhost = "127.0.0.1"\nport = {free_port()}\nbinary_sensors = ["dance"]\n',
+    )
     proc = run_cli("run", "--config", str(cfg), env=env, timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert "mqtt.binary_sensors: ['dance'] are not labels of the head" in proc.stderr
@@ -175,17 +201,49 @@ def _tls_broker(tmp_path, port: int) -> tuple[subprocess.Popen, Path]:
     def ssl(*args):
         subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
 
-    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=edgevid test CA")
+    ssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=edgevid test CA",
+    )
     ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
     (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "2",
-        "-extfile", "san.ext")
+    ssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    )
     passwd = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
     subprocess.run([passwd, "-c", "-b", str(d / "passwd"), "edgevid", "s3cret"], check=True, capture_output=True)
     (d / "mosquitto.conf").write_text(
         f"user root\nlistener {port} 127.0.0.1\nallow_anonymous false\npassword_file {d / 'passwd'}\n"
-        f"cafile {d / 'ca.crt'}\ncertfile {d / 'server.crt'}\nkeyfile {d / 'server.key'}\n")
-    proc = subprocess.Popen([MOSQUITTO, "-c", str(d / "mosquitto.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        f"cafile {d / 'ca.crt'}\ncertfile {d / 'server.crt'}\nkeyfile {d / 'server.key'}\n"
+    )
+    proc = subprocess.Popen(
+        [MOSQUITTO, "-c", str(d / "mosquitto.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     import socket
 
     end = time.monotonic() + 10
@@ -210,12 +268,17 @@ def test_mqtt_over_tls_with_username_and_password(tmp_path, env):
     try:
         for password, ok in (("s3cret", True), ("wrong", False)):
             endpoint = f"tcp://127.0.0.1:{free_port()}"
-            cfg = write_config(tmp_path / f"t{ok}.toml", endpoint, [{"id": "cam0", "uri": str(CLIP), "loop": True}],
-                               extra=f'\n[mqtt]\nhost = "127.0.0.1"\nport = {port}\nusername = "edgevid"\npassword = "{password}"\n'
-                                     f'tls_ca = "{ca}"\n')
+            cfg = write_config(
+                tmp_path / f"t{ok}.toml",
+                endpoint,
+                [{"id": "cam0", "uri": str(CLIP), "loop": True}],
+                extra=f'\n[mqtt]\nhost = "127.0.0.1"\nport = {port}\nusername = "edgevid"\npassword = "{password}"\n'
+                f'tls_ca = "{ca}"\n',
+            )
             sub = Subscriber(endpoint)
             proc = start_daemon(cfg, env)
             try:
+
                 def seen(g):
                     st = [m["outputs"]["mqtt"] for _, m in g if m["type"] == "status"]
                     preds = any(m["type"] == "prediction" for _, m in g)
@@ -259,8 +322,12 @@ def test_topics_brokers_refuse_are_config_errors_naming_the_key(tmp_path, env, l
     long prefix) or the broker dropped the connection on every publish (NUL, control characters)."""
     from conftest import run_cli
 
-    cfg = write_config(tmp_path / "q.toml", f"tcp://127.0.0.1:{free_port()}", [{"id": "cam0", "uri": str(CLIP)}],
-                       extra=f'\n[mqtt]\nhost = "127.0.0.1"\nport = {free_port()}\n{line}\n')
+    cfg = write_config(
+        tmp_path / "q.toml",
+        f"tcp://127.0.0.1:{free_port()}",
+        [{"id": "cam0", "uri": str(CLIP)}],
+        extra=f'\n[mqtt]\nhost = "127.0.0.1"\nport = {free_port()}\n{line}\n',
+    )
     if line.startswith("host"):
         cfg.write_text(cfg.read_text().replace('host = "127.0.0.1"\n', ""))
     proc = run_cli("config", "check", str(cfg), env=env, timeout=120)
@@ -273,7 +340,7 @@ def test_the_longest_topic_prefix_allowed_works_against_a_real_broker(env):
     """The limit is MQTT's, not a guess: at the longest prefix config allows, every topic the
     daemon publishes (65535 bytes for the prediction of a 64-character source id) reaches the broker."""
     from edgevid.config import MqttConfig
-    from edgevid.messages import PredictionLatency, ModelIds, Prediction, Score
+    from edgevid.messages import ModelIds, Prediction, PredictionLatency, Score
     from edgevid.outputs.mqtt import MqttOutput
 
     port = free_port()
@@ -281,12 +348,25 @@ def test_the_longest_topic_prefix_allowed_works_against_a_real_broker(env):
     listener = Listener(port)
     sid = "s" * 64
     prefix = "p" * (65535 - len(f"/{sid}/prediction"))
-    cfg = MqttConfig(host="127.0.0.1", port=port, topic_prefix=prefix, binary_sensors=["golf"], discovery_prefix="h" * 65184)
+    cfg = MqttConfig(
+        host="127.0.0.1", port=port, topic_prefix=prefix, binary_sensors=["golf"], discovery_prefix="h" * 65184
+    )
     out = MqttOutput(cfg, [sid], ["golf", "wave"], "test")
     try:
-        pred = Prediction(source=sid, seq=1, label="golf", score=0.9, window_start=0, window_end=1, top=[Score(label="golf", score=0.9)],
-                          models=ModelIds(extractor="a", head="b"), frames=8, gaps=0, new_frames=8,
-                          latency=PredictionLatency(extract_ms=1, head_ms=1, capture_to_publish_ms=1))
+        pred = Prediction(
+            source=sid,
+            seq=1,
+            label="golf",
+            score=0.9,
+            window_start=0,
+            window_end=1,
+            top=[Score(label="golf", score=0.9)],
+            models=ModelIds(extractor="a", head="b"),
+            frames=8,
+            gaps=0,
+            new_frames=8,
+            latency=PredictionLatency(extract_ms=1, head_ms=1, capture_to_publish_ms=1),
+        )
         got = listener.wait(lambda g: any(t == f"{prefix}/availability" for t, _, _ in g), 20)
         out.send(f"pred/{sid}", pred)
         got = listener.wait(lambda g: any(t.endswith("/prediction") for t, _, _ in g), 20)
@@ -354,8 +434,12 @@ def test_a_hung_broker_holds_a_bounded_number_of_messages_and_is_reported_not_co
 
     port = free_port()
     b = broker(port)
-    out = MqttOutput(MqttConfig(host="127.0.0.1", port=port, keepalive=3600, queue=50, ack_timeout=1, discovery_prefix=None),
-                     ["cam0"], ["golf"], "test")
+    out = MqttOutput(
+        MqttConfig(host="127.0.0.1", port=port, keepalive=3600, queue=50, ack_timeout=1, discovery_prefix=None),
+        ["cam0"],
+        ["golf"],
+        "test",
+    )
     try:
         end = time.monotonic() + 20
         while not out.status().connected and time.monotonic() < end:
@@ -401,14 +485,19 @@ def test_daemon_status_reports_a_hung_broker_and_its_recovery(tmp_path, env):
     are counted, the queue stays bounded, and it is true again after SIGCONT."""
     import os
 
-    from daemon_util import Subscriber
     from edgevid.outputs.mqtt import INFLIGHT
+
+    from daemon_util import Subscriber
 
     port = free_port()
     b = broker(port)
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    cfg = write_config(tmp_path / "h.toml", endpoint, [{"id": "cam0", "uri": str(CLIP), "loop": True}],
-                       extra=f'\n[mqtt]\nhost = "127.0.0.1"\nport = {port}\nkeepalive = 3600\nack_timeout = 1\nqueue = 5\n')
+    cfg = write_config(
+        tmp_path / "h.toml",
+        endpoint,
+        [{"id": "cam0", "uri": str(CLIP), "loop": True}],
+        extra=f'\n[mqtt]\nhost = "127.0.0.1"\nport = {port}\nkeepalive = 3600\nack_timeout = 1\nqueue = 5\n',
+    )
     sub = Subscriber(endpoint, topics=("status",))
     proc = start_daemon(cfg, env)
 
@@ -416,15 +505,24 @@ def test_daemon_status_reports_a_hung_broker_and_its_recovery(tmp_path, env):
         return [m["outputs"]["mqtt"] for _, m in g if m["type"] == "status"]
 
     try:
-        assert any(s["connected"] and s["sent"] > 0 for s in mqtt_state(sub.until(
-            lambda g: any(s["connected"] and s["sent"] > 0 for s in mqtt_state(g)), 60))), "never connected"
+        assert any(
+            s["connected"] and s["sent"] > 0
+            for s in mqtt_state(sub.until(lambda g: any(s["connected"] and s["sent"] > 0 for s in mqtt_state(g)), 60))
+        ), "never connected"
         os.kill(b.pid, signal.SIGSTOP)
-        hung = [s for s in mqtt_state(sub.until(lambda g: any(not s["connected"] and s["dropped"] > 0 for s in mqtt_state(g)), 60))]
+        hung = [
+            s
+            for s in mqtt_state(
+                sub.until(lambda g: any(not s["connected"] and s["dropped"] > 0 for s in mqtt_state(g)), 60)
+            )
+        ]
         assert hung and not hung[-1]["connected"], f"still reported connected: {hung[-1:]}"
         st = hung[-1]
         assert "broker stopped acknowledging" in st["last_error"] and st["queued"] <= 5 + INFLIGHT, st
         os.kill(b.pid, signal.SIGCONT)
-        back = mqtt_state(sub.until(lambda g: any(s["connected"] and s["sent"] > st["sent"] for s in mqtt_state(g)), 60))
+        back = mqtt_state(
+            sub.until(lambda g: any(s["connected"] and s["sent"] > st["sent"] for s in mqtt_state(g)), 60)
+        )
         assert back and back[-1]["connected"], f"not connected again: {back[-1:]}"
         again = back[-1]
         assert again["last_error"] is None and again["dropped"] >= st["dropped"], again

@@ -18,8 +18,25 @@ PEER = MODELS / "peer" / "movinet_a0_stream_int8_finetuned7.tflite"
 @pytest.mark.skipif(not PEER.is_file(), reason=f"peer model not found at {PEER}")
 def test_peer_bench_smoke(tmp_path, model_dir):
     out = tmp_path / "peer.json"
-    cmd = [sys.executable, "-m", "tools.peer_bench", "--rounds", "1", "--seconds", "3", "--warmup", "1",
-           "--sources", "2", "--capacity-seconds", "3", "--model-dir", str(model_dir), "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tools.peer_bench",
+        "--rounds",
+        "1",
+        "--seconds",
+        "3",
+        "--warmup",
+        "1",
+        "--sources",
+        "2",
+        "--capacity-seconds",
+        "3",
+        "--model-dir",
+        str(model_dir),
+        "--out",
+        str(out),
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "edgevid/peer_2t:" in proc.stdout  # the ratio is printed

@@ -18,12 +18,22 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from edgevid.config import DaemonConfig, describe
+from edgevid.sources.pipe import (
+    JpegSplitter,
+    PipeCapture,
+    PipeSpec,
+    RawFramer,
+    StderrTail,
+    command_problem,
+    describe_exit,
+    frame_bytes,
+    to_bgr,
+)
+from edgevid.timing import Backoff, Liveness
+
 from conftest import DATA, run_cli
 from daemon_util import Subscriber, free_port, start_daemon, stop_daemon, write_config
-from edgevid.config import DaemonConfig, describe
-from edgevid.sources.pipe import (JpegSplitter, PipeCapture, PipeSpec, RawFramer, StderrTail, command_problem, describe_exit,
-                          frame_bytes, to_bgr)
-from edgevid.timing import Backoff, Liveness
 
 #: 6.6 s, 25 fps, 320x240; `classify` says brush_hair 0.70 (next: pour 0.13).
 CLIP = DATA / "ucf101_sample" / "ApplyEyeMakeup" / "v_ApplyEyeMakeup_g01_c01.avi"
@@ -131,7 +141,7 @@ def test_raw_framer_cuts_any_chunking_into_whole_frames():
     framer, frames, pos = RawFramer(10000), [], 0
     while pos < len(data):
         n = int(rng.integers(1, 7000))
-        frames += framer.feed(data[pos:pos + n])
+        frames += framer.feed(data[pos : pos + n])
         pos += n
     assert frames == [data[:10000], data[10000:20000]] and framer.pending == 5600
 
@@ -149,12 +159,18 @@ def _with_thumbnail(jpeg: bytes, thumb: bytes) -> bytes:
 def test_jpeg_splitter_yields_whole_images_whatever_the_chunks():
     frames = opencv_frames(CLIP)[:5]
     thumb = _jpeg(cv2.resize(frames[0], (40, 30)))
-    images = [_jpeg(frames[0]), _with_thumbnail(_jpeg(frames[1]), thumb), _jpeg(frames[2], 30), _jpeg(frames[3]), _jpeg(frames[4])]
+    images = [
+        _jpeg(frames[0]),
+        _with_thumbnail(_jpeg(frames[1]), thumb),
+        _jpeg(frames[2], 30),
+        _jpeg(frames[3]),
+        _jpeg(frames[4]),
+    ]
     stream = b"junk\xff" + images[0] + images[1] + b"\x00\x00garbage" + images[2] + images[3] + images[4]
     for chunk in (1, 7, 4096, len(stream)):
         splitter, got = JpegSplitter(), []
         for i in range(0, len(stream), chunk):
-            got += splitter.feed(stream[i:i + chunk])
+            got += splitter.feed(stream[i : i + chunk])
         assert got == images, chunk
         assert splitter.dropped_bytes == len(b"junk\xff") + len(b"\x00\x00garbage")
     decoded = to_bgr(images[1], "mjpeg", W, H)  # the thumbnail did not cut the image short
@@ -183,7 +199,10 @@ def test_exit_is_told_in_one_line():
     assert describe_exit(-9, "", 42) == "command was killed by SIGKILL after 42 frames"
     assert describe_exit(0, "", 5) == "command exited with code 0 after 5 frames"
     assert describe_exit(None, "", 5) == "command closed its output after 5 frames"
-    assert describe_exit(0, "", 5, leftover=1000) == "command exited with code 0 after 5 frames and 1000 bytes of an incomplete frame"
+    assert (
+        describe_exit(0, "", 5, leftover=1000)
+        == "command exited with code 0 after 5 frames and 1000 bytes of an incomplete frame"
+    )
 
 
 def test_stall_and_restart_backoff_on_a_fake_clock():
@@ -222,22 +241,35 @@ def _error(**source) -> str:
 
 def test_pipe_fields_are_checked_with_one_line_naming_the_field():
     pipe = {"uri": "rpicam-vid -t 0 --codec yuv420 -o -", "kind": "pipe"}
-    ok = DaemonConfig(sources=[{"id": "cam", **pipe, "pixel_format": "yuv420p", "width": 640, "height": 480, "fps": 15}])
+    ok = DaemonConfig(
+        sources=[{"id": "cam", **pipe, "pixel_format": "yuv420p", "width": 640, "height": 480, "fps": 15}]
+    )
     assert ok.sources[0].resolved_kind() == "pipe"
     assert DaemonConfig(sources=[{"id": "cam", **pipe, "pixel_format": "mjpeg", "fps": 15}])  # JPEGs carry their size
-    assert _error(**pipe, width=640, height=480, fps=15).startswith('sources.0.pixel_format: required for kind = "pipe"')
+    assert _error(**pipe, width=640, height=480, fps=15).startswith(
+        'sources.0.pixel_format: required for kind = "pipe"'
+    )
     assert _error(**pipe, pixel_format="yuv420p", height=480, fps=15) == 'sources.0.width: required for kind = "pipe"'
     assert _error(**pipe, pixel_format="yuv420p", width=640, height=480) == 'sources.0.fps: required for kind = "pipe"'
-    assert _error(**pipe, pixel_format="nv12", width=641, height=480, fps=15) == "sources.0.width: must be even for pixel_format nv12"
-    assert _error(**pipe, pixel_format="yuv420", width=640, height=480, fps=15).startswith("sources.0.pixel_format: Input should be 'yuv420p'")
-    assert _error(uri="rpicam-vid -o 'x", kind="pipe", pixel_format="bgr24", width=64, height=48, fps=5).startswith("sources.0: uri: not a command line")
+    assert (
+        _error(**pipe, pixel_format="nv12", width=641, height=480, fps=15)
+        == "sources.0.width: must be even for pixel_format nv12"
+    )
+    assert _error(**pipe, pixel_format="yuv420", width=640, height=480, fps=15).startswith(
+        "sources.0.pixel_format: Input should be 'yuv420p'"
+    )
+    assert _error(uri="rpicam-vid -o 'x", kind="pipe", pixel_format="bgr24", width=64, height=48, fps=5).startswith(
+        "sources.0: uri: not a command line"
+    )
     assert _error(uri="clip.avi", width=640) == 'sources.0.width: only for kind = "pipe"'
 
 
 def test_config_check_reports_a_program_not_on_path(tmp_path, model_dir):
     cfg = tmp_path / "pi.toml"
-    cfg.write_text('[[sources]]\nid = "picam"\nkind = "pipe"\nuri = "rpicam-vid-not-here -t 0 --codec yuv420 -o -"\n'
-                   'pixel_format = "yuv420p"\nwidth = 640\nheight = 480\nfps = 15\n')
+    cfg.write_text(
+        '[[sources]]\nid = "picam"\nkind = "pipe"\nuri = "rpicam-vid-not-here -t 0 --codec yuv420 -o -"\n'
+        'pixel_format = "yuv420p"\nwidth = 640\nheight = 480\nfps = 15\n'
+    )
     proc = run_cli("config", "check", str(cfg), env={"EDGEVID_MODEL_DIR": str(model_dir)})
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == f"edgevid: error: {cfg}: sources.picam: 'rpicam-vid-not-here' not found on PATH"
@@ -247,7 +279,10 @@ def test_config_check_reports_a_program_not_on_path(tmp_path, model_dir):
 
 
 # -- the reader on real commands -----------------------------------------------------------------
-@pytest.mark.parametrize("fmt, tolerance", [("yuv420p", 2), ("nv12", 2), ("nv21", 2), ("yuyv422", 2), ("bgr24", 0), ("rgb24", 0), ("mjpeg", 4)])
+@pytest.mark.parametrize(
+    "fmt, tolerance",
+    [("yuv420p", 2), ("nv12", 2), ("nv21", 2), ("yuyv422", 2), ("bgr24", 0), ("rgb24", 0), ("mjpeg", 4)],
+)
 def test_pipe_frames_are_the_clip_frames(fmt, tolerance):
     """Every frame of the clip arrives, in order, as the BGR image OpenCV decodes from the file
     (exactly for BGR/RGB; YUV and JPEG within a few levels of rounding and compression)."""
@@ -280,7 +315,10 @@ def test_a_wrong_frame_size_is_hinted_at_when_the_command_ends():
     finally:
         cap.release()
     assert len(frames) == 164 * 240 // 200  # garbled frames: the size is the user's word
-    assert cap.ended == f"command exited with code 0 after {len(frames)} frames and {164 * W * 360 % (W * 300)} bytes of an incomplete frame"
+    assert (
+        cap.ended
+        == f"command exited with code 0 after {len(frames)} frames and {164 * W * 360 % (W * 300)} bytes of an incomplete frame"
+    )
 
 
 def test_program_not_found_is_a_one_line_source_error():
@@ -289,7 +327,15 @@ def test_program_not_found_is_a_one_line_source_error():
     from edgevid.sources.base import SourceError
     from edgevid.sources.kinds import open_capture
 
-    cfg = SourceConfig(id="picam", kind="pipe", uri="rpicam-vid-not-here -t 0 -o -", pixel_format="yuv420p", width=640, height=480, fps=15)
+    cfg = SourceConfig(
+        id="picam",
+        kind="pipe",
+        uri="rpicam-vid-not-here -t 0 -o -",
+        pixel_format="yuv420p",
+        width=640,
+        height=480,
+        fps=15,
+    )
     with pytest.raises(SourceError, match=r"^cannot start command: 'rpicam-vid-not-here' not found on PATH$"):
         open_capture(cfg)
 
@@ -330,7 +376,6 @@ def _pipe(sid: str, command: str, fmt: str, **extra) -> dict:
     return {"id": sid, "kind": "pipe", "uri": command, "pixel_format": fmt, "fps": 25, **size, "top_k": 21, **extra}
 
 
-
 @pytest.fixture(scope="module")
 def classify_top(env) -> str:
     import json
@@ -346,11 +391,16 @@ def test_daemon_publishes_windows_from_pipes_in_every_format(tmp_path, env, clas
     windows, and what they say is what `classify` says about the clip."""
     formats = ["yuv420p", "nv12", "bgr24", "mjpeg"]
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    config = write_config(tmp_path / "p.toml", endpoint, [_pipe(f, ffmpeg(f, camera=True), f, hop=0.6) for f in formats])
+    config = write_config(
+        tmp_path / "p.toml", endpoint, [_pipe(f, ffmpeg(f, camera=True), f, hop=0.6) for f in formats]
+    )
     sub = Subscriber(endpoint)
     proc = start_daemon(config, env)
     try:
-        msgs = sub.until(lambda got: all(sum(m["type"] == "prediction" and m["source"] == f for _, m in got) >= 6 for f in formats), 60)
+        msgs = sub.until(
+            lambda got: all(sum(m["type"] == "prediction" and m["source"] == f for _, m in got) >= 6 for f in formats),
+            60,
+        )
         kids = children(proc.pid)
     finally:
         code, err = stop_daemon(proc)
@@ -361,8 +411,10 @@ def test_daemon_publishes_windows_from_pipes_in_every_format(tmp_path, env, clas
         assert len(preds) >= 6, (f, err[-2000:])
         # Live frames are timed by arrival: on a loaded machine a late frame can leave a slot a
         # gap (at most 20 % of a window, or it is skipped); there is no file position.
-        assert all(p["gaps"] <= 2 and p["media_start"] is None for p in preds), \
-            (f, [(p["frames"], p["gaps"]) for p in preds])
+        assert all(p["gaps"] <= 2 and p["media_start"] is None for p in preds), (
+            f,
+            [(p["frames"], p["gaps"]) for p in preds],
+        )
         votes = Counter(p["top"][0]["label"] for p in preds)
         assert votes[classify_top] >= 0.8 * len(preds), (f, votes)  # seen: every window, over loop seams too
     status = [m for _, m in msgs if m["type"] == "status"][-1]
@@ -375,11 +427,21 @@ def test_daemon_restarts_killed_crashed_and_silent_commands_and_leaves_none(tmp_
     restarted (counted, `last_error` saying why), and stopping the daemon ends them all."""
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     fast = {"reconnect_min": 0.2, "reconnect_max": 0.5}
-    config = write_config(tmp_path / "r.toml", endpoint, [
-        _pipe("cam", ffmpeg("yuv420p", camera=True), "yuv420p", **fast),
-        _pipe("broken", ffmpeg("yuv420p", clip=tmp_path / "unplugged.avi"), "yuv420p", **fast),
-        _pipe("silent", "sh -c 'echo ERROR: Device timeout detected >&2; exec sleep 1000'", "yuv420p", stall_timeout=1.0, **fast),
-    ])
+    config = write_config(
+        tmp_path / "r.toml",
+        endpoint,
+        [
+            _pipe("cam", ffmpeg("yuv420p", camera=True), "yuv420p", **fast),
+            _pipe("broken", ffmpeg("yuv420p", clip=tmp_path / "unplugged.avi"), "yuv420p", **fast),
+            _pipe(
+                "silent",
+                "sh -c 'echo ERROR: Device timeout detected >&2; exec sleep 1000'",
+                "yuv420p",
+                stall_timeout=1.0,
+                **fast,
+            ),
+        ],
+    )
     sub = Subscriber(endpoint, topics=("status",))
     proc = start_daemon(config, env)
 
@@ -391,8 +453,15 @@ def test_daemon_restarts_killed_crashed_and_silent_commands_and_leaves_none(tmp_
         first_ffmpeg = child_running(proc.pid, lambda argv: b"-re" in argv)  # not the broken source's ffmpeg
         first_sleep = child_running(proc.pid, lambda argv: argv[0] == b"sleep")
         os.kill(first_ffmpeg, signal.SIGKILL)
-        msgs = sub.until(lambda got: got and source(got[-1][1], "cam")["reconnects"] >= 1 and source(got[-1][1], "silent")["reconnects"] >= 1
-                         and source(got[-1][1], "cam")["state"] == "running", 30)
+        msgs = sub.until(
+            lambda got: (
+                got
+                and source(got[-1][1], "cam")["reconnects"] >= 1
+                and source(got[-1][1], "silent")["reconnects"] >= 1
+                and source(got[-1][1], "cam")["state"] == "running"
+            ),
+            30,
+        )
         cam_before = source(msgs[-1][1], "cam")["frames_in"]
         later = sub.until(lambda got: got and source(got[-1][1], "cam")["frames_in"] > cam_before + 10, 15)
         kids = children(proc.pid)
@@ -404,20 +473,29 @@ def test_daemon_restarts_killed_crashed_and_silent_commands_and_leaves_none(tmp_
     assert cam["reconnects"] >= 1 and "killed by SIGKILL" in cam["last_error"], cam
     assert cam["state"] == "running" and cam["frames_in"] > cam_before + 10  # frames flow again after the restart
     assert broken["reconnects"] >= 2 and broken["frames_in"] == 0  # retried with backoff, never serving
-    assert "exited with code 1" in broken["last_error"] and "unplugged.avi: No such file or directory" in broken["last_error"]
+    assert (
+        "exited with code 1" in broken["last_error"]
+        and "unplugged.avi: No such file or directory" in broken["last_error"]
+    )
     assert silent["reconnects"] >= 1 and silent["frames_in"] == 0
     assert silent["last_error"] == "no frame for 1 s (stalled): ERROR: Device timeout detected"
-    assert first_ffmpeg not in kids and first_sleep not in kids and proc_stat(first_sleep) is None  # replaced, not left behind
+    assert (
+        first_ffmpeg not in kids and first_sleep not in kids and proc_stat(first_sleep) is None
+    )  # replaced, not left behind
     assert code == 0 and "Traceback" not in err
     assert gone(kids + [first_ffmpeg, first_sleep], timeout=1), "a command outlived the daemon's stop"
 
 
 def test_sigkill_of_the_daemon_leaves_no_orphan_command(tmp_path, env):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    config = write_config(tmp_path / "k.toml", endpoint, [
-        _pipe("cam", ffmpeg("yuv420p", camera=True), "yuv420p"),
-        _pipe("silent", "sleep 1000", "yuv420p", stall_timeout=600),
-    ])
+    config = write_config(
+        tmp_path / "k.toml",
+        endpoint,
+        [
+            _pipe("cam", ffmpeg("yuv420p", camera=True), "yuv420p"),
+            _pipe("silent", "sleep 1000", "yuv420p", stall_timeout=600),
+        ],
+    )
     proc = start_daemon(config, env)
     try:
         end = time.monotonic() + 30

@@ -16,14 +16,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import DATA, MNV2, ROOT, run_cli
-from corpus import make_corpus
-from daemon_util import DaemonProbe, Subscriber, curve_keys, free_port, start_daemon, stop_daemon, write_config
 from edgevid.config import DaemonConfig, describe
 from edgevid.sampling import sample_indices
 
-CLIP = sorted((DATA / "ucf101_sample").rglob("*.avi"))[0]
+from conftest import DATA, MNV2, ROOT, run_cli
+from corpus import make_corpus
+from daemon_util import DaemonProbe, Subscriber, curve_keys, free_port, start_daemon, stop_daemon, write_config
 
+CLIP = sorted((DATA / "ucf101_sample").rglob("*.avi"))[0]
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +55,18 @@ def test_classify_on_every_bad_input_ends_cleanly(corpus, env, tmp_path):
 
 
 def test_daemon_survives_bad_file_sources(corpus, env, tmp_path):
-    bad = ["zero_length.avi", "text.avi", "truncated_mp4_0.5.mp4", "flipped_avi_0.avi", "frames_1.avi", "audio_only.wav.avi"]
-    sources = [{"id": f"bad{i}", "uri": str(corpus[n]), "window": 1.0, "hop": 0.2, "reconnect_min": 0.1, "reconnect_max": 0.3}
-               for i, n in enumerate(bad)]
+    bad = [
+        "zero_length.avi",
+        "text.avi",
+        "truncated_mp4_0.5.mp4",
+        "flipped_avi_0.avi",
+        "frames_1.avi",
+        "audio_only.wav.avi",
+    ]
+    sources = [
+        {"id": f"bad{i}", "uri": str(corpus[n]), "window": 1.0, "hop": 0.2, "reconnect_min": 0.1, "reconnect_max": 0.3}
+        for i, n in enumerate(bad)
+    ]
     sources.append({"id": "good", "uri": str(CLIP), "window": 2.5, "hop": 0.5, "loop": True})
     with DaemonProbe(tmp_path, sources, env=env) as probe:
         msgs = probe.collect(8)
@@ -84,7 +93,10 @@ _keys = st.sampled_from(["id", "uri", "window", "hop", "kind", "loop", "top_k", 
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
-@given(source=st.dictionaries(_keys, _value, max_size=6), publish=st.dictionaries(st.sampled_from(["endpoint", "send_hwm", "zz"]), _value, max_size=3))
+@given(
+    source=st.dictionaries(_keys, _value, max_size=6),
+    publish=st.dictionaries(st.sampled_from(["endpoint", "send_hwm", "zz"]), _value, max_size=3),
+)
 def test_config_parsing_accepts_or_names_the_key(source, publish):
     from pydantic import ValidationError
 
@@ -100,14 +112,31 @@ def test_config_parsing_accepts_or_names_the_key(source, publish):
 def test_source_that_disappears_and_returns_recovers_without_restart(tmp_path, env):
     live = tmp_path / "cam.avi"
     shutil.copy(CLIP, live)
-    sources = [{"id": "f", "uri": str(live), "window": 1.0, "hop": 0.2, "loop": True, "reconnect_min": 0.2, "reconnect_max": 0.5}]
+    sources = [
+        {
+            "id": "f",
+            "uri": str(live),
+            "window": 1.0,
+            "hop": 0.2,
+            "loop": True,
+            "reconnect_min": 0.2,
+            "reconnect_max": 0.5,
+        }
+    ]
     with DaemonProbe(tmp_path, sources, env=env) as probe:
         probe.collect(3)
         live.rename(tmp_path / "away.avi")
-        gone = probe.sub.until(lambda g: any(m["sources"][0]["state"] == "reconnecting" for _, m in g if m["type"] == "status"), 30)
+        gone = probe.sub.until(
+            lambda g: any(m["sources"][0]["state"] == "reconnecting" for _, m in g if m["type"] == "status"), 30
+        )
         (tmp_path / "away.avi").rename(live)
-        back = probe.sub.until(lambda g: any(m["sources"][0]["state"] == "running" for _, m in g if m["type"] == "status")
-                               and any(m["type"] == "prediction" for _, m in g), 30)
+        back = probe.sub.until(
+            lambda g: (
+                any(m["sources"][0]["state"] == "running" for _, m in g if m["type"] == "status")
+                and any(m["type"] == "prediction" for _, m in g)
+            ),
+            30,
+        )
     status = [m for _, m in back if m["type"] == "status"][-1]["sources"][0]
     assert any(m["sources"][0]["state"] == "reconnecting" for _, m in gone if m["type"] == "status")
     assert status["state"] == "running" and status["reconnects"] >= 1
@@ -126,7 +155,9 @@ def test_garbage_model_is_refused_before_start(tmp_path, env):
 
 def test_sigkill_then_restart_serves_again(tmp_path, env):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    cfg = write_config(tmp_path / "e.toml", endpoint, [{"id": "c", "uri": str(CLIP), "window": 2.5, "hop": 0.5, "loop": True}])
+    cfg = write_config(
+        tmp_path / "e.toml", endpoint, [{"id": "c", "uri": str(CLIP), "window": 2.5, "hop": 0.5, "loop": True}]
+    )
     for sig in (signal.SIGKILL, signal.SIGTERM):
         sub = Subscriber(endpoint, topics=("pred/",))
         proc = start_daemon(cfg, env, cwd=tmp_path)  # its working directory is where leftovers would go
@@ -146,8 +177,13 @@ def test_models_fetch_killed_midway_never_leaves_a_partial_model(tmp_path):
     target = folder / MNV2.name
     killed_during_write = 0
     for attempt in range(5):
-        proc = subprocess.Popen([sys.executable, "-m", "edgevid", "models", "fetch", "--from", str(MNV2.parent)], cwd=tmp_path,
-                                env={**os.environ, "EDGEVID_MODEL_DIR": str(folder)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edgevid", "models", "fetch", "--from", str(MNV2.parent)],
+            cwd=tmp_path,
+            env={**os.environ, "EDGEVID_MODEL_DIR": str(folder)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         while proc.poll() is None and not list(folder.glob(".*.tmp")):
             time.sleep(0.0005)
         proc.kill()
@@ -157,7 +193,9 @@ def test_models_fetch_killed_midway_never_leaves_a_partial_model(tmp_path):
             assert target.read_bytes() == MNV2.read_bytes()
         target.unlink(missing_ok=True)
     assert killed_during_write >= 1  # the kill really landed inside the write at least once
-    assert run_cli("models", "fetch", "--from", str(MNV2.parent), env={"EDGEVID_MODEL_DIR": str(folder)}).returncode == 0
+    assert (
+        run_cli("models", "fetch", "--from", str(MNV2.parent), env={"EDGEVID_MODEL_DIR": str(folder)}).returncode == 0
+    )
     assert target.read_bytes() == MNV2.read_bytes()
     assert sorted(p.name for p in folder.iterdir()) == [MNV2.name]  # no orphaned temp file
 
@@ -168,8 +206,12 @@ def test_secrets_are_never_logged(tmp_path, env):
     keys = curve_keys(tmp_path)
     server_secret_file, allowed = keys["server_secret"], keys["authorized"]
     _, secret = zmq.auth.load_certificate(str(server_secret_file))
-    cfg = write_config(tmp_path / "e.toml", f"tcp://127.0.0.1:{free_port()}", [{"id": "c", "uri": str(CLIP), "loop": True}],
-                       extra=f'curve_secret_key = "{server_secret_file}"\ncurve_authorized_keys = "{allowed}"')
+    cfg = write_config(
+        tmp_path / "e.toml",
+        f"tcp://127.0.0.1:{free_port()}",
+        [{"id": "c", "uri": str(CLIP), "loop": True}],
+        extra=f'curve_secret_key = "{server_secret_file}"\ncurve_authorized_keys = "{allowed}"',
+    )
     cfg.write_text(cfg.read_text().replace("[[sources]]", 'log_level = "debug"\n\n[[sources]]', 1))
     proc = start_daemon(cfg, env)
     time.sleep(4)
@@ -205,10 +247,19 @@ def test_soak_no_growth_no_missed_heartbeat(tmp_path, env):
     third = max(1, len(rss) // 3)
     growth = float(np.median(rss[-third:]) - np.median(rss[:third]))
     fds, threads = [s["fds"] for s in samples], [s["threads"] for s in samples]
-    report = {"seconds": seconds, "samples": len(samples), "rss_mb_after_warmup": rss[0], "rss_mb_last": rss[-1],
-              "rss_growth_mb": growth, "fds_min_max": [min(fds), max(fds)], "threads_min_max": [min(threads), max(threads)],
-              "predictions": len(preds), "heartbeats": len(status), "dropped": status[-1]["sources"][0]["dropped"],
-              "reconnects": status[-1]["sources"][0]["reconnects"]}
+    report = {
+        "seconds": seconds,
+        "samples": len(samples),
+        "rss_mb_after_warmup": rss[0],
+        "rss_mb_last": rss[-1],
+        "rss_growth_mb": growth,
+        "fds_min_max": [min(fds), max(fds)],
+        "threads_min_max": [min(threads), max(threads)],
+        "predictions": len(preds),
+        "heartbeats": len(status),
+        "dropped": status[-1]["sources"][0]["dropped"],
+        "reconnects": status[-1]["sources"][0]["reconnects"],
+    }
     out = os.environ.get("EDGEVID_SOAK_REPORT")
     if out:
         Path(out).write_text(json.dumps(report, indent=1))

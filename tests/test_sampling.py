@@ -6,9 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import DATA, jhmdb_clip
 from edgevid.capture import count_frames, read_clip
 from edgevid.sampling import sample_indices
+
+from conftest import DATA, jhmdb_clip
 
 
 def _decoded_count(path) -> int:

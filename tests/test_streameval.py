@@ -15,8 +15,13 @@ from conftest import ROOT
 @pytest.mark.slow
 def test_streameval_smoke(tmp_path):
     out = tmp_path / "streameval.json"
-    proc = subprocess.run([sys.executable, "-m", "tools.streameval", "--smoke", "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tools.streameval", "--smoke", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "streameval:" in proc.stdout
     r = json.loads(out.read_text())

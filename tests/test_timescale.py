@@ -70,7 +70,9 @@ def test_cache_windows_are_the_daemon_windows_of_the_decoded_clip(cached):
                 idx = window_indices(entry.n_frames, entry.fps, window_s, m, float(start))
                 served = clip_features(extractor, clip, None, indices_for=lambda n, idx=idx: idx)
                 np.testing.assert_array_equal(served.indices, idx)
-                np.testing.assert_array_equal(entry.take(idx), served.feats)  # training windows == served windows, bit for bit
+                np.testing.assert_array_equal(
+                    entry.take(idx), served.feats
+                )  # training windows == served windows, bit for bit
 
 
 def test_cache_entry_without_fps_reads_it_from_the_clip(cached, tmp_path):
@@ -97,7 +99,10 @@ def test_training_windows_follow_the_slot_rule(cached):
     frame_of = {long_clip.feats[i].tobytes(): int(long_clip.indices[i]) for i in range(len(long_clip.indices))}
     assert len(frame_of) == long_clip.n_frames
     assert long_clip.times is not None  # the clip's own frame times (JHMDB: 40 frames last 1.6 s)
-    grid = [window_indices(long_clip.n_frames, 30.0, 1.0, 12, s, long_clip.times) for s in np.linspace(0, long_clip.duration - 1.0, 400)]
+    grid = [
+        window_indices(long_clip.n_frames, 30.0, 1.0, 12, s, long_clip.times)
+        for s in np.linspace(0, long_clip.duration - 1.0, 400)
+    ]
     grid = {tuple(g) for g in grid}
     for _ in range(20):
         got = tuple(frame_of[r.tobytes()] for r in sample(long_clip, rng, None))
@@ -156,19 +161,56 @@ def test_window_fitted_head_exports_its_timescale_and_classify_uses_it(tmp_path)
     root = jhmdb_subset(tmp_path / "data", per_class=10)
     out, head_dir = tmp_path / "run", tmp_path / "head"
     proc = subprocess.run(
-        [sys.executable, "-m", "tools.experiment", "--dataset", "folders", "--data", str(root), "--extractor", str(MNV2),
-         "--heads", "gru128n", "--frames", "8", "--fit", "windows", "--window", "0.8", "--max-epochs", "3", "--out", str(out),
-         "--cache", str(tmp_path / "cache"), "--export", str(head_dir), "--workers", "1"],
-        cwd=ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        [
+            sys.executable,
+            "-m",
+            "tools.experiment",
+            "--dataset",
+            "folders",
+            "--data",
+            str(root),
+            "--extractor",
+            str(MNV2),
+            "--heads",
+            "gru128n",
+            "--frames",
+            "8",
+            "--fit",
+            "windows",
+            "--window",
+            "0.8",
+            "--max-epochs",
+            "3",
+            "--out",
+            str(out),
+            "--cache",
+            str(tmp_path / "cache"),
+            "--export",
+            str(head_dir),
+            "--workers",
+            "1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     manifest = json.loads((head_dir / "manifest.json").read_text())
     assert manifest["frames"] == 8
     ts = manifest["timescale"]
-    assert ts["fit"] == "windows" and ts["window_s"] == 0.8 and ts["clip_duration_s"]["p10"] <= ts["clip_duration_s"]["p90"]
+    assert (
+        ts["fit"] == "windows"
+        and ts["window_s"] == 0.8
+        and ts["clip_duration_s"]["p10"] <= ts["clip_duration_s"]["p90"]
+    )
     assert "window_top1" in manifest["metrics"]
     report = json.loads((out / "report.json").read_text())
-    assert report["timescale"]["fit"] == "windows" and report["heads"]["gru128n"]["variants"]["dynamic_int8"]["daemon_test"]["windows"] > 0
+    assert (
+        report["timescale"]["fit"] == "windows"
+        and report["heads"]["gru128n"]["variants"]["dynamic_int8"]["daemon_test"]["windows"] > 0
+    )
     assert "installed head: top-1" in proc.stdout  # the export check (classify == report) passed
     clf = ClipClassifier(Extractor(MNV2, num_threads=2), Head(head_dir))
     assert clf.window_s == 0.8 and clf.classify(jhmdb_clip("golf", 0), 2).ok

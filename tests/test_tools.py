@@ -15,10 +15,10 @@ from conftest import DATA, MNV2, ROOT, V3SMALL, jhmdb_subset
 pytest.importorskip("sklearn", reason="tools dependencies not installed (pip install -e ./tools)")
 
 from edgevid.extractor import Extractor  # noqa: E402
+from edgevid.manifest import sha256_file  # noqa: E402
 from edgevid.pipeline import clip_features  # noqa: E402
 from tools.datasets import DatasetError, group_of, read_folders, read_jhmdb, read_ucf101  # noqa: E402
 from tools.features import cache_path, extract_dataset, load_cached  # noqa: E402
-from edgevid.manifest import sha256_file  # noqa: E402
 
 JHMDB, JSPLITS, USPLITS = DATA / "jhmdb", DATA / "jhmdb_splits", DATA / "ucf101_splits"
 
@@ -33,7 +33,9 @@ def test_jhmdb_split1_accounts_for_every_clip():
     assert not {i.group for i in ds.train} & {i.group for i in ds.val}  # validation holds out whole sources
     # A source video is one group whatever the action, so it never straddles train and validation.
     assert group_of(JHMDB / "catch" / "Faith_Rewarded_catch_f_cm_np1_fr_med_10.avi") == "Faith_Rewarded"
-    assert group_of(JHMDB / "swing_baseball" / "Faith_Rewarded_swing_baseball_f_nm_np1_ba_bad_22.avi") == "Faith_Rewarded"
+    assert (
+        group_of(JHMDB / "swing_baseball" / "Faith_Rewarded_swing_baseball_f_nm_np1_ba_bad_22.avi") == "Faith_Rewarded"
+    )
     sources = [{i.group for i in part} for part in (ds.train, ds.val)]
     assert len(ds.val) == 121 and not sources[0] & sources[1]
     # The official split itself keeps sources apart only within an action: 58 of 259 test clips share one with training.
@@ -59,7 +61,11 @@ def test_ucf101_official_lists_crlf_and_handstand_spelling(tmp_path):
     # A UCF101 tree whose HandstandPushups folder holds one clip under its listed name (a link to a real clip).
     root = tmp_path / "ucf"
     (root / "HandstandPushups").mkdir(parents=True)
-    listed = next(l.split()[0] for l in (USPLITS / "trainlist01.txt").read_text().splitlines() if l.startswith("HandstandPushups/"))
+    listed = next(
+        l.split()[0]
+        for l in (USPLITS / "trainlist01.txt").read_text().splitlines()
+        if l.startswith("HandstandPushups/")
+    )
     (root / "HandstandPushups" / listed.split("/")[1]).symlink_to(sorted((DATA / "ucf101_sample").rglob("*.avi"))[0])
     ds = read_ucf101(root, USPLITS, 1)
     # Classes come from the clips present: a subset never gives a 101-class head; the rest are noted.
@@ -123,7 +129,9 @@ def test_cache_holds_the_exact_deploy_features_and_resumes(tmp_path, small_clips
     extract_dataset(small_clips[:1], JHMDB, cache, MNV2, crops=2, workers=1, progress=False)
     with_crops = load_cached(cache_path(cache, JHMDB, small_clips[0]), small_clips[0], crops=2)
     assert with_crops.views.shape[0] == 3 and not np.array_equal(with_crops.views[1], with_crops.feats)
-    np.testing.assert_array_equal(with_crops.feats, load_cached(cache_path(cache, JHMDB, small_clips[0]), small_clips[0]).feats)
+    np.testing.assert_array_equal(
+        with_crops.feats, load_cached(cache_path(cache, JHMDB, small_clips[0]), small_clips[0]).feats
+    )
 
 
 def test_corrupt_clip_is_listed_not_fatal(tmp_path, small_clips):
@@ -155,10 +163,38 @@ def test_experiment_trains_converts_exports_and_checks_on_a_small_dataset(tmp_pa
     root = jhmdb_subset(tmp_path / "data", per_class=12)
     out, head = tmp_path / "run", tmp_path / "head"
     proc = subprocess.run(
-        [sys.executable, "-m", "tools.experiment", "--dataset", "folders", "--data", str(root), "--extractor", str(MNV2),
-         "--heads", "gru128,frame,gru128n_x5,gru128n_late", "--max-epochs", "4", "--out", str(out), "--cache", str(tmp_path / "cache"),
-         "--export", str(head), "--head", "gru128n_late", "--motion", "dis_ultrafast-80x60", "--workers", "2"],
-        cwd=ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        [
+            sys.executable,
+            "-m",
+            "tools.experiment",
+            "--dataset",
+            "folders",
+            "--data",
+            str(root),
+            "--extractor",
+            str(MNV2),
+            "--heads",
+            "gru128,frame,gru128n_x5,gru128n_late",
+            "--max-epochs",
+            "4",
+            "--out",
+            str(out),
+            "--cache",
+            str(tmp_path / "cache"),
+            "--export",
+            str(head),
+            "--head",
+            "gru128n_late",
+            "--motion",
+            "dis_ultrafast-80x60",
+            "--workers",
+            "2",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
@@ -178,15 +214,23 @@ def test_experiment_trains_converts_exports_and_checks_on_a_small_dataset(tmp_pa
     manifest = json.loads((head / "manifest.json").read_text())
     assert manifest["streams"] == ["appearance", "motion"] and manifest["motion"]["method"] == "dis_ultrafast"
     assert manifest["extractor"]["sha256"] == [sha256_file(MNV2)]  # only the extractor file it was checked on
-    assert len(manifest["runtimes"]) == 1 and manifest["runtimes"][0].startswith("ai-edge-litert ")  # name and version, as run
+    assert len(manifest["runtimes"]) == 1 and manifest["runtimes"][0].startswith(
+        "ai-edge-litert "
+    )  # name and version, as run
     # Every trained head gets a temperature fitted on validation, judged on held-out windows: the exported
     # one carries it if it passed (not on a search bound, a lower held-out ECE), and the min_score chosen there.
     variant = report["heads"]["gru128n_late"]["variants"]["dynamic_int8"]
     check = variant["calibration_check"]
     assert check["cross_validated_folds"] >= 2  # a handful of validation clips: judged cross-validated
     if check["written"]:
-        assert manifest["calibration"]["temperature"] == check["temperature"] and "validation" in manifest["calibration"]["fit_on"]
-        assert manifest["calibration"]["ece_after"] < manifest["calibration"]["ece_before"] and 0.05 < check["temperature"] < 18
+        assert (
+            manifest["calibration"]["temperature"] == check["temperature"]
+            and "validation" in manifest["calibration"]["fit_on"]
+        )
+        assert (
+            manifest["calibration"]["ece_after"] < manifest["calibration"]["ece_before"]
+            and 0.05 < check["temperature"] < 18
+        )
     else:
         assert "calibration" not in manifest or manifest["calibration"] is None
         assert f"warning: gru128n_late dynamic_int8: calibration not written: {check['refused']}" in proc.stderr
@@ -204,23 +248,56 @@ def test_experiment_trains_converts_exports_and_checks_on_a_small_dataset(tmp_pa
     # same export and classify check; a second run (same split, features from the same cache) competes.
     out2 = tmp_path / "run2"
     proc = subprocess.run(
-        [sys.executable, "-m", "tools.experiment", "--dataset", "folders", "--data", str(root), "--extractor", str(MNV2),
-         "--heads", "frame", "--max-epochs", "2", "--seed", "1", "--out", str(out2), "--cache", str(tmp_path / "cache"), "--workers", "1"],
-        cwd=ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        [
+            sys.executable,
+            "-m",
+            "tools.experiment",
+            "--dataset",
+            "folders",
+            "--data",
+            str(root),
+            "--extractor",
+            str(MNV2),
+            "--heads",
+            "frame",
+            "--max-epochs",
+            "2",
+            "--seed",
+            "1",
+            "--out",
+            str(out2),
+            "--cache",
+            str(tmp_path / "cache"),
+            "--workers",
+            "1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     def from_run(*argv: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "tools.experiment", "--from-run", *argv], cwd=ROOT, capture_output=True,
-                              text=True, timeout=900, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        return subprocess.run(
+            [sys.executable, "-m", "tools.experiment", "--from-run", *argv],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        )
 
     chosen = tmp_path / "chosen"
     proc = from_run(str(out), str(out2), "--export", str(chosen), "--extractor", str(MNV2))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "training" not in proc.stdout and "installed head: top-1" in proc.stdout
     reports = {d: json.loads((d / "report.json").read_text()) for d in (out, out2)}
-    run, name = max(((d, n) for d, r in reports.items() for n in r["heads"]),  # validation only; a tie: fewer parameters
-                    key=lambda c: (reports[c[0]]["heads"][c[1]]["val_top1"], -reports[c[0]]["heads"][c[1]]["params"]))
+    run, name = max(
+        ((d, n) for d, r in reports.items() for n in r["heads"]),  # validation only; a tie: fewer parameters
+        key=lambda c: (reports[c[0]]["heads"][c[1]]["val_top1"], -reports[c[0]]["heads"][c[1]]["params"]),
+    )
     assert f"exporting {name} from {run} " in proc.stdout
     assert (chosen / "head.tflite").read_bytes() == (run / f"{name}_dynamic_int8.tflite").read_bytes()
     assert json.loads((chosen / "manifest.json").read_text())["name"] == f"{reports[run]['dataset']}-{name}"
@@ -243,7 +320,9 @@ def test_test_clips_get_no_mirrored_view_and_most_failing_stops(tmp_path, small_
     assert extract_dataset(small_clips[:1], JHMDB, cache, MNV2, crops=-1, workers=1, progress=False) == {}
     bare = load_cached(cache_path(cache, JHMDB, small_clips[0]), small_clips[0], crops=-1)
     assert bare.views.shape[0] == 0
-    assert load_cached(cache_path(cache, JHMDB, small_clips[0]), small_clips[0]) is None  # training needs the mirror: recomputed
+    assert (
+        load_cached(cache_path(cache, JHMDB, small_clips[0]), small_clips[0]) is None
+    )  # training needs the mirror: recomputed
     extract_dataset(small_clips[:1], JHMDB, cache, MNV2, workers=1, progress=False)
     full = load_cached(cache_path(cache, JHMDB, small_clips[0]), small_clips[0], crops=-1)
     np.testing.assert_array_equal(full.feats, bare.feats)
@@ -265,7 +344,9 @@ def test_group_pattern_and_split_files_for_a_folder_dataset(tmp_path):
     assert {i.group for i in ds.train + ds.val + ds.test} == {"anna", "bob", "carl", "dora"}
     (tmp_path / "split").mkdir()
     (tmp_path / "split" / "test.txt").write_text("wave/dora_01.avi\nwave/dora_02.avi\npour/dora_01.avi\n")
-    (tmp_path / "split" / "train.txt").write_text("\n".join(f"{c}/{a}_{k:02d}.avi" for c in ("wave", "pour") for a in ("anna", "bob", "carl") for k in (1, 2)))
+    (tmp_path / "split" / "train.txt").write_text(
+        "\n".join(f"{c}/{a}_{k:02d}.avi" for c in ("wave", "pour") for a in ("anna", "bob", "carl") for k in (1, 2))
+    )
     fixed = read_folders(root, group_pattern="^[^_]+", splits_dir=tmp_path / "split")
     assert sorted(i.path.name for i in fixed.test) == ["dora_01.avi", "dora_01.avi", "dora_02.avi"]
     assert fixed.problems == ["pour/dora_02.avi: in neither train.txt nor test.txt; left out"]
@@ -287,8 +368,10 @@ def test_export_chooses_by_validation_then_fewer_parameters():
         return {"val_top1": val, "params": params, "variants": {"dynamic_int8": {"test": {"top1": test}}}}
 
     a, b = Path("runs/a"), Path("runs/b")
-    reports = {a: {"heads": {"gru128n": head(0.6, 620_000, 0.9), "frame": head(0.5, 670_000, 0.5)}},
-               b: {"heads": {"frame_m": head(0.6, 300_000, 0.4), "gru1280": head(0.55, 10_000_000, 0.8)}}}
+    reports = {
+        a: {"heads": {"gru128n": head(0.6, 620_000, 0.9), "frame": head(0.5, 670_000, 0.5)}},
+        b: {"heads": {"frame_m": head(0.6, 300_000, 0.4), "gru1280": head(0.55, 10_000_000, 0.8)}},
+    }
     assert choose_head(reports) == (b, "frame_m")
     assert choose_head(reports, "frame") == (a, "frame")
     assert choose_head({a: reports[a]}) == (a, "gru128n")
@@ -299,10 +382,16 @@ def test_export_chooses_by_validation_then_fewer_parameters():
 # -- direction-safe mirroring --------------------------------------------------------------------------
 #: Real JHMDB side-view walk/run clips and the way the person moves on screen (looked at: first,
 #: middle and last frames; all tagged ``le``/``ri`` by HMDB).
-MOVES = {"walk/AgriculturalAviation_walk_f_nm_np1_le_med_1.avi": "left", "walk/Veoh_Alpha_Dog_2_walk_u_nm_np1_le_med_29.avi": "left",
-         "walk/prelinger_LetsPlay1949_walk_f_nm_np1_le_med_10.avi": "left", "walk/OldSchool_walk_f_nm_np1_ri_med_0.avi": "right",
-         "walk/TheLastManOnearth_walk_f_cm_np1_ri_med_2.avi": "right", "walk/likebeckam_walk_f_cm_np1_ri_med_31.avi": "right",
-         "run/20060723sfjffangelina_run_f_nm_np1_ri_med_2.avi": "right", "run/The_Matrix_3_run_f_cm_np1_ri_med_7.avi": "right"}
+MOVES = {
+    "walk/AgriculturalAviation_walk_f_nm_np1_le_med_1.avi": "left",
+    "walk/Veoh_Alpha_Dog_2_walk_u_nm_np1_le_med_29.avi": "left",
+    "walk/prelinger_LetsPlay1949_walk_f_nm_np1_le_med_10.avi": "left",
+    "walk/OldSchool_walk_f_nm_np1_ri_med_0.avi": "right",
+    "walk/TheLastManOnearth_walk_f_cm_np1_ri_med_2.avi": "right",
+    "walk/likebeckam_walk_f_cm_np1_ri_med_31.avi": "right",
+    "run/20060723sfjffangelina_run_f_nm_np1_ri_med_2.avi": "right",
+    "run/The_Matrix_3_run_f_cm_np1_ri_med_7.avi": "right",
+}
 OTHER = {"left": "right", "right": "left"}
 
 
@@ -321,8 +410,12 @@ def direction_set(root):
         while (got := cap.read())[0]:
             frames.append(got[1])
         cap.release()
-        out = cv2.VideoWriter(str(root / f"moves_{OTHER[way]}" / f"{src.stem}_mirror.avi"), cv2.VideoWriter_fourcc(*"FFV1"), fps,
-                              (frames[0].shape[1], frames[0].shape[0]))
+        out = cv2.VideoWriter(
+            str(root / f"moves_{OTHER[way]}" / f"{src.stem}_mirror.avi"),
+            cv2.VideoWriter_fourcc(*"FFV1"),
+            fps,
+            (frames[0].shape[1], frames[0].shape[0]),
+        )
         for f in frames:
             out.write(np.ascontiguousarray(f[:, ::-1]))
         out.release()
@@ -375,7 +468,10 @@ def test_mirroring_never_trains_a_direction_on_its_opposites_frames(directions):
         if i.path.name.endswith("_orig.avi"):
             twin = by_name[(f"moves_{OTHER[i.path.parent.name[6:]]}", i.path.name.replace("_orig", "_mirror"))]
             assert np.abs(c.flipped.astype(int) - twin.feats.astype(int)).max() <= 2
-            assert np.abs(c.feats.astype(int) - twin.feats.astype(int)).mean() > 5 * np.abs(c.flipped.astype(int) - twin.feats.astype(int)).mean()
+            assert (
+                np.abs(c.feats.astype(int) - twin.feats.astype(int)).mean()
+                > 5 * np.abs(c.flipped.astype(int) - twin.feats.astype(int)).mean()
+            )
     frames = np.concatenate([c.feats for c in clips]).astype(np.float32)
     owner = np.concatenate([[k] * len(c.feats) for k, c in enumerate(clips)])
 
@@ -399,27 +495,67 @@ def test_mirroring_never_trains_a_direction_on_its_opposites_frames(directions):
 
 
 def _experiment(*argv: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tools.experiment", "--extractor", str(MNV2), *argv], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    return subprocess.run(
+        [sys.executable, "-m", "tools.experiment", "--extractor", str(MNV2), *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
 
 
 @pytest.mark.slow
 def test_experiment_reports_the_mirror_pairs_it_trained_with(directions, tmp_path):
     root, _, cache = directions
-    proc = _experiment("--dataset", "folders", "--data", str(root), "--group-pattern", r"^(.+)_(?:orig|mirror)\.avi$", "--heads", "frame",
-                       "--max-epochs", "2", "--min-epochs", "1", "--out", str(tmp_path / "run"), "--cache", str(cache), "--workers", "1")
+    proc = _experiment(
+        "--dataset",
+        "folders",
+        "--data",
+        str(root),
+        "--group-pattern",
+        r"^(.+)_(?:orig|mirror)\.avi$",
+        "--heads",
+        "frame",
+        "--max-epochs",
+        "2",
+        "--min-epochs",
+        "1",
+        "--out",
+        str(tmp_path / "run"),
+        "--cache",
+        str(cache),
+        "--workers",
+        "1",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "mirror: swapped pairs moves_left<->moves_right; 0 classes mirror to themselves" in proc.stdout
     report = json.loads((tmp_path / "run" / "report.json").read_text())
-    assert report["mirror"]["pairs"] == [["moves_left", "moves_right"]] and report["mirror"]["target"] == ["moves_right", "moves_left"]
+    assert report["mirror"]["pairs"] == [["moves_left", "moves_right"]] and report["mirror"]["target"] == [
+        "moves_right",
+        "moves_left",
+    ]
     assert "Augmentation mirror: swapped pairs moves_left<->moves_right" in (tmp_path / "run" / "report.md").read_text()
 
 
 def test_bad_mirror_and_group_options_are_refused_before_extraction(tmp_path):
     """One line naming the option, exit 2, nothing extracted: --mirror-pairs naming no class, a
     --group-pattern that matches no file (or too few), fewer than 3 groups in a class."""
-    root = jhmdb_subset(tmp_path / "clips", ("wave", "pour"), per_class=6, name=lambda cls, i, clip: f"actor{i % 3}_{cls}_{i}.avi")
-    base = ["--dataset", "folders", "--data", str(root), "--heads", "frame", "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "cache")]
+    root = jhmdb_subset(
+        tmp_path / "clips", ("wave", "pour"), per_class=6, name=lambda cls, i, clip: f"actor{i % 3}_{cls}_{i}.avi"
+    )
+    base = [
+        "--dataset",
+        "folders",
+        "--data",
+        str(root),
+        "--heads",
+        "frame",
+        "--out",
+        str(tmp_path / "run"),
+        "--cache",
+        str(tmp_path / "cache"),
+    ]
 
     def refused(*extra: str) -> str:
         proc = _experiment(*base, *extra, timeout=300)
@@ -428,20 +564,33 @@ def test_bad_mirror_and_group_options_are_refused_before_extraction(tmp_path):
         assert not (tmp_path / "cache").exists()
         return err[0]
 
-    assert "--mirror-pairs: 'wave_out' is not a class (classes: pour, wave)" in refused("--group-pattern", "^[^_]+", "--mirror-pairs", "wave=wave_out")
+    assert "--mirror-pairs: 'wave_out' is not a class (classes: pour, wave)" in refused(
+        "--group-pattern", "^[^_]+", "--mirror-pairs", "wave=wave_out"
+    )
     assert "--group-pattern '^dora' matches 0 of 12 file names; the other 12" in refused("--group-pattern", "^dora")
     few = refused("--group-pattern", r"^actor[01](?=_pour_[0-2])")  # matches 2 of 12 names: the rest one group each
     assert "matches 2 of 12 file names; the other 10 (actor0_pour_3.avi" in few
-    two = jhmdb_subset(tmp_path / "two", ("wave", "pour"), per_class=6, name=lambda cls, i, clip: f"actor{i % (2 if cls == 'pour' else 3)}_{i}.avi")
+    two = jhmdb_subset(
+        tmp_path / "two",
+        ("wave", "pour"),
+        per_class=6,
+        name=lambda cls, i, clip: f"actor{i % (2 if cls == 'pour' else 3)}_{i}.avi",
+    )
     err = refused("--data", str(two), "--group-pattern", "^[^_]+")
-    assert "each class needs at least 3 groups" in err and "these have fewer: pour 2" in err and "wave" not in err.split("fewer:")[1]
+    assert (
+        "each class needs at least 3 groups" in err
+        and "these have fewer: pour 2" in err
+        and "wave" not in err.split("fewer:")[1]
+    )
     # Without a pattern, names that follow no convention make every clip its own group: said, not silent.
     from tools.datasets import check_group_pattern
 
     ds = read_folders(root)
     check_group_pattern(ds, None)
-    assert ds.problems == ["every clip is its own group (12 clips; the names follow no UCF101/HMDB convention): "
-                           "clips of one actor or scene may sit in train and test; give --group-pattern"]
+    assert ds.problems == [
+        "every clip is its own group (12 clips; the names follow no UCF101/HMDB convention): "
+        "clips of one actor or scene may sit in train and test; give --group-pattern"
+    ]
     ds = read_folders(root, group_pattern="^actor[01]")  # 8 of 12 match: the 4 others are noted
     check_group_pattern(ds, "^actor[01]")
     assert ds.problems[-1].startswith("--group-pattern '^actor[01]' matches 8 of 12 file names; the other 4 (actor2_")
@@ -461,7 +610,9 @@ def test_a_split_leaving_a_class_without_validation_is_refused(tmp_path):
     def items(label: int, groups: str) -> list:
         return [Item(tmp_path / f"{g}_{label}.avi", label, g) for g in groups]
 
-    ds = Dataset("x", tmp_path, ["wave", "pour"], items(0, "ab") + items(1, "abc"), items(0, "d"), items(0, "e") + items(1, "f"))
+    ds = Dataset(
+        "x", tmp_path, ["wave", "pour"], items(0, "ab") + items(1, "abc"), items(0, "d"), items(0, "e") + items(1, "f")
+    )
     with pytest.raises(DatasetError, match="leaves validation without clips of pour .*each class needs"):
         check_split(ds, "each class needs at least 3 groups")
     ds.val += items(1, "g")

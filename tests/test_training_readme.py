@@ -60,7 +60,12 @@ def user_env(tmp_path, model_dir) -> dict:
 def test_readme_trains_and_deploys_a_head_on_a_folder_of_clips(tmp_path, user_env):
     my_clips(tmp_path / "my_clips")
     commands = readme_commands()
-    assert [c[:2] for c in commands] == [["pip", "install"], ["edgevid", "models"], ["python", "-m"], ["edgevid", "classify"]]
+    assert [c[:2] for c in commands] == [
+        ["pip", "install"],
+        ["edgevid", "models"],
+        ["python", "-m"],
+        ["edgevid", "classify"],
+    ]
     fetch, train, classify = commands[1], commands[2], commands[3]
     # Offline (the download sources point at nothing), the installed, verified extractor is kept.
     kept = _run(fetch, tmp_path, {**user_env, "EDGEVID_MODEL_MIRROR": "http://127.0.0.1:9"})
@@ -73,9 +78,13 @@ def test_readme_trains_and_deploys_a_head_on_a_folder_of_clips(tmp_path, user_en
     manifest = json.loads((head / "manifest.json").read_text())
     assert (head / "labels.txt").read_text().split() == ["golf", "pour", "wave"]
     assert manifest["extractor"]["name"] == "mobilenet_v2_1.0_224_quant"  # the fetched one, by default
-    assert manifest["extractor"]["fingerprint"]["probes"] == "edgevid-probes-1"  # other files of it are accepted by features
+    assert (
+        manifest["extractor"]["fingerprint"]["probes"] == "edgevid-probes-1"
+    )  # other files of it are accepted by features
     report = json.loads((tmp_path / "runs/my-clips/report.json").read_text())
-    assert report["dataset"] == "my_clips-seed0" and (tmp_path / "runs/my-clips/report.md").read_text().startswith("# my_clips-seed0")
+    assert report["dataset"] == "my_clips-seed0" and (tmp_path / "runs/my-clips/report.md").read_text().startswith(
+        "# my_clips-seed0"
+    )
     assert min(report["counts"].values()) >= 3
     # Groups (actors) never straddle the split: the readme's pattern is what the run used.
     assert report["dataset_args"]["group_pattern"] == "^[^_]+"
@@ -84,7 +93,11 @@ def test_readme_trains_and_deploys_a_head_on_a_folder_of_clips(tmp_path, user_en
     assert re.match(r"my_clips/wave/anna_01\.mp4: (golf|pour|wave) \d\.\d\d", out.stdout)
     # The bundled head is untouched, and a second export from the finished run needs no training.
     assert not (HEAD_DIR / "my-head").exists()
-    again = _run(["python", "-m", "tools.experiment", "--from-run", "runs/my-clips", "--export", "other-head"], tmp_path, user_env)
+    again = _run(
+        ["python", "-m", "tools.experiment", "--from-run", "runs/my-clips", "--export", "other-head"],
+        tmp_path,
+        user_env,
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert "training" not in again.stdout and "installed head: top-1" in again.stdout
     assert (tmp_path / "other-head/head.tflite").read_bytes() == (head / "head.tflite").read_bytes()
@@ -93,7 +106,9 @@ def test_readme_trains_and_deploys_a_head_on_a_folder_of_clips(tmp_path, user_en
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     ledger = json.loads((tmp_path / "runs/my-clips/extraction_seconds.json").read_text())["runs"]
     assert len(ledger) == 2 and ledger[1] < ledger[0]
-    assert json.loads((tmp_path / "runs/my-clips/report.json").read_text())["feature_seconds_total"] == pytest.approx(sum(ledger))
+    assert json.loads((tmp_path / "runs/my-clips/report.json").read_text())["feature_seconds_total"] == pytest.approx(
+        sum(ledger)
+    )
 
 
 def test_a_split_too_small_is_refused_before_extraction(tmp_path, user_env):
@@ -109,13 +124,42 @@ def test_a_split_too_small_is_refused_before_extraction(tmp_path, user_env):
 def test_export_refuses_the_bundled_head_without_force(tmp_path, user_env):
     my_clips(tmp_path / "my_clips", per_class=2)
     before = (HEAD_DIR / "manifest.json").read_bytes()
-    proc = _run(["python", "-m", "tools.experiment", "--dataset", "folders", "--data", "my_clips", "--out", "run",
-                 "--export", str(HEAD_DIR)], tmp_path, user_env, timeout=300)
-    assert proc.returncode == 2 and "would replace the head bundled with edgevid" in proc.stderr and "--force" in proc.stderr
+    proc = _run(
+        [
+            "python",
+            "-m",
+            "tools.experiment",
+            "--dataset",
+            "folders",
+            "--data",
+            "my_clips",
+            "--out",
+            "run",
+            "--export",
+            str(HEAD_DIR),
+        ],
+        tmp_path,
+        user_env,
+        timeout=300,
+    )
+    assert (
+        proc.returncode == 2
+        and "would replace the head bundled with edgevid" in proc.stderr
+        and "--force" in proc.stderr
+    )
     assert (HEAD_DIR / "manifest.json").read_bytes() == before and not (tmp_path / "run").exists()
     # Exporting finished runs is the same path, with the same guard (before any run is read).
-    proc = _run(["python", "-m", "tools.experiment", "--from-run", "run", "--export", str(HEAD_DIR)], tmp_path, user_env, timeout=300)
-    assert proc.returncode == 2 and "would replace the head bundled with edgevid" in proc.stderr and "--force" in proc.stderr
+    proc = _run(
+        ["python", "-m", "tools.experiment", "--from-run", "run", "--export", str(HEAD_DIR)],
+        tmp_path,
+        user_env,
+        timeout=300,
+    )
+    assert (
+        proc.returncode == 2
+        and "would replace the head bundled with edgevid" in proc.stderr
+        and "--force" in proc.stderr
+    )
     assert (HEAD_DIR / "manifest.json").read_bytes() == before
 
 
@@ -123,4 +167,6 @@ def test_default_extractor_is_the_fetched_one(tmp_path, user_env):
     env = {**user_env, "EDGEVID_MODEL_DIR": str(tmp_path / "empty")}
     my_clips(tmp_path / "my_clips", per_class=2)
     proc = _run(readme_commands()[2], tmp_path, env, timeout=300)
-    assert proc.returncode == 2 and "run `edgevid models fetch`" in proc.stderr and str(tmp_path / "empty") in proc.stderr
+    assert (
+        proc.returncode == 2 and "run `edgevid models fetch`" in proc.stderr and str(tmp_path / "empty") in proc.stderr
+    )

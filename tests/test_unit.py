@@ -57,7 +57,11 @@ def test_classify_runs_under_the_unit_filter(env):
     clip = str(jhmdb_clip("pour"))
     proc = subprocess.run(
         _under_unit(sys.executable, "-m", "edgevid", "classify", clip, "--json"),
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
     )
     assert proc.returncode == 0, f"rc {proc.returncode} (-31 is SIGSYS: a call the unit denies)\n{proc.stderr[-2000:]}"
     filtered = json.loads(proc.stdout)
@@ -73,10 +77,17 @@ def _serve_under_unit(tmp_path: Path, env: dict, sources: list[dict], prediction
     sub = Subscriber(endpoint)
     proc = subprocess.Popen(
         _under_unit(sys.executable, "-m", "edgevid", "run", "--config", str(config)),
-        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
-        msgs = sub.until(lambda got: proc.poll() is not None or sum(m["type"] == "prediction" for _, m in got) >= predictions, timeout=120)
+        msgs = sub.until(
+            lambda got: proc.poll() is not None or sum(m["type"] == "prediction" for _, m in got) >= predictions,
+            timeout=120,
+        )
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -97,9 +108,22 @@ def test_pipe_source_runs_under_the_unit_filter(tmp_path, env):
     """A camera command as a pipe source (what rpicam-vid is on a Pi; ffmpeg playing a real clip
     here): the child inherits the unit's filter, and frames still become predictions."""
     command = f"ffmpeg -hide_banner -loglevel error -re -stream_loop -1 -i {CLIP} -vf scale=320:240 -f rawvideo -pix_fmt yuv420p -"
-    preds, err = _serve_under_unit(tmp_path, env, [
-        {"id": "pipe0", "kind": "pipe", "uri": command, "pixel_format": "yuv420p", "width": 320, "height": 240, "fps": 25},
-    ], 2)
+    preds, err = _serve_under_unit(
+        tmp_path,
+        env,
+        [
+            {
+                "id": "pipe0",
+                "kind": "pipe",
+                "uri": command,
+                "pixel_format": "yuv420p",
+                "width": 320,
+                "height": 240,
+                "fps": 25,
+            },
+        ],
+        2,
+    )
     assert len([p for p in preds if p["source"] == "pipe0"]) >= 2, err[-2000:]
 
 

@@ -34,10 +34,10 @@ import cv2
 import numpy as np
 
 from edgevid.capture import read_clip
+from edgevid.daemon.feed import BATCH
 from edgevid.extractor import Extractor
 from edgevid.head import Head
 from edgevid.motion import MotionEstimator, clip_motion
-from edgevid.daemon.feed import BATCH
 from edgevid.pipeline import ClipClassifier, clip_features, load_classifier
 from edgevid.runtime import backend, make_interpreter
 from edgevid.sampling import sample_indices
@@ -61,7 +61,7 @@ def bench_clips(n: int) -> list[Path]:
     ucf = sorted((SHARED / "data" / "ucf101_sample").rglob("*.avi"))
     kin = sorted((SHARED / "data" / "kinetics_sample").glob("*.mp4"))
     jh = sorted((SHARED / "data" / "jhmdb").rglob("*.avi"))[::97]
-    clips = [c for trio in zip(ucf, jh, kin + ucf[len(kin):]) for c in trio]
+    clips = [c for trio in zip(ucf, jh, kin + ucf[len(kin) :]) for c in trio]
     return clips[:n]
 
 
@@ -158,7 +158,9 @@ def stage_costs(clips: list[Path], head_dir: Path) -> dict:
             "classify_ms": _ms(lambda: clf.classify(clip), 3),
         }
         row.update(window_floor(clip, clf))
-        row["floor_ms"] = row["bare_decode_ms"] + row["floor_extract_ms"] + row["floor_motion_ms"] + row["floor_head_ms"]
+        row["floor_ms"] = (
+            row["bare_decode_ms"] + row["floor_extract_ms"] + row["floor_motion_ms"] + row["floor_head_ms"]
+        )
         # The first head's floor (25 frames over the whole clip, one head invoke), single and batched.
         row["floor_25_ms"] = row["bare_decode_ms"] + row["extract_2t_single_ms"] + row["head_ms"]
         row["floor_25_batched_ms"] = row["bare_decode_ms"] + row["extract_2t_batched_ms"] + row["head_ms"]
@@ -167,7 +169,9 @@ def stage_costs(clips: list[Path], head_dir: Path) -> dict:
         out[key] = statistics.median(r[key] for r in rows)
     out["classify_over_floor"] = statistics.median(r["classify_ms"] / r["floor_ms"] for r in rows)
     out["classify_over_floor_25"] = statistics.median(r["classify_ms"] / r["floor_25_ms"] for r in rows)
-    out["decode_over_convert_every_frame"] = statistics.median(r["decode_ms"] / r["decode_convert_every_frame_ms"] for r in rows)
+    out["decode_over_convert_every_frame"] = statistics.median(
+        r["decode_ms"] / r["decode_convert_every_frame_ms"] for r in rows
+    )
     out["decode_retrieve_selected_over_bare"] = statistics.median(r["decode_ms"] / r["bare_decode_ms"] for r in rows)
     out["batched_speedup_2t"] = out["extract_2t_single_ms"] / out["extract_2t_batched_ms"]
     out["threads_speedup_batched"] = out["extract_1t_batched_ms"] / out["extract_2t_batched_ms"]
@@ -184,8 +188,12 @@ def window_floor(clip: Path, clf: ClipClassifier) -> dict:
     wanted = [int(i) for i in cf.indices if int(i) in frames]
     batch = clf.extractor.preprocess([frames[i] for i in wanted])
     clf.extractor.extract(batch)  # warm this batch size
-    row = {"frames_extracted": len(wanted), "windows": len(probs),
-           "floor_extract_ms": _ms(lambda: clf.extractor.extract(batch), 3), "floor_motion_ms": 0.0}
+    row = {
+        "frames_extracted": len(wanted),
+        "windows": len(probs),
+        "floor_extract_ms": _ms(lambda: clf.extractor.extract(batch), 3),
+        "floor_motion_ms": 0.0,
+    }
     if clf.motion is not None:
         greys = {i: clf.motion.grey(f) for i, f in frames.items()}
         row["floor_motion_ms"] = _ms(lambda: clip_motion(clf.motion, greys, np.array(wanted), greys=True), 3)
@@ -214,9 +222,16 @@ def reference_comparison(clips: list[Path], head_dir: Path, head_float: Path) ->
         # Same frames through both paths (OpenCV vs PIL resize): features should nearly coincide;
         # a channel swap would bring them to ~0.76-0.87.
         r = ref.features(clip)
-        cosines.append(float(np.mean(np.sum(x[0] * r, 1) / (np.linalg.norm(x[0], axis=1) * np.linalg.norm(r, axis=1) + 1e-12))))
-    return {"speedup_over_reference": statistics.median(ratios), "min_speedup": min(ratios),
-            "same_label_with_same_head": agree / len(clips), "feature_cosine_min": min(cosines), "clips": len(clips)}
+        cosines.append(
+            float(np.mean(np.sum(x[0] * r, 1) / (np.linalg.norm(x[0], axis=1) * np.linalg.norm(r, axis=1) + 1e-12)))
+        )
+    return {
+        "speedup_over_reference": statistics.median(ratios),
+        "min_speedup": min(ratios),
+        "same_label_with_same_head": agree / len(clips),
+        "feature_cosine_min": min(cosines),
+        "clips": len(clips),
+    }
 
 
 def runtime_costs(head_file: Path, repeats: int = 20) -> dict:
@@ -265,7 +280,11 @@ def _pct(values: list[float], q: float) -> float | None:
 def clip_geometry(clip: Path) -> tuple[int, int, float]:
     cap = cv2.VideoCapture(str(clip))
     try:
-        return int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), cap.get(cv2.CAP_PROP_FPS) or 25.0
+        return (
+            int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+            cap.get(cv2.CAP_PROP_FPS) or 25.0,
+        )
     finally:
         cap.release()
 
@@ -281,8 +300,14 @@ def daemon_sources(clip: Path) -> dict[str, tuple[dict, float, bool]]:
 
     def pipe(rate: float | None) -> dict:
         vf = f" -vf fps={rate:g}" if rate else ""
-        return {"kind": "pipe", "uri": f"ffmpeg -hide_banner -nostdin -loglevel error {src}{vf} -f rawvideo -pix_fmt yuv420p -",
-                "pixel_format": "yuv420p", "width": w, "height": h, "fps": rate or fps}
+        return {
+            "kind": "pipe",
+            "uri": f"ffmpeg -hide_banner -nostdin -loglevel error {src}{vf} -f rawvideo -pix_fmt yuv420p -",
+            "pixel_format": "yuv420p",
+            "width": w,
+            "height": h,
+            "fps": rate or fps,
+        }
 
     return {
         "file": ({"uri": str(clip), "hop": 0.2, "loop": True}, 1 / fps, False),
@@ -300,8 +325,12 @@ def daemon_run(source: dict, seconds: float, head_dir: Path | None, frame_s: flo
     from tools.probe import DaemonProbe
 
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory() as tmp, DaemonProbe(Path(tmp), [{"id": "bench", **source}], head=head_dir,
-                                                       env={"EDGEVID_MODEL_DIR": str(MNV2.parent)}) as probe:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        DaemonProbe(
+            Path(tmp), [{"id": "bench", **source}], head=head_dir, env={"EDGEVID_MODEL_DIR": str(MNV2.parent)}
+        ) as probe,
+    ):
         probe.collect(min(10.0, seconds))  # warm-up
         warm = probe.sample()
         msgs = probe.collect(seconds)
@@ -315,20 +344,34 @@ def daemon_run(source: dict, seconds: float, head_dir: Path | None, frame_s: flo
     steady = [m["new_frames"] for m in preds if m["seq"] > 1]
     cpu = end["cpu_s"] - warm["cpu_s"]
     out = {
-        "source": {k: v for k, v in source.items() if k != "uri"}, "live": live, "seconds": seconds, "predictions": len(preds),
-        "window_s": src.get("window_s"), "hop_s": src.get("hop_s"), "frame_interval_ms": round(frame_s * 1e3, 3),
+        "source": {k: v for k, v in source.items() if k != "uri"},
+        "live": live,
+        "seconds": seconds,
+        "predictions": len(preds),
+        "window_s": src.get("window_s"),
+        "hop_s": src.get("hop_s"),
+        "frame_interval_ms": round(frame_s * 1e3, 3),
         "extractor_frames_per_prediction": statistics.mean(steady) if steady else None,
-        "capture_to_publish_p50_ms": _pct(lat, 0.5), "capture_to_publish_p90_ms": _pct(lat, 0.9),
+        "capture_to_publish_p50_ms": _pct(lat, 0.5),
+        "capture_to_publish_p90_ms": _pct(lat, 0.9),
         "capture_to_publish_p99_ms": _pct(lat, 0.99),
-        "floor_p50_ms": _pct(floor, 0.5), "floor_p90_ms": _pct(floor, 0.9),
-        "wait_p50_ms": _pct(wait, 0.5), "wait_p90_ms": _pct(wait, 0.9),  # latency - floor, per window
+        "floor_p50_ms": _pct(floor, 0.5),
+        "floor_p90_ms": _pct(floor, 0.9),
+        "wait_p50_ms": _pct(wait, 0.5),
+        "wait_p90_ms": _pct(wait, 0.9),  # latency - floor, per window
         # Windows that waited more than half a frame interval beyond their floor: for a live source,
         # its last slot took the frame before the slot's instant and was settled by the next one.
         "waited_over_half_frame": sum(x > 500 * frame_s for x in wait) / max(1, len(wait)),
-        "gaps": sum(m["gaps"] for m in preds), "skipped_windows": src.get("skipped_windows"), "dropped": src.get("dropped"),
+        "gaps": sum(m["gaps"] for m in preds),
+        "skipped_windows": src.get("skipped_windows"),
+        "dropped": src.get("dropped"),
         "cpu_s_per_prediction": cpu / max(1, len(preds)),
-        "rss_mb_after_warmup": warm["rss_mb"], "rss_mb_at_end": end["rss_mb"], "threads": end["threads"], "fds": end["fds"],
-        "load_avg_before": load_before, "load_avg_after": os.getloadavg(),
+        "rss_mb_after_warmup": warm["rss_mb"],
+        "rss_mb_at_end": end["rss_mb"],
+        "threads": end["threads"],
+        "fds": end["fds"],
+        "load_avg_before": load_before,
+        "load_avg_after": os.getloadavg(),
     }
     if live and preds:
         out["goal_p50_ms"] = frame_s * 1e3 + 2 * out["floor_p50_ms"]
@@ -344,10 +387,13 @@ def daemon_costs(clip: Path, seconds: float, head_dir: Path | None = None) -> di
         r = result["runs"][name] = daemon_run(source, seconds, head_dir, frame_s, live)
         if r["predictions"]:
             goal = f", goal p50 <= {r['goal_p50_ms']:.1f} ms: {'met' if r['goal_met'] else 'NOT met'}" if live else ""
-            print(f"   {name}: window {r['window_s']} s, {r['predictions']} predictions; capture -> publish p50 / p90 "
-                  f"{r['capture_to_publish_p50_ms']:.1f} / {r['capture_to_publish_p90_ms']:.1f} ms, floor p50 {r['floor_p50_ms']:.1f} ms "
-                  f"(latency / floor {r['capture_to_publish_p50_ms'] / r['floor_p50_ms']:.2f}x), wait p50 / p90 "
-                  f"{r['wait_p50_ms']:.1f} / {r['wait_p90_ms']:.1f} ms ({r['waited_over_half_frame']:.0%} of windows waited over half a frame){goal}; load {r['load_avg_after'][0]:.2f}", flush=True)
+            print(
+                f"   {name}: window {r['window_s']} s, {r['predictions']} predictions; capture -> publish p50 / p90 "
+                f"{r['capture_to_publish_p50_ms']:.1f} / {r['capture_to_publish_p90_ms']:.1f} ms, floor p50 {r['floor_p50_ms']:.1f} ms "
+                f"(latency / floor {r['capture_to_publish_p50_ms'] / r['floor_p50_ms']:.2f}x), wait p50 / p90 "
+                f"{r['wait_p50_ms']:.1f} / {r['wait_p90_ms']:.1f} ms ({r['waited_over_half_frame']:.0%} of windows waited over half a frame){goal}; load {r['load_avg_after'][0]:.2f}",
+                flush=True,
+            )
     return result
 
 
@@ -390,15 +436,21 @@ def motion_costs(clips: list[Path], specs: list[str], head_dir: Path) -> dict:
             describe_ms = _ms(lambda: [est.describe(greys[i - 1] if i else None, greys[i]) for i in idx], 3) / len(idx)
             batch = ex2.preprocess([frames[i] for i in idx[:BATCH]])
             extract_ms = _ms(lambda: ex2.extract(batch), 3) / len(batch)
-            rows.append({
-                "classify_motion_ms_per_frame": statistics.median(t.motion_ms for t in runs) / head.frames,
-                "classify_extract_ms_per_frame": statistics.median(t.extract_ms for t in runs) / head.frames,
-                "daemon_motion_ms_per_sampled_frame": describe_ms + grey_ms * max(1.0, per_decoded),
-                "daemon_extract_ms_per_frame": extract_ms,
-            })
+            rows.append(
+                {
+                    "classify_motion_ms_per_frame": statistics.median(t.motion_ms for t in runs) / head.frames,
+                    "classify_extract_ms_per_frame": statistics.median(t.extract_ms for t in runs) / head.frames,
+                    "daemon_motion_ms_per_sampled_frame": describe_ms + grey_ms * max(1.0, per_decoded),
+                    "daemon_extract_ms_per_frame": extract_ms,
+                }
+            )
         row = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
-        row["classify_motion_over_extract"] = statistics.median(r["classify_motion_ms_per_frame"] / r["classify_extract_ms_per_frame"] for r in rows)
-        row["daemon_motion_over_extract"] = statistics.median(r["daemon_motion_ms_per_sampled_frame"] / r["daemon_extract_ms_per_frame"] for r in rows)
+        row["classify_motion_over_extract"] = statistics.median(
+            r["classify_motion_ms_per_frame"] / r["classify_extract_ms_per_frame"] for r in rows
+        )
+        row["daemon_motion_over_extract"] = statistics.median(
+            r["daemon_motion_ms_per_sampled_frame"] / r["daemon_extract_ms_per_frame"] for r in rows
+        )
         out["specs"][text] = row
     return out
 
@@ -407,12 +459,19 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n")[0])
     p.add_argument("--clips", type=int, default=9)
     p.add_argument("--head", type=Path, default=None, help="head folder (default: the bundled head)")
-    p.add_argument("--reference-head", type=Path, default=Path("runs/jhmdb-split1/gru1280_float.tflite"),
-                   help="float GRU-1280 TFLite for the reference path (from tools.experiment)")
+    p.add_argument(
+        "--reference-head",
+        type=Path,
+        default=Path("runs/jhmdb-split1/gru1280_float.tflite"),
+        help="float GRU-1280 TFLite for the reference path (from tools.experiment)",
+    )
     p.add_argument("--other-python", help="an interpreter with tflite-runtime installed, for the runtime comparison")
     p.add_argument("--daemon-seconds", type=float, default=60)
-    p.add_argument("--motion", default="dis_ultrafast-80x60,dis_ultrafast-160x120,dis_fast-160x120,farneback-80x60,farneback-160x120",
-                   help="motion streams to cost (6), comma-separated METHOD-WxH; empty: skip")
+    p.add_argument(
+        "--motion",
+        default="dis_ultrafast-80x60,dis_ultrafast-160x120,dis_fast-160x120,farneback-80x60,farneback-160x120",
+        help="motion streams to cost (6), comma-separated METHOD-WxH; empty: skip",
+    )
     p.add_argument("--motion-only", action="store_true", help="run section 6 alone")
     p.add_argument("--daemon-only", action="store_true", help="run section 5 alone")
     p.add_argument("--out", type=Path, help="write the results as JSON here")
@@ -443,7 +502,9 @@ def run_sections_1_to_4(results: dict, clips: list[Path], head_dir: Path, args: 
     results["stages"] = stage_costs(clips, head_dir)
     reference_head = args.reference_head
     if not reference_head.is_file():
-        print(f"3. no trained reference head at {reference_head}: using an untrained GRU-1280 (timing only)", flush=True)
+        print(
+            f"3. no trained reference head at {reference_head}: using an untrained GRU-1280 (timing only)", flush=True
+        )
         reference_head = untrained_reference_head(Path(tempfile.mkdtemp()) / "gru1280_untrained.tflite")
         results["reference_head"] = "untrained GRU-1280 (timing only)"
     else:

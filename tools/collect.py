@@ -25,44 +25,71 @@ def rows(run_dirs: list[Path]) -> list[dict]:
         motion = r.get("motion")
         for name, h in r["heads"].items():
             int8 = h["variants"]["dynamic_int8"]
-            out.append({
-                "run": d.name, "dataset": r["dataset"], "head": name, "streams": h.get("streams", ["appearance"]),
-                "motion": f"{motion['method']}-{motion['width']}x{motion['height']}" if motion and "motion" in h.get("streams", []) else None,
-                "seed": r["seed"], "val_top1": h["val_top1"], "test_top1": int8["test"]["top1"], "test_top5": int8["test"]["top5"],
-                "test_macro_f1": int8["test"]["macro_f1"], "window_top1": (int8.get("daemon_test") or {}).get("window_top1"),
-                "params": h["params"], "bytes": int8["bytes"], "latency_ms": int8["latency_ms"], "command": r["command"],
-            })
+            out.append(
+                {
+                    "run": d.name,
+                    "dataset": r["dataset"],
+                    "head": name,
+                    "streams": h.get("streams", ["appearance"]),
+                    "motion": f"{motion['method']}-{motion['width']}x{motion['height']}"
+                    if motion and "motion" in h.get("streams", [])
+                    else None,
+                    "seed": r["seed"],
+                    "val_top1": h["val_top1"],
+                    "test_top1": int8["test"]["top1"],
+                    "test_top5": int8["test"]["top5"],
+                    "test_macro_f1": int8["test"]["macro_f1"],
+                    "window_top1": (int8.get("daemon_test") or {}).get("window_top1"),
+                    "params": h["params"],
+                    "bytes": int8["bytes"],
+                    "latency_ms": int8["latency_ms"],
+                    "command": r["command"],
+                }
+            )
     return out
 
 
 def render(table: list[dict]) -> str:
     pct = lambda x: "–" if x is None else f"{100 * x:.1f}"  # noqa: E731
-    lines = ["| run | dataset | head | motion | seed | val top-1 % | test top-1 % (int8) | test top-5 % | macro-F1 | test window top-1 % |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| run | dataset | head | motion | seed | val top-1 % | test top-1 % (int8) | test top-5 % | macro-F1 | test window top-1 % |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in table:
-        lines.append(f"| {r['run']} | {r['dataset']} | {r['head']} | {r['motion'] or '–'} | {r['seed']} | {pct(r['val_top1'])} | "
-                     f"{pct(r['test_top1'])} | {pct(r['test_top5'])} | {r['test_macro_f1']:.3f} | {pct(r['window_top1'])} |")
+        lines.append(
+            f"| {r['run']} | {r['dataset']} | {r['head']} | {r['motion'] or '–'} | {r['seed']} | {pct(r['val_top1'])} | "
+            f"{pct(r['test_top1'])} | {pct(r['test_top5'])} | {r['test_macro_f1']:.3f} | {pct(r['window_top1'])} |"
+        )
     datasets = sorted({r["dataset"] for r in table})
     if len(datasets) > 1:  # the same heads over several splits: test (and validation) top-1 per split and the mean
         heads = list(dict.fromkeys(r["head"] for r in table))
-        lines += ["", "| head | " + " | ".join(f"{d} test (val)" for d in datasets) + " | mean test | mean val |",
-                  "|---|" + "---|" * (len(datasets) + 2)]
+        lines += [
+            "",
+            "| head | " + " | ".join(f"{d} test (val)" for d in datasets) + " | mean test | mean val |",
+            "|---|" + "---|" * (len(datasets) + 2),
+        ]
         for h in heads:
             cells = {r["dataset"]: r for r in table if r["head"] == h}
             if len(cells) != len(datasets):
                 continue  # not run on every split
             tests = [cells[d]["test_top1"] for d in datasets]
             vals = [cells[d]["val_top1"] for d in datasets]
-            lines.append(f"| {h} | " + " | ".join(f"{pct(t)} ({pct(v)})" for t, v in zip(tests, vals)) +
-                         f" | {pct(sum(tests) / len(tests))} | {pct(sum(vals) / len(vals))} |")
+            lines.append(
+                f"| {h} | "
+                + " | ".join(f"{pct(t)} ({pct(v)})" for t, v in zip(tests, vals))
+                + f" | {pct(sum(tests) / len(tests))} | {pct(sum(vals) / len(vals))} |"
+            )
     lines += ["", "Commands:", ""] + sorted({f"- `{r['command']}`" for r in table})
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tools.collect", description=__doc__.split("\n\n")[0],
-                                epilog="To install validation's choice over runs of one dataset split: "
-                                "python -m tools.experiment --from-run RUN [RUN ...] --export DIR")
+    p = argparse.ArgumentParser(
+        prog="python -m tools.collect",
+        description=__doc__.split("\n\n")[0],
+        epilog="To install validation's choice over runs of one dataset split: "
+        "python -m tools.experiment --from-run RUN [RUN ...] --export DIR",
+    )
     p.add_argument("runs", type=Path, nargs="+", help="tools.experiment --out folders")
     p.add_argument("--out", type=Path, required=True, help="write OUT.json and OUT.md")
     args = p.parse_args(argv)

@@ -129,7 +129,12 @@ def split_validation(train: list[Item], fraction: float, seed: int) -> tuple[lis
                 chosen_here = True
         if not chosen_here and not taken[label] and len(candidates) > 1 and fraction > 0:
             # Small data (a few large groups): hold out the smallest group rather than nothing.
-            free = [g for g in candidates if g not in held and all(taken[c] + k < total[c] for c, k in Counter(i.label for i in groups[g]).items())]
+            free = [
+                g
+                for g in candidates
+                if g not in held
+                and all(taken[c] + k < total[c] for c, k in Counter(i.label for i in groups[g]).items())
+            ]
             if free:
                 g = min(free, key=lambda g: len(groups[g]))
                 held.add(g)
@@ -144,8 +149,14 @@ def _hmdb_key(name: str) -> str:
     return name.replace("#", "@").replace("&", "@")
 
 
-def read_jhmdb(root: Path, splits_dir: Path, split: int = 1, val_fraction: float = 0.14, seed: int = 0,
-               group_pattern: str | None = None) -> Dataset:
+def read_jhmdb(
+    root: Path,
+    splits_dir: Path,
+    split: int = 1,
+    val_fraction: float = 0.14,
+    seed: int = 0,
+    group_pattern: str | None = None,
+) -> Dataset:
     """JHMDB/HMDB51 layout: ``root/<class>/*.avi`` with ``<class>_test_split<k>.txt`` (1 train, 2 test, 0 unused)."""
     root, splits_dir = Path(root), Path(splits_dir)
     folders = _class_folders(root)
@@ -192,8 +203,14 @@ def read_jhmdb(root: Path, splits_dir: Path, split: int = 1, val_fraction: float
     return keep_present_classes(ds)
 
 
-def read_ucf101(root: Path, splits_dir: Path, split: int = 1, val_fraction: float = 0.14, seed: int = 0,
-                group_pattern: str | None = None) -> Dataset:
+def read_ucf101(
+    root: Path,
+    splits_dir: Path,
+    split: int = 1,
+    val_fraction: float = 0.14,
+    seed: int = 0,
+    group_pattern: str | None = None,
+) -> Dataset:
     """UCF101 layout with the official ``classInd.txt`` / ``trainlist0N.txt`` / ``testlist0N.txt``.
 
     Class names are matched case-insensitively (the lists spell ``HandStandPushups``, the folder is
@@ -232,7 +249,9 @@ def read_ucf101(root: Path, splits_dir: Path, split: int = 1, val_fraction: floa
             if cls not in index:
                 raise DatasetError(f"{list_file}:{n}: class {rel.split('/')[0]!r} is not in classInd.txt")
             if len(parts) > 1 and int(parts[1]) != index[cls] + 1:
-                raise DatasetError(f"{list_file}:{n}: label {parts[1]} disagrees with classInd.txt for {rel.split('/')[0]}")
+                raise DatasetError(
+                    f"{list_file}:{n}: label {parts[1]} disagrees with classInd.txt for {rel.split('/')[0]}"
+                )
             path = on_disk.get(rel.lower())
             if path is None:
                 absent += 1
@@ -249,8 +268,14 @@ def read_ucf101(root: Path, splits_dir: Path, split: int = 1, val_fraction: floa
     return keep_present_classes(ds)
 
 
-def read_folders(root: Path, test_fraction: float = 0.28, val_fraction: float = 0.14, seed: int = 0,
-                 group_pattern: str | None = None, splits_dir: Path | None = None) -> Dataset:
+def read_folders(
+    root: Path,
+    test_fraction: float = 0.28,
+    val_fraction: float = 0.14,
+    seed: int = 0,
+    group_pattern: str | None = None,
+    splits_dir: Path | None = None,
+) -> Dataset:
     """Any ``root/<class>/*`` dataset: a seeded split that keeps each group on one side.
 
     With ``splits_dir``, its ``train.txt`` and ``test.txt`` (one ``<class>/<file>`` per line) fix
@@ -269,7 +294,9 @@ def read_folders(root: Path, test_fraction: float = 0.28, val_fraction: float = 
     for kind in ("train", "test"):
         list_file = Path(splits_dir) / f"{kind}.txt"
         if not list_file.is_file():
-            raise DatasetError(f"{list_file}: not found (a folder split lists '<class>/<file>' per line in train.txt and test.txt)")
+            raise DatasetError(
+                f"{list_file}: not found (a folder split lists '<class>/<file>' per line in train.txt and test.txt)"
+            )
         for line in list_file.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 side[line.strip().replace("\\", "/")] = kind
@@ -292,7 +319,9 @@ def keep_present_classes(ds: Dataset) -> Dataset:
         return ds
     dropped = [c for i, c in enumerate(ds.classes) if i not in set(present)]
     new = {old: new for new, old in enumerate(present)}
-    ds.train, ds.val, ds.test = ([Item(i.path, new[i.label], i.group) for i in part] for part in (ds.train, ds.val, ds.test))
+    ds.train, ds.val, ds.test = (
+        [Item(i.path, new[i.label], i.group) for i in part] for part in (ds.train, ds.val, ds.test)
+    )
     ds.classes = [ds.classes[i] for i in present]
     shown = ", ".join(dropped[:10]) + (f" and {len(dropped) - 10} more" if len(dropped) > 10 else "")
     ds.problems.insert(0, f"{len(dropped)} listed classes have no clips here and are left out of the head: {shown}")
@@ -307,8 +336,10 @@ def check_group_pattern(ds: Dataset, pattern: str | None) -> None:
     items = ds.train + ds.val + ds.test
     if pattern is None:
         if len(items) > 1 and len({i.group for i in items}) == len(items):
-            ds.problems.append(f"every clip is its own group ({len(items)} clips; the names follow no UCF101/HMDB convention): "
-                               "clips of one actor or scene may sit in train and test; give --group-pattern")
+            ds.problems.append(
+                f"every clip is its own group ({len(items)} clips; the names follow no UCF101/HMDB convention): "
+                "clips of one actor or scene may sit in train and test; give --group-pattern"
+            )
         return
     missed = [i.path.name for i in items if not re.search(pattern, i.path.name)]
     if not items or not missed:
@@ -316,11 +347,15 @@ def check_group_pattern(ds: Dataset, pattern: str | None) -> None:
     shown = ", ".join(missed[:3]) + (", ..." if len(missed) > 3 else "")
     matched = len(items) - len(missed)
     if 2 * len(missed) > len(items):
-        raise DatasetError(f"--group-pattern {pattern!r} matches {matched} of {len(items)} file names; the other {len(missed)} "
-                           f"({shown}) would each be their own group, so one actor's clips could sit in train and test: "
-                           "give a pattern that matches the part of every name that says who or where it was filmed")
-    ds.problems.append(f"--group-pattern {pattern!r} matches {matched} of {len(items)} file names; the other {len(missed)} "
-                       f"({shown}) are each their own group")
+        raise DatasetError(
+            f"--group-pattern {pattern!r} matches {matched} of {len(items)} file names; the other {len(missed)} "
+            f"({shown}) would each be their own group, so one actor's clips could sit in train and test: "
+            "give a pattern that matches the part of every name that says who or where it was filmed"
+        )
+    ds.problems.append(
+        f"--group-pattern {pattern!r} matches {matched} of {len(items)} file names; the other {len(missed)} "
+        f"({shown}) are each their own group"
+    )
 
 
 def check_split(ds: Dataset, needed: str, min_groups: int = 3, listed: bool = False) -> None:
@@ -341,5 +376,7 @@ def check_split(ds: Dataset, needed: str, min_groups: int = 3, listed: bool = Fa
             continue  # official test lists may lack a class; an empty test side cannot score anything
         if lacking:
             shown = ", ".join(lacking[:10]) + (f" and {len(lacking) - 10} more" if len(lacking) > 10 else "")
-            raise DatasetError(f"{ds.root}: the split leaves {side} without clips of {shown} "
-                               f"(their groups are shared with other classes or too large): {needed}")
+            raise DatasetError(
+                f"{ds.root}: the split leaves {side} without clips of {shown} "
+                f"(their groups are shared with other classes or too large): {needed}"
+            )

@@ -35,7 +35,9 @@ def evaluate(probs: np.ndarray, y: np.ndarray, classes: list[str]) -> dict:
         "top1_ci95": [lo, hi],
         "top5": float(top5.mean()),
         "macro_f1": float(f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
-        "per_class": classification_report(y, pred, labels=labels, target_names=classes, output_dict=True, zero_division=0),
+        "per_class": classification_report(
+            y, pred, labels=labels, target_names=classes, output_dict=True, zero_division=0
+        ),
         "confusion": confusion_matrix(y, pred, labels=labels).tolist(),
     }
 

@@ -29,8 +29,8 @@ from edgevid.errors import EdgevidError
 from edgevid.extractor import Extractor
 from edgevid.motion import MotionEstimator, MotionSpec
 from edgevid.pipeline import clip_features
-from edgevid.sources.pipe import die_with_parent
 from edgevid.sampling import clip_duration, sample_indices
+from edgevid.sources.pipe import die_with_parent
 from edgevid.store import write_atomic
 
 CACHE_VERSION = 1
@@ -81,8 +81,11 @@ def with_motion(clip: CachedClip, motion: "CachedMotion", quant) -> CachedClip:
     if not np.array_equal(clip.indices, motion.indices):
         raise ValueError("motion and appearance caches hold different frames (stale entry?)")
     feats = np.concatenate([quant(clip.feats), motion.motion], axis=1)
-    views = (np.stack([np.concatenate([quant(clip.views[0]), motion.views[0]], axis=1)]) if len(clip.views)
-             else np.zeros((0, *feats.shape), np.float32))  # clips loaded without views (test)
+    views = (
+        np.stack([np.concatenate([quant(clip.views[0]), motion.views[0]], axis=1)])
+        if len(clip.views)
+        else np.zeros((0, *feats.shape), np.float32)
+    )  # clips loaded without views (test)
     return CachedClip(clip.indices, feats, views, clip.n_frames, clip.fps, clip.times)
 
 
@@ -113,26 +116,54 @@ def _compute_motion(clip: Path, out: Path, m: int, cap: int, spec_json: str) -> 
     spec = MotionSpec.model_validate_json(spec_json)
     try:
         times = frame_times(clip)
-        cf = clip_features(None, clip, None, indices_for=lambda n: cache_indices(n, m, cap), views=[mirror], times=times,
-                           motion=MotionEstimator(spec))
+        cf = clip_features(
+            None,
+            clip,
+            None,
+            indices_for=lambda n: cache_indices(n, m, cap),
+            views=[mirror],
+            times=times,
+            motion=MotionEstimator(spec),
+        )
     except EdgevidError as exc:
         return str(clip), str(exc)
     buf = io.BytesIO()
-    np.savez(buf, version=MOTION_CACHE_VERSION, stamp=_stamp(clip), indices=cf.indices, motion=cf.motion, views=np.stack(cf.motion_views))
+    np.savez(
+        buf,
+        version=MOTION_CACHE_VERSION,
+        stamp=_stamp(clip),
+        indices=cf.indices,
+        motion=cf.motion,
+        views=np.stack(cf.motion_views),
+    )
     _write_entry(out, buf)
     return str(clip), None
 
 
-def extract_motion(clips: list[Path], root: Path, cache_dir: Path, spec: MotionSpec, *, m: int = 25, cap: int = 64,
-                   workers: int | None = None, progress: bool = True) -> dict[str, str]:
+def extract_motion(
+    clips: list[Path],
+    root: Path,
+    cache_dir: Path,
+    spec: MotionSpec,
+    *,
+    m: int = 25,
+    cap: int = 64,
+    workers: int | None = None,
+    progress: bool = True,
+) -> dict[str, str]:
     """Fill the motion cache (``cache_dir`` = :func:`motion_cache_dir`) with the same frames as the
     appearance cache, through ``edgevid.pipeline.clip_features``; a rerun resumes. Returns failures."""
     todo = [c for c in clips if load_motion(cache_path(cache_dir, root, c), c) is None]
     if not todo:
         return {}
-    return _pool_run(todo, f"motion {spec.id}", progress, workers or os.cpu_count() or 1,
-                     {"initializer": _init_motion_worker, "initargs": (os.getpid(),)},
-                     lambda pool, c: pool.submit(_compute_motion, c, cache_path(cache_dir, root, c), m, cap, spec.model_dump_json()))
+    return _pool_run(
+        todo,
+        f"motion {spec.id}",
+        progress,
+        workers or os.cpu_count() or 1,
+        {"initializer": _init_motion_worker, "initargs": (os.getpid(),)},
+        lambda pool, c: pool.submit(_compute_motion, c, cache_path(cache_dir, root, c), m, cap, spec.model_dump_json()),
+    )
 
 
 def _pool_run(todo: list[Path], desc: str, progress: bool, workers: int, pool_kw: dict, submit) -> dict[str, str]:
@@ -157,9 +188,13 @@ def _pool_run(todo: list[Path], desc: str, progress: bool, workers: int, pool_kw
             if bar:
                 bar.update()
             if most_failed(len(failures), done):
-                raise ExtractionError(f"stopped: {len(failures)} of the first {done} clips failed (last: {error}); "
-                                      "check the clips and the machine's load, then rerun to resume")
-    except BaseException:  # Ctrl-C, SIGTERM, a full cache disk, most clips failing: stop now, not after the queued clips
+                raise ExtractionError(
+                    f"stopped: {len(failures)} of the first {done} clips failed (last: {error}); "
+                    "check the clips and the machine's load, then rerun to resume"
+                )
+    except (
+        BaseException
+    ):  # Ctrl-C, SIGTERM, a full cache disk, most clips failing: stop now, not after the queued clips
         _stop(pool)
         raise
     finally:
@@ -212,8 +247,16 @@ def mirror(frame: np.ndarray) -> np.ndarray:
 
 def _crop_boxes(clip: Path, root: Path, n: int) -> list[tuple]:
     rng = np.random.default_rng(zlib.crc32(clip.relative_to(root).as_posix().encode()))
-    return [(rng.uniform(0.4, 0.9), np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3))), rng.random(), rng.random(), rng.random() < 0.5)
-            for _ in range(n)]
+    return [
+        (
+            rng.uniform(0.4, 0.9),
+            np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3))),
+            rng.random(),
+            rng.random(),
+            rng.random() < 0.5,
+        )
+        for _ in range(n)
+    ]
 
 
 def view_flips(clip: Path, root: Path, crops: int) -> list[bool]:
@@ -263,13 +306,24 @@ def _compute(clip: Path, root: Path, out: Path, m: int, cap: int, crops: int) ->
     views = [] if crops < 0 else [mirror] + crop_views(clip, root, crops)
     try:
         times = frame_times(clip)  # read once: the frame count for decoding, and cached for windows
-        cf = clip_features(_worker["extractor"], clip, None, indices_for=lambda n: cache_indices(n, m, cap), views=views, times=times)
+        cf = clip_features(
+            _worker["extractor"], clip, None, indices_for=lambda n: cache_indices(n, m, cap), views=views, times=times
+        )
     except EdgevidError as exc:
         return str(clip), str(exc)
     buf = io.BytesIO()
     extra = {"times": times} if times is not None and len(times) == cf.n_frames else {}
-    np.savez(buf, version=CACHE_VERSION, stamp=_stamp(clip), indices=cf.indices, feats=cf.feats, views=np.stack(cf.views) if cf.views else np.zeros((0, *cf.feats.shape), np.uint8), n_frames=cf.n_frames,
-             fps=cf.fps, **extra)
+    np.savez(
+        buf,
+        version=CACHE_VERSION,
+        stamp=_stamp(clip),
+        indices=cf.indices,
+        feats=cf.feats,
+        views=np.stack(cf.views) if cf.views else np.zeros((0, *cf.feats.shape), np.uint8),
+        n_frames=cf.n_frames,
+        fps=cf.fps,
+        **extra,
+    )
     _write_entry(out, buf)
     return str(clip), None
 
@@ -278,8 +332,10 @@ def _write_entry(out: Path, buf: io.BytesIO) -> None:
     try:
         write_atomic(out, buf.getvalue())  # an interrupted run never leaves a half-written entry
     except OSError as exc:
-        raise CacheWriteError(f"{out.parent}: cannot write the feature cache: {(exc.strerror or str(exc)).lower()}; "
-                              "free space and run again (finished clips are kept: the run resumes)") from None
+        raise CacheWriteError(
+            f"{out.parent}: cannot write the feature cache: {(exc.strerror or str(exc)).lower()}; "
+            "free space and run again (finished clips are kept: the run resumes)"
+        ) from None
 
 
 def extract_dataset(
@@ -300,9 +356,14 @@ def extract_dataset(
         return {}
     workers = workers or os.cpu_count() or 1
     threads = max(1, (os.cpu_count() or 1) // workers)
-    return _pool_run(todo, "features", progress, workers,
-                     {"initializer": _init_worker, "initargs": (str(extractor_path), threads, os.getpid())},
-                     lambda pool, c: pool.submit(_compute, c, root, cache_path(cache_dir, root, c), m, cap, crops))
+    return _pool_run(
+        todo,
+        "features",
+        progress,
+        workers,
+        {"initializer": _init_worker, "initargs": (str(extractor_path), threads, os.getpid())},
+        lambda pool, c: pool.submit(_compute, c, root, cache_path(cache_dir, root, c), m, cap, crops),
+    )
 
 
 class ExtractionError(EdgevidError):
@@ -321,4 +382,3 @@ def _stop(pool: ProcessPoolExecutor) -> None:
         proc.terminate()
     for proc in list((pool._processes or {}).values()):
         proc.join(5)
-

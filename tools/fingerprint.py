@@ -65,7 +65,10 @@ def candidates(work: Path) -> dict[str, tuple[Path, str | None]]:
     renamed.write_bytes((MODELS / "v3-small_224_1.0_uint8.tflite").read_bytes())
     return {
         "head's file (09949bf5)": (primary, None),
-        "coral 2021 re-conversion (7aad0c74)": (MODELS / "variants" / "mobilenet_v2_1.0_224_quant.coral-2021.tflite", None),
+        "coral 2021 re-conversion (7aad0c74)": (
+            MODELS / "variants" / "mobilenet_v2_1.0_224_quant.coral-2021.tflite",
+            None,
+        ),
         "tf2 keras ptq, different network": (MODELS / "variants" / "tf2_mobilenet_v2_1.0_224_ptq.tflite", TF2_FEATURES),
         "head's file, weights altered": (altered, None),
         "head's file, 2 % of weights +1 step": (slightly, None),
@@ -123,9 +126,11 @@ def check_cost(path: Path, fp: Fingerprint, cache: Path, repeats: int = 5) -> di
             times.append((time.perf_counter() - t) * 1e3)
         return statistics.median(times)
 
-    return {"probe_images": ms(probe_images),
-            "first_check": ms(lambda: check(fp, ex), before=lambda: shutil.rmtree(cache / "checked", ignore_errors=True)),
-            "remembered_check": ms(lambda: check(fp, ex))}
+    return {
+        "probe_images": ms(probe_images),
+        "first_check": ms(lambda: check(fp, ex), before=lambda: shutil.rmtree(cache / "checked", ignore_errors=True)),
+        "remembered_check": ms(lambda: check(fp, ex)),
+    }
 
 
 def top1(files: dict[str, Path], head_dir: Path, split: int = 1) -> dict:
@@ -140,15 +145,27 @@ def top1(files: dict[str, Path], head_dir: Path, split: int = 1) -> dict:
         labels[name] = [(r.top[0].label if r.ok else None) for r in (clf.classify(i.path, 1) for i in ds.test)]
     truth = [ds.classes[i.label] for i in ds.test]
     first = next(iter(labels.values()))
-    return {"clips": len(truth), "split": split,
-            **{name: {"top1": float(np.mean([p == t for p, t in zip(got, truth)])),
-                      "same_label_as_heads_file": float(np.mean([a == b for a, b in zip(got, first)]))}
-               for name, got in labels.items()}}
+    return {
+        "clips": len(truth),
+        "split": split,
+        **{
+            name: {
+                "top1": float(np.mean([p == t for p, t in zip(got, truth)])),
+                "same_label_as_heads_file": float(np.mean([a == b for a, b in zip(got, first)])),
+            }
+            for name, got in labels.items()
+        },
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--head", type=Path, default=default_head_dir(), help="head whose fingerprint to compare with (default: bundled)")
+    p.add_argument(
+        "--head",
+        type=Path,
+        default=default_head_dir(),
+        help="head whose fingerprint to compare with (default: bundled)",
+    )
     p.add_argument("--other-python", help="an interpreter with tflite-runtime, to measure on the other runtime too")
     p.add_argument("--top1", action="store_true", help="also classify JHMDB split-1 test clips with each accepted file")
     p.add_argument("--work", type=Path, default=Path("/tmp/edgevid-fingerprint"), help="folder for the made-up files")
@@ -165,13 +182,35 @@ def main(argv: list[str] | None = None) -> int:
     if args.rows_only:
         print(json.dumps(rows))
         return 0
-    results: dict = {"head": head.manifest.name, "min_cosine": fp.min_cosine, "probes": fp.probes, "runtimes": [rows],
-                     "check_ms": check_cost(files["coral 2021 re-conversion (7aad0c74)"][0], fp, args.work / "cache")}
-    print("cost of the check for a file of other bytes: " + ", ".join(f"{k} {v:.1f} ms" for k, v in results["check_ms"].items()))
+    results: dict = {
+        "head": head.manifest.name,
+        "min_cosine": fp.min_cosine,
+        "probes": fp.probes,
+        "runtimes": [rows],
+        "check_ms": check_cost(files["coral 2021 re-conversion (7aad0c74)"][0], fp, args.work / "cache"),
+    }
+    print(
+        "cost of the check for a file of other bytes: "
+        + ", ".join(f"{k} {v:.1f} ms" for k, v in results["check_ms"].items())
+    )
     if args.other_python:
-        proc = subprocess.run([args.other_python, "-m", "tools.fingerprint", "--rows-only", "--work", str(args.work / "other"),
-                               "--head", str(args.head)], capture_output=True, text=True, timeout=900,
-                              cwd=Path(__file__).resolve().parents[1], env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+        proc = subprocess.run(
+            [
+                args.other_python,
+                "-m",
+                "tools.fingerprint",
+                "--rows-only",
+                "--work",
+                str(args.work / "other"),
+                "--head",
+                str(args.head),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            cwd=Path(__file__).resolve().parents[1],
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        )
         results["runtimes"].append(json.loads(proc.stdout) if proc.returncode == 0 else {"error": proc.stderr[-500:]})
     for rt in results["runtimes"]:
         for name, row in rt.items():
@@ -179,12 +218,16 @@ def main(argv: list[str] | None = None) -> int:
                 cos = f"cosine min {row['cosine_min']:.4f}" if "cosine_min" in row else row.get("loads", "")[:60]
                 print(f"{rt['runtime']:<24} {name:<38} {cos:<24} {row['head'][:100]}")
     if args.top1:
-        accepted = {n: files[n][0] for n, row in rows.items() if isinstance(row, dict) and row.get("head") == "accepted"}
+        accepted = {
+            n: files[n][0] for n, row in rows.items() if isinstance(row, dict) and row.get("head") == "accepted"
+        }
         results["top1"] = top1(accepted, args.head)
         for name, r in results["top1"].items():
             if isinstance(r, dict):
-                print(f"top-1 {name}: {100 * r['top1']:.1f} % ({results['top1']['clips']} clips), same label as the head's file "
-                      f"{100 * r['same_label_as_heads_file']:.1f} %")
+                print(
+                    f"top-1 {name}: {100 * r['top1']:.1f} % ({results['top1']['clips']} clips), same label as the head's file "
+                    f"{100 * r['same_label_as_heads_file']:.1f} %"
+                )
     if args.out:
         args.out.write_text(json.dumps(results, indent=1) + "\n")
     return 0

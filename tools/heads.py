@@ -30,8 +30,12 @@ class HeadSpec:
 
     @property
     def description(self) -> str:
-        what = {"gru": f"GRU-{self.hidden}", "lstm": f"LSTM-{self.hidden}", "frame": f"single-frame MLP-{self.hidden}",
-                "stats": f"mean+std over time, MLP-{self.hidden}"}[self.kind]
+        what = {
+            "gru": f"GRU-{self.hidden}",
+            "lstm": f"LSTM-{self.hidden}",
+            "frame": f"single-frame MLP-{self.hidden}",
+            "stats": f"mean+std over time, MLP-{self.hidden}",
+        }[self.kind]
         extras = [x for x, on in (("input standardization", self.normalize), ("mean over time", self.pool)) if on]
         if self.crops:
             extras.append(f"{self.crops} crop views")
@@ -116,9 +120,10 @@ def _branch(spec: HeadSpec, x, classes: int, drop: float, export: bool):
 def _member(spec: HeadSpec, frames: int, dim: int, classes: int, export: bool, norm):
     """A late-fusion head splits each frame's input into the features and the motion descriptor
     (the last ``edgevid.motion.DIM`` values)."""
-    from edgevid.motion import DIM
     import keras
     from keras import layers
+
+    from edgevid.motion import DIM
 
     drop = 0.0 if export else spec.dropout
     inputs = keras.Input((frames, dim), batch_size=1 if export else None, name="features")
@@ -130,15 +135,21 @@ def _member(spec: HeadSpec, frames: int, dim: int, classes: int, export: bool, n
         split = dim - DIM
         appearance = layers.Lambda(lambda t: t[:, :, :split], name="appearance")(x)
         motion = layers.Lambda(lambda t: t[:, :, split:], name="motion")(x)
-        small = HeadSpec(spec.name, spec.kind, min(spec.hidden, 64), spec.lr, dense=128, pool=spec.pool, dropout=spec.dropout)
-        logits = layers.Add()([_branch(spec, appearance, classes, drop, export), _branch(small, motion, classes, drop, export)])
+        small = HeadSpec(
+            spec.name, spec.kind, min(spec.hidden, 64), spec.lr, dense=128, pool=spec.pool, dropout=spec.dropout
+        )
+        logits = layers.Add()(
+            [_branch(spec, appearance, classes, drop, export), _branch(small, motion, classes, drop, export)]
+        )
     else:
         logits = _branch(spec, x, classes, drop, export)
     outputs = layers.Softmax(name="probs")(logits)
     return keras.Model(inputs, outputs)
 
 
-def build(spec: HeadSpec, frames: int, dim: int, classes: int, *, export: bool = False, norm=None, members: int | None = None):
+def build(
+    spec: HeadSpec, frames: int, dim: int, classes: int, *, export: bool = False, norm=None, members: int | None = None
+):
     """One member (``members=1``, for training) or the whole head (export: all members averaged).
 
     Returns ``(model, member_models)``; copy trained weights into ``member_models`` in order.

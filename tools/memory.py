@@ -51,21 +51,42 @@ while cap.grab():
 
 
 def make_clip(source: str, extra: list[str], out: Path) -> None:
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", source, *extra, "-c:v", "libx264",
-                    "-pix_fmt", "yuv420p", str(out)], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            source,
+            *extra,
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            str(out),
+        ],
+        check=True,
+    )
 
 
 #: Runs the command from a small, fresh process and prints its peak RSS. Measuring straight from a
 #: big parent (a pytest session of 700 MB) is wrong: the kernel carries the parent's high-water mark
 #: into a child created by fork/vfork across its exec.
-_LAUNCH = ("import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL); "
-           "_, st, ru = os.wait4(p.pid, 0); print(ru.ru_maxrss, os.waitstatus_to_exitcode(st))")
+_LAUNCH = (
+    "import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL); "
+    "_, st, ru = os.wait4(p.pid, 0); print(ru.ru_maxrss, os.waitstatus_to_exitcode(st))"
+)
 
 
 def peak_rss_mb(cmd: list[str], env: dict) -> tuple[float, int, float]:
     """Run ``cmd``; its own peak RSS (MB), exit code and wall seconds."""
     t = time.monotonic()
-    out = subprocess.run([sys.executable, "-c", _LAUNCH, *cmd], env=env, capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", _LAUNCH, *cmd], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
     return int(out[0]) / 1024, int(out[1]), time.monotonic() - t
 
 
@@ -87,20 +108,37 @@ def main(argv: list[str] | None = None) -> int:
             rss, code, seconds = peak_rss_mb([sys.executable, "-m", "edgevid", "classify", str(path)], env)
             floor, _, _ = peak_rss_mb([sys.executable, "-c", DECODE_ONLY, str(path), "grab"], env)
             converted, _, _ = peak_rss_mb([sys.executable, "-c", DECODE_ONLY, str(path), "convert"], env)
-            row = {"peak_rss_mb": round(rss, 1), "decode_only_peak_rss_mb": round(floor, 1),
-                   "decode_convert_peak_rss_mb": round(converted, 1), "over_decode_mb": round(rss - floor, 1),
-                   "over_decode_convert_mb": round(rss - converted, 1), "exit_code": code, "seconds": round(seconds, 2),
-                   "goal": None, "met": None}
+            row = {
+                "peak_rss_mb": round(rss, 1),
+                "decode_only_peak_rss_mb": round(floor, 1),
+                "decode_convert_peak_rss_mb": round(converted, 1),
+                "over_decode_mb": round(rss - floor, 1),
+                "over_decode_convert_mb": round(rss - converted, 1),
+                "exit_code": code,
+                "seconds": round(seconds, 2),
+                "goal": None,
+                "met": None,
+            }
             if goal is not None:
                 what, mb = goal
                 row["goal"] = {"what": what, "mb": mb}
                 row["met"] = (rss if what == "peak" else rss - floor) <= mb
             results[name] = row
-            says = "" if goal is None else f"; goal: {'peak' if goal[0] == 'peak' else 'classify - decoder alone'} <= {goal[1]} MB: {'met' if row['met'] else 'NOT met'}"
-            print(f"{name:>20}: classify peak RSS {rss:7.1f} MB (exit {code}, {seconds:.1f} s); OpenCV decoding alone {floor:7.1f} MB, "
-                  f"decoding + BGR conversion {converted:7.1f} MB; classify - decoder alone {rss - floor:6.1f} MB{says}", flush=True)
-    report = {"command": "python -m tools.memory" + (f" --out {args.out}" if args.out else ""), "load_avg": os.getloadavg(),
-              "results": results}
+            says = (
+                ""
+                if goal is None
+                else f"; goal: {'peak' if goal[0] == 'peak' else 'classify - decoder alone'} <= {goal[1]} MB: {'met' if row['met'] else 'NOT met'}"
+            )
+            print(
+                f"{name:>20}: classify peak RSS {rss:7.1f} MB (exit {code}, {seconds:.1f} s); OpenCV decoding alone {floor:7.1f} MB, "
+                f"decoding + BGR conversion {converted:7.1f} MB; classify - decoder alone {rss - floor:6.1f} MB{says}",
+                flush=True,
+            )
+    report = {
+        "command": "python -m tools.memory" + (f" --out {args.out}" if args.out else ""),
+        "load_avg": os.getloadavg(),
+        "results": results,
+    }
     if args.out:
         args.out.write_text(json.dumps(report, indent=2) + "\n")
     return 0

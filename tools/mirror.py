@@ -19,9 +19,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 #: A direction word and what it becomes in a mirror image (left/right on screen, the sense of a rotation).
-OPPOSITE = {"left": ("right",), "right": ("left",), "leftward": ("rightward",), "rightward": ("leftward",),
-            "leftwards": ("rightwards",), "rightwards": ("leftwards",), "clockwise": ("counterclockwise", "anticlockwise"),
-            "counterclockwise": ("clockwise",), "anticlockwise": ("clockwise",), "cw": ("ccw",), "ccw": ("cw",)}
+OPPOSITE = {
+    "left": ("right",),
+    "right": ("left",),
+    "leftward": ("rightward",),
+    "rightward": ("leftward",),
+    "leftwards": ("rightwards",),
+    "rightwards": ("leftwards",),
+    "clockwise": ("counterclockwise", "anticlockwise"),
+    "counterclockwise": ("clockwise",),
+    "anticlockwise": ("clockwise",),
+    "cw": ("ccw",),
+    "ccw": ("cw",),
+}
 
 
 class MirrorError(ValueError):
@@ -70,8 +80,10 @@ class MirrorPlan:
             return "mirror: off (no mirrored views)"
         parts = []
         if self.pairs:
-            parts.append("swapped pairs " + ", ".join(f"{a}<->{b}" + (" (--mirror-pairs)" if (a, b) in self.given else "")
-                                                       for a, b in self.pairs))
+            parts.append(
+                "swapped pairs "
+                + ", ".join(f"{a}<->{b}" + (" (--mirror-pairs)" if (a, b) in self.given else "") for a, b in self.pairs)
+            )
         if self.unmirrored:
             parts.append("not mirrored (a direction word and no twin): " + ", ".join(self.unmirrored))
         same = len(self.classes) - 2 * len(self.pairs) - len(self.unmirrored)
@@ -79,8 +91,13 @@ class MirrorPlan:
         return "mirror: " + "; ".join(parts)
 
     def as_dict(self) -> dict:
-        return {"off": self.off, "pairs": [list(p) for p in self.pairs], "given": [list(p) for p in self.given],
-                "unmirrored": self.unmirrored, "target": [None if t is None else self.classes[t] for t in self.target]}
+        return {
+            "off": self.off,
+            "pairs": [list(p) for p in self.pairs],
+            "given": [list(p) for p in self.given],
+            "unmirrored": self.unmirrored,
+            "target": [None if t is None else self.classes[t] for t in self.target],
+        }
 
 
 def mirror_plan(classes: list[str], off: bool = False, pairs: list[tuple[str, str]] | None = None) -> MirrorPlan:
@@ -109,7 +126,7 @@ def mirror_plan(classes: list[str], off: bool = False, pairs: list[tuple[str, st
         directional = [k for k, x in enumerate(w) if x in OPPOSITE]
         if not directional:
             continue
-        twins = {by_words.get(w[:k] + (o,) + w[k + 1:]) for k in directional for o in OPPOSITE[w[k]]} - {None}
+        twins = {by_words.get(w[:k] + (o,) + w[k + 1 :]) for k in directional for o in OPPOSITE[w[k]]} - {None}
         twins = {t for t in twins if t not in paired}
         if len(twins) == 1:
             t = twins.pop()
@@ -118,7 +135,10 @@ def mirror_plan(classes: list[str], off: bool = False, pairs: list[tuple[str, st
             target[i] = None  # its mirror image is no class (or more than one): never mirrored
     for i, t in paired.items():
         target[i] = t
-    found = sorted({tuple(sorted((classes[i], classes[t]), key=classes.index)) for i, t in paired.items()}, key=lambda p: classes.index(p[0]))
+    found = sorted(
+        {tuple(sorted((classes[i], classes[t]), key=classes.index)) for i, t in paired.items()},
+        key=lambda p: classes.index(p[0]),
+    )
     given = [tuple(sorted(p, key=classes.index)) for p in given]
     return MirrorPlan(list(classes), target, found, given)
 

@@ -82,14 +82,31 @@ def peer_loop(clip: Path, warmup: float, seconds: float, threads: int) -> dict:
         cap.release()
     last = proc_sample(os.getpid())
     assert mark is not None, "the warm-up took the whole run"
-    return {"cpu_s": last["cpu_s"] - mark["cpu_s"], "video_s": (frames - mark["frames"]) / mark["fps"],
-            "wall_s": last["t"] - mark["t"], "invokes": invokes, "threads": threads}
+    return {
+        "cpu_s": last["cpu_s"] - mark["cpu_s"],
+        "video_s": (frames - mark["frames"]) / mark["fps"],
+        "wall_s": last["t"] - mark["t"],
+        "invokes": invokes,
+        "threads": threads,
+    }
 
 
 def run_peer(clip: Path, warmup: float, seconds: float, threads: int) -> dict:
-    code = ["-m", "tools.peer_bench", "--peer-loop", str(clip), "--warmup", str(warmup), "--seconds", str(seconds),
-            "--peer-threads", str(threads)]
-    proc = subprocess.run([sys.executable, *code], cwd=ROOT, capture_output=True, text=True, timeout=warmup + seconds + 120)
+    code = [
+        "-m",
+        "tools.peer_bench",
+        "--peer-loop",
+        str(clip),
+        "--warmup",
+        str(warmup),
+        "--seconds",
+        str(seconds),
+        "--peer-threads",
+        str(threads),
+    ]
+    proc = subprocess.run(
+        [sys.executable, *code], cwd=ROOT, capture_output=True, text=True, timeout=warmup + seconds + 120
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"peer loop failed: {proc.stderr.strip()[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -116,8 +133,13 @@ def model_floor(clip: Path, peer_threads: list[int], model_dir: Path | None, inv
     runners = {}
     for t in peer_threads:
         r = Interpreter(model_path=str(PEER), num_threads=t).get_signature_runner("call")
-        runners[t] = [r, {k: np.zeros(d["shape"], d["dtype"]) for k, d in r.get_input_details().items() if k != "image"}]
-    image = (cv2.cvtColor(cv2.resize(c.frames[0], (PEER_SIZE, PEER_SIZE)), cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0)[None, None]
+        runners[t] = [
+            r,
+            {k: np.zeros(d["shape"], d["dtype"]) for k, d in r.get_input_details().items() if k != "image"},
+        ]
+    image = (
+        cv2.cvtColor(cv2.resize(c.frames[0], (PEER_SIZE, PEER_SIZE)), cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
+    )[None, None]
 
     def peer(t: int) -> None:
         r, states = runners[t]
@@ -139,14 +161,26 @@ def model_floor(clip: Path, peer_threads: list[int], model_dir: Path | None, inv
         ms[f"peer_{t}t"] = cpu_ms(lambda i, t=t: peer(t))
     rate = 1.0 / clf.head.manifest.timescale.window_s * clf.head.frames if clf.head.manifest.timescale else 10.0
     edgevid = rate * (ms["extractor_1_frame"] + ms["motion"])
-    return {"cpu_ms_per_invoke": ms, "edgevid_frames_per_s": rate, "edgevid_ms_per_video_s": edgevid,
-            **{f"peer_{t}t_ms_per_video_s": PEER_FPS * ms[f"peer_{t}t"] for t in peer_threads},
-            **{f"edgevid/peer_{t}t": edgevid / (PEER_FPS * ms[f"peer_{t}t"]) for t in peer_threads}}
+    return {
+        "cpu_ms_per_invoke": ms,
+        "edgevid_frames_per_s": rate,
+        "edgevid_ms_per_video_s": edgevid,
+        **{f"peer_{t}t_ms_per_video_s": PEER_FPS * ms[f"peer_{t}t"] for t in peer_threads},
+        **{f"edgevid/peer_{t}t": edgevid / (PEER_FPS * ms[f"peer_{t}t"]) for t in peer_threads},
+    }
 
 
 # -- the daemon ------------------------------------------------------------------------------------
-def run_daemon(clip: Path, n_sources: int, warmup: float, seconds: float, *, cwd: Path = ROOT, threads: int | None = None,
-               model_dir: Path | None = None) -> dict:
+def run_daemon(
+    clip: Path,
+    n_sources: int,
+    warmup: float,
+    seconds: float,
+    *,
+    cwd: Path = ROOT,
+    threads: int | None = None,
+    model_dir: Path | None = None,
+) -> dict:
     """`edgevid run` (from checkout ``cwd``) on ``n_sources`` real-time looping copies of ``clip``:
     process CPU and video decoded after ``warmup``, and whether every window was complete."""
     fps = cv2.VideoCapture(str(clip)).get(cv2.CAP_PROP_FPS) or 25.0
@@ -154,8 +188,13 @@ def run_daemon(clip: Path, n_sources: int, warmup: float, seconds: float, *, cwd
     with tempfile.TemporaryDirectory() as tmp:
         endpoint = f"tcp://127.0.0.1:{free_port()}"
         sources = [{"id": f"s{i}", "uri": str(clip), "loop": True} for i in range(n_sources)]
-        config = write_config(Path(tmp) / "bench.toml", endpoint, sources, status_interval=0.5,
-                              models={"threads": threads} if threads else None)
+        config = write_config(
+            Path(tmp) / "bench.toml",
+            endpoint,
+            sources,
+            status_interval=0.5,
+            models={"threads": threads} if threads else None,
+        )
         sub = Subscriber(endpoint)
         proc = start_daemon(config, env, cwd=cwd)
         try:
@@ -178,7 +217,9 @@ def run_daemon(clip: Path, n_sources: int, warmup: float, seconds: float, *, cwd
 
             # Warm-up: until every source has published (models loaded, windows filling), then warmup s.
             t0 = time.monotonic()
-            while time.monotonic() - t0 < 120 and (status is None or any(s["predictions"] == 0 for s in status["sources"])):
+            while time.monotonic() - t0 < 120 and (
+                status is None or any(s["predictions"] == 0 for s in status["sources"])
+            ):
                 pump(time.monotonic() + 0.5)
             pump(time.monotonic() + warmup)
             first, cpu0 = status, proc_sample(proc.pid)
@@ -192,20 +233,34 @@ def run_daemon(clip: Path, n_sources: int, warmup: float, seconds: float, *, cwd
     video_s = frames_in / fps
     hop_s = last["sources"][0]["hop_s"]
     incomplete = [m for m in preds if m["gaps"] or m["frames"] < 2]
-    delta = {k: sum(s[k] - before[s["id"]][k] for s in last["sources"]) for k in ("skipped_windows", "dropped", "predictions", "extracted")}
+    delta = {
+        k: sum(s[k] - before[s["id"]][k] for s in last["sources"])
+        for k in ("skipped_windows", "dropped", "predictions", "extracted")
+    }
     reasons: dict[str, int] = {}
     for s in last["sources"]:
         for reason, n in s["skipped"].items():
             reasons[reason] = reasons.get(reason, 0) + n - before[s["id"]]["skipped"].get(reason, 0)
     expected = video_s / hop_s  # windows the decoded video allows (no pass starts or ends mid-stretch)
     return {
-        "sources": n_sources, "cpu_s": cpu1["cpu_s"] - cpu0["cpu_s"], "video_s": video_s,
+        "sources": n_sources,
+        "cpu_s": cpu1["cpu_s"] - cpu0["cpu_s"],
+        "video_s": video_s,
         "cpu_ms_per_video_s": 1e3 * (cpu1["cpu_s"] - cpu0["cpu_s"]) / video_s,
-        "cpu_ms_per_extracted_frame": 1e3 * (cpu1["cpu_s"] - cpu0["cpu_s"]) / max(1, delta["extracted"]), "wall_s": cpu1["t"] - cpu0["t"],
-        "realtime_factor": video_s / n_sources / (cpu1["t"] - cpu0["t"]), "predictions": len(preds), "expected_predictions": expected,
-        "incomplete_windows": len(incomplete), "skipped_windows": delta["skipped_windows"], "skipped_by_reason": reasons, "dropped": delta["dropped"],
-        "extracted": delta["extracted"], "overloaded": bool(last["overloaded"]) or bool(first["overloaded"]),
-        "extract_ms_per_frame": last["extract_ms_per_frame"], "threads": cpu1["threads"], "rss_mb": cpu1["rss_mb"],
+        "cpu_ms_per_extracted_frame": 1e3 * (cpu1["cpu_s"] - cpu0["cpu_s"]) / max(1, delta["extracted"]),
+        "wall_s": cpu1["t"] - cpu0["t"],
+        "realtime_factor": video_s / n_sources / (cpu1["t"] - cpu0["t"]),
+        "predictions": len(preds),
+        "expected_predictions": expected,
+        "incomplete_windows": len(incomplete),
+        "skipped_windows": delta["skipped_windows"],
+        "skipped_by_reason": reasons,
+        "dropped": delta["dropped"],
+        "extracted": delta["extracted"],
+        "overloaded": bool(last["overloaded"]) or bool(first["overloaded"]),
+        "extract_ms_per_frame": last["extract_ms_per_frame"],
+        "threads": cpu1["threads"],
+        "rss_mb": cpu1["rss_mb"],
         "load_avg": os.getloadavg(),
     }
 
@@ -213,37 +268,65 @@ def run_daemon(clip: Path, n_sources: int, warmup: float, seconds: float, *, cwd
 def all_complete(r: dict) -> bool:
     """Every window in the measured stretch published complete, as many as the video allows
     (loop seams cost a window each: allow one per source per pass, 10 % in all)."""
-    return (not r["incomplete_windows"] and not r["skipped_windows"] and not r["dropped"] and not r["overloaded"]
-            and r["predictions"] >= 0.9 * r["expected_predictions"] and r["realtime_factor"] >= 0.97)
+    return (
+        not r["incomplete_windows"]
+        and not r["skipped_windows"]
+        and not r["dropped"]
+        and not r["overloaded"]
+        and r["predictions"] >= 0.9 * r["expected_predictions"]
+        and r["realtime_factor"] >= 0.97
+    )
 
 
-def compare(clip: Path, rounds: int, warmup: float, seconds: float, peer_threads: list[int], daemons: dict[str, dict]) -> dict:
+def compare(
+    clip: Path, rounds: int, warmup: float, seconds: float, peer_threads: list[int], daemons: dict[str, dict]
+) -> dict:
     """Interleaved rounds: each daemon variant, then the peer at each thread count; CPU per video second."""
     runs: dict[str, list[dict]] = {name: [] for name in daemons} | {f"peer_{t}t": [] for t in peer_threads}
     floors = []
     for r in range(rounds):
         floors.append(model_floor(clip, peer_threads, daemons["edgevid"].get("model_dir")))
-        print(f"round {r + 1}: models alone: edgevid {floors[-1]['edgevid_ms_per_video_s']:.1f} ms CPU / s of video, "
-              + ", ".join(f"peer {t} thread(s) {floors[-1][f'peer_{t}t_ms_per_video_s']:.1f}" for t in peer_threads), flush=True)
+        print(
+            f"round {r + 1}: models alone: edgevid {floors[-1]['edgevid_ms_per_video_s']:.1f} ms CPU / s of video, "
+            + ", ".join(f"peer {t} thread(s) {floors[-1][f'peer_{t}t_ms_per_video_s']:.1f}" for t in peer_threads),
+            flush=True,
+        )
         for name, kw in daemons.items():
             runs[name].append(run_daemon(clip, 1, warmup, seconds, **kw))
-            print(f"round {r + 1}: {name}: {1e3 * runs[name][-1]['cpu_s'] / runs[name][-1]['video_s']:.1f} ms CPU / s of video "
-                  f"(load {os.getloadavg()[0]:.1f})", flush=True)
+            print(
+                f"round {r + 1}: {name}: {1e3 * runs[name][-1]['cpu_s'] / runs[name][-1]['video_s']:.1f} ms CPU / s of video "
+                f"(load {os.getloadavg()[0]:.1f})",
+                flush=True,
+            )
         for t in peer_threads:
             runs[f"peer_{t}t"].append(run_peer(clip, warmup, seconds, t))
             p = runs[f"peer_{t}t"][-1]
-            print(f"round {r + 1}: peer {t} thread(s): {1e3 * p['cpu_s'] / p['video_s']:.1f} ms CPU / s of video", flush=True)
+            print(
+                f"round {r + 1}: peer {t} thread(s): {1e3 * p['cpu_s'] / p['video_s']:.1f} ms CPU / s of video",
+                flush=True,
+            )
     per_s = {name: [x["cpu_s"] / x["video_s"] for x in rs] for name, rs in runs.items()}
-    out: dict = {"clip": str(clip.relative_to(SHARED)), "rounds": rounds, "warmup_s": warmup, "seconds": seconds,
-                 "cpu_ms_per_video_s": {k: [round(v * 1e3, 2) for v in vs] for k, vs in per_s.items()}, "runs": runs}
+    out: dict = {
+        "clip": str(clip.relative_to(SHARED)),
+        "rounds": rounds,
+        "warmup_s": warmup,
+        "seconds": seconds,
+        "cpu_ms_per_video_s": {k: [round(v * 1e3, 2) for v in vs] for k, vs in per_s.items()},
+        "runs": runs,
+    }
     peers = [f"peer_{t}t" for t in peer_threads]
     ratios: dict = {}
     for name in daemons:
         for peer in peers:  # ratio per round (same load), then the median over rounds
             ratios[f"{name}/{peer}"] = statistics.median(a / b for a, b in zip(per_s[name], per_s[peer]))
-        ratios[f"{name}/cheapest_peer"] = statistics.median(a / min(per_s[p][i] for p in peers) for i, a in enumerate(per_s[name]))
+        ratios[f"{name}/cheapest_peer"] = statistics.median(
+            a / min(per_s[p][i] for p in peers) for i, a in enumerate(per_s[name])
+        )
     out["ratios"] = ratios
-    out["models_alone"] = {"rounds": floors, **{k: statistics.median(f[k] for f in floors) for k in floors[0] if "/" in k or k.endswith("video_s")}}
+    out["models_alone"] = {
+        "rounds": floors,
+        **{k: statistics.median(f[k] for f in floors) for k in floors[0] if "/" in k or k.endswith("video_s")},
+    }
     return out
 
 
@@ -253,9 +336,12 @@ def capacity(clip: Path, counts: list[int], warmup: float, seconds: float, daemo
         r = run_daemon(clip, n, warmup, seconds, **daemon)
         r["complete"] = all_complete(r)
         rows.append(r)
-        print(f"{n} sources: {'every window complete' if r['complete'] else 'NOT complete'} ({r['predictions']} of "
-              f"{r['expected_predictions']:.0f} predictions, {r['incomplete_windows']} incomplete, {r['skipped_windows']} skipped, "
-              f"{r['dropped']} dropped, realtime {r['realtime_factor']:.2f}, load {r['load_avg'][0]:.1f})", flush=True)
+        print(
+            f"{n} sources: {'every window complete' if r['complete'] else 'NOT complete'} ({r['predictions']} of "
+            f"{r['expected_predictions']:.0f} predictions, {r['incomplete_windows']} incomplete, {r['skipped_windows']} skipped, "
+            f"{r['dropped']} dropped, realtime {r['realtime_factor']:.2f}, load {r['load_avg'][0]:.1f})",
+            flush=True,
+        )
     return rows
 
 
@@ -266,12 +352,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=5.0, help="seconds after the first predictions before measuring")
     p.add_argument("--seconds", type=float, default=40.0, help="measured seconds per run")
     p.add_argument("--peer-threads", default="2", help="peer interpreter threads, comma-separated (default 2)")
-    p.add_argument("--threads", type=int, default=None, help="the daemon's [models] threads (default: its config default)")
-    p.add_argument("--baseline", type=Path, action="append", default=[],
-                   help="another checkout whose daemon runs in the same rounds (repeatable; labelled by folder name)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="the daemon's [models] threads (default: its config default)"
+    )
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        action="append",
+        default=[],
+        help="another checkout whose daemon runs in the same rounds (repeatable; labelled by folder name)",
+    )
     p.add_argument("--sources", default="", help="capacity: source counts to try, comma-separated (empty: skip)")
     p.add_argument("--capacity-seconds", type=float, default=30.0)
-    p.add_argument("--model-dir", type=Path, default=os.environ.get("EDGEVID_MODEL_DIR"), help="where the extractor is installed")
+    p.add_argument(
+        "--model-dir", type=Path, default=os.environ.get("EDGEVID_MODEL_DIR"), help="where the extractor is installed"
+    )
     p.add_argument("--peer-loop", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
@@ -287,7 +382,10 @@ def main(argv: list[str] | None = None) -> int:
     daemons = {"edgevid": daemon}
     for other in args.baseline:
         daemons[other.resolve().name] = {**daemon, "cwd": other.resolve()}
-    result: dict = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}, "load_avg_start": os.getloadavg()}
+    result: dict = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "load_avg_start": os.getloadavg(),
+    }
     if args.rounds:
         result["compare"] = compare(clip, args.rounds, args.warmup, args.seconds, threads, daemons)
         for k, v in result["compare"]["ratios"].items():
@@ -296,7 +394,9 @@ def main(argv: list[str] | None = None) -> int:
             if "/" in k:
                 print(f"models alone, {k}: {v:.3f}")
     if args.sources:
-        result["capacity"] = capacity(clip, [int(n) for n in args.sources.split(",")], args.warmup, args.capacity_seconds, daemon)
+        result["capacity"] = capacity(
+            clip, [int(n) for n in args.sources.split(",")], args.warmup, args.capacity_seconds, daemon
+        )
         ok = [r["sources"] for r in result["capacity"] if r["complete"]]
         result["max_complete_sources"] = max(ok) if ok else 0
         print(f"most real-time sources with every window complete: {result['max_complete_sources']}")

@@ -36,8 +36,11 @@ W, H, FPS, SLOTS_PER_S = 640, 480, 15, 10
 
 def _encode(fmt: str, out: Path) -> int:
     how = "-f mjpeg -q:v 5" if fmt == "mjpeg" else f"-f rawvideo -pix_fmt {fmt}"
-    subprocess.run(f"ffmpeg -v error -nostdin -y -i {shlex.quote(str(CLIP))} -an -vf scale={W}:{H} {how} {shlex.quote(str(out))}",
-                   shell=True, check=True)
+    subprocess.run(
+        f"ffmpeg -v error -nostdin -y -i {shlex.quote(str(CLIP))} -an -vf scale={W}:{H} {how} {shlex.quote(str(out))}",
+        shell=True,
+        check=True,
+    )
     return out.stat().st_size
 
 
@@ -80,8 +83,12 @@ def run(repeats: int) -> dict:
                 full_ms.append(cpu2 * 1e3 / n)
             frames = n
             read, full = statistics.median(read_ms), statistics.median(full_ms)
-            result["formats"][fmt] = {"frames": n, "bytes_per_frame": round(nbytes / n), "read_ms": round(read, 3),
-                                      "convert_and_preprocess_ms": round(full - read, 3)}
+            result["formats"][fmt] = {
+                "frames": n,
+                "bytes_per_frame": round(nbytes / n),
+                "read_ms": round(read, 3),
+                "convert_and_preprocess_ms": round(full - read, 3),
+            }
         batch = np.zeros((8, size, size, 3), np.uint8)
         extractor.extract(batch)  # warm-up
         times = []

@@ -23,7 +23,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_config(path: Path, endpoint: str, sources: list[dict], extra: str = "", status_interval: float = 0.5, models: dict | None = None) -> Path:
+def write_config(
+    path: Path,
+    endpoint: str,
+    sources: list[dict],
+    extra: str = "",
+    status_interval: float = 0.5,
+    models: dict | None = None,
+) -> Path:
     """A daemon TOML config (the format users write)."""
     lines = []
     for src in sources:
@@ -73,7 +80,11 @@ class Subscriber:
 def start_daemon(config: Path, env: dict | None = None, cwd: Path = ROOT) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "edgevid", "run", "--config", str(config)],
-        cwd=cwd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -108,11 +119,20 @@ def proc_sample(pid: int) -> dict:
 class DaemonProbe:
     """``with DaemonProbe(tmp, sources) as p: msgs = p.collect(10); p.sample()``."""
 
-    def __init__(self, tmp: Path, sources: list[dict], *, head: Path | None = None, env: dict | None = None,
-                 status_interval: float = 0.5) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        sources: list[dict],
+        *,
+        head: Path | None = None,
+        env: dict | None = None,
+        status_interval: float = 0.5,
+    ) -> None:
         self.endpoint = f"tcp://127.0.0.1:{free_port()}"
         models = {"head": head} if head else None
-        self.config = write_config(Path(tmp) / "probe.toml", self.endpoint, sources, status_interval=status_interval, models=models)
+        self.config = write_config(
+            Path(tmp) / "probe.toml", self.endpoint, sources, status_interval=status_interval, models=models
+        )
         self.env = env or {}
         self.proc: subprocess.Popen | None = None
         self.sub: Subscriber | None = None

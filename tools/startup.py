@@ -43,8 +43,13 @@ def measure(clip: Path, repeat: int, checkouts: dict[str, Path | None]) -> dict:
     result: dict = {"repeat": repeat, "python_s": med(bare)}
     for name, r in runs.items():
         overhead = [w - p for w, p in zip(r["wall"], r["pipeline"])]
-        result[name] = {"help_s": med(r["help"]), "help_over_python": med(r["help"]) / med(bare), "classify_wall_s": med(r["wall"]),
-                        "classify_pipeline_s": med(r["pipeline"]), "classify_overhead_s": med(overhead)}
+        result[name] = {
+            "help_s": med(r["help"]),
+            "help_over_python": med(r["help"]) / med(bare),
+            "classify_wall_s": med(r["wall"]),
+            "classify_pipeline_s": med(r["pipeline"]),
+            "classify_overhead_s": med(overhead),
+        }
     return result
 
 
@@ -55,16 +60,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline", type=Path, help="another checkout to measure in the same run (before/after)")
     p.add_argument("--out", type=Path, help="also write the numbers here as JSON")
     args = p.parse_args(argv)
-    checkouts = {"this": Path(__file__).resolve().parents[1], **({"baseline": args.baseline.resolve()} if args.baseline else {})}
+    checkouts = {
+        "this": Path(__file__).resolve().parents[1],
+        **({"baseline": args.baseline.resolve()} if args.baseline else {}),
+    }
     r = measure(args.clip, args.repeat, checkouts)
     print(f"python -c pass: {r['python_s']:.3f} s (medians of {r['repeat']} interleaved runs)")
     for name in checkouts:
         c = r[name]
-        print(f"{name}: edgevid --help {c['help_s']:.3f} s ({c['help_over_python']:.2f}x the bare interpreter); classify "
-              f"{c['classify_wall_s']:.3f} s wall, pipeline {c['classify_pipeline_s']:.3f} s, overhead {c['classify_overhead_s']:.3f} s")
+        print(
+            f"{name}: edgevid --help {c['help_s']:.3f} s ({c['help_over_python']:.2f}x the bare interpreter); classify "
+            f"{c['classify_wall_s']:.3f} s wall, pipeline {c['classify_pipeline_s']:.3f} s, overhead {c['classify_overhead_s']:.3f} s"
+        )
     if args.baseline:
-        print(f"this / baseline: --help {r['this']['help_s'] / r['baseline']['help_s']:.2f}x, "
-              f"classify overhead {r['this']['classify_overhead_s'] / r['baseline']['classify_overhead_s']:.2f}x")
+        print(
+            f"this / baseline: --help {r['this']['help_s'] / r['baseline']['help_s']:.2f}x, "
+            f"classify overhead {r['this']['classify_overhead_s'] / r['baseline']['classify_overhead_s']:.2f}x"
+        )
     r["command"] = " ".join(["python -m tools.startup", *(argv if argv is not None else sys.argv[1:])])
     if args.out:
         args.out.write_text(json.dumps(r, indent=1) + "\n")

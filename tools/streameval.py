@@ -43,9 +43,9 @@ import numpy as np
 
 from edgevid.capture import believable, header_fps
 from edgevid.config import SourceConfig
+from edgevid.daemon.feed import BATCH
 from edgevid.extractor import Extractor
 from edgevid.head import Head
-from edgevid.daemon.feed import BATCH
 from edgevid.pipeline import ClipClassifier
 from edgevid.runtime import backend
 from edgevid.sampling import window_starts
@@ -77,8 +77,15 @@ def ratio(a: float, b: float) -> float | None:
 class Setup:
     """Head, window, hop and model locations shared by every part."""
 
-    def __init__(self, head_dir: Path, model_dir: Path, hop: float, threads: int, window: float | None = None,
-                 min_score: float = 0.0) -> None:
+    def __init__(
+        self,
+        head_dir: Path,
+        model_dir: Path,
+        hop: float,
+        threads: int,
+        window: float | None = None,
+        min_score: float = 0.0,
+    ) -> None:
         self.head_dir = head_dir
         self.min_score = min_score
         self.model_dir = model_dir
@@ -99,7 +106,9 @@ class Setup:
         self.omit_window = window is None and not field.is_required() and field.default is None
         self.extractor_file = extractor_path(self.head.manifest.extractor.name, model_dir)
 
-    def source(self, sid: str, uri: Path | str, *, realtime: bool, loop: bool = False, top_k: int | None = None) -> dict:
+    def source(
+        self, sid: str, uri: Path | str, *, realtime: bool, loop: bool = False, top_k: int | None = None
+    ) -> dict:
         src = {"id": sid, "uri": str(uri), "kind": "file"}
         if not self.omit_window:
             src["window"] = self.window
@@ -111,18 +120,37 @@ class Setup:
     def describe(self) -> dict:
         man = self.head.manifest
         return {
-            "head": {"dir": str(self.head_dir), "name": man.name, "sha256": man.head.sha256[:12], "labels": len(self.labels),
-                     "frames": self.m, "timescale": man.timescale.model_dump() if man.timescale else None,
-                     "classify_top1_in_manifest": man.metrics.get("top1")},
+            "head": {
+                "dir": str(self.head_dir),
+                "name": man.name,
+                "sha256": man.head.sha256[:12],
+                "labels": len(self.labels),
+                "frames": self.m,
+                "timescale": man.timescale.model_dump() if man.timescale else None,
+                "classify_top1_in_manifest": man.metrics.get("top1"),
+            },
             "extractor": str(self.extractor_file),
-            "window_s": self.window, "window_from": "--window" if self.window != self.head_window else "head manifest",
+            "window_s": self.window,
+            "window_from": "--window" if self.window != self.head_window else "head manifest",
             "window_passed_in_config": not self.omit_window,
-            "slot_s": self.slot, "hop_steps": self.hop_steps, "hop_s": self.hop, "threads": self.threads, "min_score": self.min_score,
+            "slot_s": self.slot,
+            "hop_steps": self.hop_steps,
+            "hop_s": self.hop,
+            "threads": self.threads,
+            "min_score": self.min_score,
         }
 
 
-def run_daemon(setup: Setup, tmp: Path, sources: list[dict], *, finite: bool, seconds: float | None = None,
-               warmup: float = 0.0, timeout: float = 1800.0) -> dict:
+def run_daemon(
+    setup: Setup,
+    tmp: Path,
+    sources: list[dict],
+    *,
+    finite: bool,
+    seconds: float | None = None,
+    warmup: float = 0.0,
+    timeout: float = 1800.0,
+) -> dict:
     """Start ``edgevid run`` on ``sources`` and record every message until the finite sources
     have ended and their predictions are all in (``finite``), or for ``warmup + seconds``."""
     tmp.mkdir(parents=True, exist_ok=True)
@@ -167,7 +195,9 @@ def run_daemon(setup: Setup, tmp: Path, sources: list[dict], *, finite: bool, se
                     if finite:
                         done = all(s["state"] in ("ended", "failed") for s in body["sources"])
                         # schema v2: every sampled frame extracted (or dropped), so no window is still to come
-                        drained = all(s.get("extracted", 0) + s.get("dropped", 0) >= s.get("sampled", 0) for s in body["sources"])
+                        drained = all(
+                            s.get("extracted", 0) + s.get("dropped", 0) >= s.get("sampled", 0) for s in body["sources"]
+                        )
                         total = sum(s["predictions"] for s in body["sources"])
                         # Two heartbeats in a row with every source ended and the count unchanged.
                         prev = statuses[-2] if len(statuses) > 1 else None
@@ -192,7 +222,9 @@ def run_daemon(setup: Setup, tmp: Path, sources: list[dict], *, finite: bool, se
         problems.append(f"daemon exit code {probe.exit_code}")
     stderr = probe.stderr or ""
     lines = stderr.splitlines()
-    bad_lines = [ln for ln in lines if any(w in ln for w in ("ERROR", "Traceback", "WARNING", "Error", "error:"))] or lines[-3:]
+    bad_lines = [
+        ln for ln in lines if any(w in ln for w in ("ERROR", "Traceback", "WARNING", "Error", "error:"))
+    ] or lines[-3:]
     if probe.exit_code not in (0, None):
         bad_lines = lines[-20:]
     if statuses:
@@ -206,18 +238,32 @@ def run_daemon(setup: Setup, tmp: Path, sources: list[dict], *, finite: bool, se
         if lost and finite:
             problems.append(f"predictions counted by the daemon but not received: {lost}")
         if statuses[0]["seq"] != 1:
-            notes.append(f"first status received was seq {statuses[0]['seq']} (the SUB socket connected after the daemon began publishing)")
+            notes.append(
+                f"first status received was seq {statuses[0]['seq']} (the SUB socket connected after the daemon began publishing)"
+            )
     else:
         published = None
         problems.append("no status message received")
-    timing = sorted({(src.get("window_s"), src.get("hop_s")) for st in statuses for src in st["sources"] if "window_s" in src})
+    timing = sorted(
+        {(src.get("window_s"), src.get("hop_s")) for st in statuses for src in st["sources"] if "window_s" in src}
+    )
     for w, h in timing:
         if abs(w - setup.window) > 1e-6 or abs(h - setup.hop) > 1e-6:
             problems.append(f"daemon reports window {w} s / hop {h} s, expected {setup.window} / {setup.hop}")
-    return {"predictions": preds, "events": events, "arrivals": arrivals, "statuses": statuses, "problems": problems, "notes": notes,
-            "daemon_timing": [list(t) for t in timing],
-            "stderr_tail": bad_lines[-20:], "published_by_daemon": published, "exit_code": probe.exit_code,
-            "wall_s": time.monotonic() - t_start, "measure": (measure_from, measure_to)}
+    return {
+        "predictions": preds,
+        "events": events,
+        "arrivals": arrivals,
+        "statuses": statuses,
+        "problems": problems,
+        "notes": notes,
+        "daemon_timing": [list(t) for t in timing],
+        "stderr_tail": bad_lines[-20:],
+        "published_by_daemon": published,
+        "exit_code": probe.exit_code,
+        "wall_s": time.monotonic() - t_start,
+        "measure": (measure_from, measure_to),
+    }
 
 
 def window_check(pred: dict, setup: Setup, fps: float | None) -> str | None:
@@ -303,10 +349,21 @@ def accuracy(setup: Setup, items: list[tuple[Path, str]], tmp: Path, per_daemon:
         run = run_daemon(setup, tmp / f"acc{start}", sources, finite=True)
         for p in run["predictions"]:
             windows[int(p["source"][1:])].append(p)
-        runs.append({"sources": len(sources), "wall_s": round(run["wall_s"], 1), "received": len(run["predictions"]),
-                     "published_by_daemon": run["published_by_daemon"], "problems": run["problems"], "notes": run["notes"], "daemon_timing": run["daemon_timing"],
-                     "stderr_tail": run["stderr_tail"]})
-        log(f"   clips {chunk.start}-{chunk.stop - 1}: {len(run['predictions'])} windows in {run['wall_s']:.1f} s; problems: {run['problems'] or 'none'}")
+        runs.append(
+            {
+                "sources": len(sources),
+                "wall_s": round(run["wall_s"], 1),
+                "received": len(run["predictions"]),
+                "published_by_daemon": run["published_by_daemon"],
+                "problems": run["problems"],
+                "notes": run["notes"],
+                "daemon_timing": run["daemon_timing"],
+                "stderr_tail": run["stderr_tail"],
+            }
+        )
+        log(
+            f"   clips {chunk.start}-{chunk.stop - 1}: {len(run['predictions'])} windows in {run['wall_s']:.1f} s; problems: {run['problems'] or 'none'}"
+        )
     daemon_s = time.perf_counter() - t
 
     per_clip = []
@@ -317,9 +374,17 @@ def accuracy(setup: Setup, items: list[tuple[Path, str]], tmp: Path, per_daemon:
     for i, ((path, label), (n, fps, duration)) in enumerate(zip(items, infos)):
         ws = sorted(windows.get(i, []), key=lambda p: p["seq"])
         expected = len(window_starts(round(duration * fps), fps, setup.window, setup.hop)) if n else 0
-        row = {"clip": str(path.relative_to(path.parents[1])), "label": label, "frames": n, "fps": fps, "duration_s": round(duration, 4),
-               "classify_top1": classify_top1[i], "windows": len(ws), "expected_windows": expected,
-               "window_top1": [top1(p) for p in ws]}
+        row = {
+            "clip": str(path.relative_to(path.parents[1])),
+            "label": label,
+            "frames": n,
+            "fps": fps,
+            "duration_s": round(duration, 4),
+            "classify_top1": classify_top1[i],
+            "windows": len(ws),
+            "expected_windows": expected,
+            "window_top1": [top1(p) for p in ws],
+        }
         if len(ws) != expected:
             count_mismatch.append(f"{row['clip']}: {len(ws)} windows published, window_starts gives {expected}")
         for p in ws:
@@ -327,7 +392,9 @@ def accuracy(setup: Setup, items: list[tuple[Path, str]], tmp: Path, per_daemon:
             if why:
                 incomplete.append(f"{row['clip']} seq {p['seq']}: {why}")
             if p.get("media_end") is not None and p["media_end"] >= duration - 1e-6:
-                outside.append(f"{row['clip']} seq {p['seq']}: media_end {p['media_end']:.3f} s >= clip duration {duration:.3f} s")
+                outside.append(
+                    f"{row['clip']} seq {p['seq']}: media_end {p['media_end']:.3f} s >= clip duration {duration:.3f} s"
+                )
         if ws:
             n_sub += 1
             hits = [top1(p) == label for p in ws]
@@ -366,7 +433,8 @@ def accuracy(setup: Setup, items: list[tuple[Path, str]], tmp: Path, per_daemon:
         "window_count_mismatches": count_mismatch,
         "incomplete_windows": incomplete,
         "windows_past_clip_end": outside,
-        "classify_s": round(classify_s, 1), "daemon_s": round(daemon_s, 1),
+        "classify_s": round(classify_s, 1),
+        "daemon_s": round(daemon_s, 1),
         "daemon_runs": runs,
         "per_clip": per_clip,
     }
@@ -395,8 +463,15 @@ def decode_all(path: Path, keep_time: bool = False) -> list[np.ndarray]:
     return out
 
 
-def build_sequences(pool: dict[str, list[Path]], duration: dict[Path, float], n_seq: int, n_seg: int, per_seg: int, min_s: float,
-                    seed: int) -> list[list[tuple[str, list[Path]]]]:
+def build_sequences(
+    pool: dict[str, list[Path]],
+    duration: dict[Path, float],
+    n_seq: int,
+    n_seg: int,
+    per_seg: int,
+    min_s: float,
+    seed: int,
+) -> list[list[tuple[str, list[Path]]]]:
     """``n_seq`` sequences of ``n_seg`` action segments, each ``per_seg`` or more clips of one label
     (more until it lasts ``min_s``), consecutive labels different; clips used once while enough remain."""
     rng = np.random.default_rng(seed)
@@ -430,8 +505,16 @@ def write_sequence(seq: list[tuple[str, list[Path]]], out: Path, fps: float) -> 
         start = len(frames)
         for clip in clips:
             frames.extend(decode_all(clip, keep_time=True))
-        segments.append({"label": lab, "clips": [str(c.relative_to(c.parents[1])) for c in clips],
-                         "start_frame": start, "end_frame": len(frames), "start_s": start / fps, "end_s": len(frames) / fps})
+        segments.append(
+            {
+                "label": lab,
+                "clips": [str(c.relative_to(c.parents[1])) for c in clips],
+                "start_frame": start,
+                "end_frame": len(frames),
+                "start_s": start / fps,
+                "end_s": len(frames) / fps,
+            }
+        )
     h, w = frames[0].shape[:2]
     writer = cv2.VideoWriter(str(out), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"FFV1"), fps, (w, h))
     if not writer.isOpened():
@@ -444,11 +527,26 @@ def write_sequence(seq: list[tuple[str, list[Path]]], out: Path, fps: float) -> 
     fps_back = cap.get(cv2.CAP_PROP_FPS)
     cap.release()
     lossless = len(back) == len(frames) and all(np.array_equal(a, b) for a, b in zip(frames, back))
-    return {"file": out.name, "frames": len(frames), "fps": fps, "fps_read_back": fps_back, "lossless": lossless, "segments": segments}
+    return {
+        "file": out.name,
+        "frames": len(frames),
+        "fps": fps,
+        "fps_read_back": fps_back,
+        "lossless": lossless,
+        "segments": segments,
+    }
 
 
-def switch_latency(setup: Setup, items: list[tuple[Path, str]], tmp: Path, n_seq: int, n_seg: int, per_seg: int, seed: int,
-                   classify: Classify) -> dict:
+def switch_latency(
+    setup: Setup,
+    items: list[tuple[Path, str]],
+    tmp: Path,
+    n_seq: int,
+    n_seg: int,
+    per_seg: int,
+    seed: int,
+    classify: Classify,
+) -> dict:
     infos = {p: clip_info(p) for p, _ in items}
     fps_set = {round(v[1], 3) for v in infos.values()}
     if len(fps_set) != 1:
@@ -501,9 +599,20 @@ def switch_latency(setup: Setup, items: list[tuple[Path, str]], tmp: Path, n_seq
             if known:
                 latencies_known.append(lat) if lat is not None else None
                 undetected_known += lat is None
-            changes.append({"file": f["file"], "at_s": round(b, 4), "from": old, "to": new, "latency_s": lat, "classify_knows_new": known,
-                            "windows_after": len(after), "windows_fully_inside": len(full), "lingering": lingering,
-                            "top1_after": [top1(p) for p in after]})
+            changes.append(
+                {
+                    "file": f["file"],
+                    "at_s": round(b, 4),
+                    "from": old,
+                    "to": new,
+                    "latency_s": lat,
+                    "classify_knows_new": known,
+                    "windows_after": len(after),
+                    "windows_fully_inside": len(full),
+                    "lingering": lingering,
+                    "top1_after": [top1(p) for p in after],
+                }
+            )
             if lat is None:
                 undetected += 1
             else:
@@ -514,24 +623,40 @@ def switch_latency(setup: Setup, items: list[tuple[Path, str]], tmp: Path, n_seq
         by_file[int(e["source"][1:])].append(e)
     return {
         "events": event_scores(files, by_file, setup.window),
-        "sequences": len(files), "segments_per_sequence": n_seg, "clips_per_segment": per_seg,
-        "lossless_verified": all(f["lossless"] for f in files), "fps_read_back": sorted({f["fps_read_back"] for f in files}),
-        "changes": n_changes, "detected": len(latencies), "never_detected": undetected,
-        "latency_p50_s": pct(latencies, 50), "latency_p90_s": pct(latencies, 90),
+        "sequences": len(files),
+        "segments_per_sequence": n_seg,
+        "clips_per_segment": per_seg,
+        "lossless_verified": all(f["lossless"] for f in files),
+        "fps_read_back": sorted({f["fps_read_back"] for f in files}),
+        "changes": n_changes,
+        "detected": len(latencies),
+        "never_detected": undetected,
+        "latency_p50_s": pct(latencies, 50),
+        "latency_p90_s": pct(latencies, 90),
         "latency_mean_s": statistics.mean(latencies) if latencies else None,
         "changes_classify_knows_new": sum(c["classify_knows_new"] for c in changes),
-        "latency_p50_s_classify_knows_new": pct(latencies_known, 50), "latency_p90_s_classify_knows_new": pct(latencies_known, 90),
+        "latency_p50_s_classify_knows_new": pct(latencies_known, 50),
+        "latency_p90_s_classify_knows_new": pct(latencies_known, 90),
         "never_detected_classify_knows_new": undetected_known,
         "latency_p50_windows": (pct(latencies, 50) / setup.window) if latencies else None,
         "windows_fully_inside_new_segment": inside,
-        "lingering_old_label": inside_old, "lingering_fraction": ratio(inside_old, inside),
+        "lingering_old_label": inside_old,
+        "lingering_fraction": ratio(inside_old, inside),
         "changes_with_lingering": sum(c["lingering"] > 0 for c in changes),
         "fully_inside_top1_is_new": ratio(inside_new, inside),
         "windows_straddling_a_change": straddling,
         "incomplete_windows": incomplete,
-        "daemon": {"wall_s": round(run["wall_s"], 1), "received": len(run["predictions"]), "published_by_daemon": run["published_by_daemon"],
-                   "problems": run["problems"], "notes": run["notes"], "daemon_timing": run["daemon_timing"], "stderr_tail": run["stderr_tail"]},
-        "files": files, "per_change": changes,
+        "daemon": {
+            "wall_s": round(run["wall_s"], 1),
+            "received": len(run["predictions"]),
+            "published_by_daemon": run["published_by_daemon"],
+            "problems": run["problems"],
+            "notes": run["notes"],
+            "daemon_timing": run["daemon_timing"],
+            "stderr_tail": run["stderr_tail"],
+        },
+        "files": files,
+        "per_change": changes,
     }
 
 
@@ -552,16 +677,34 @@ def event_scores(files: list[dict], events: dict[int, list[dict]], window: float
         used = set()
         for seg in f["segments"]:
             segments += 1
-            mine = [e for e in starts if e["label"] == seg["label"] and seg["start_s"] - window - 1e-6 <= e["started_media"] < seg["end_s"]]
+            mine = [
+                e
+                for e in starts
+                if e["label"] == seg["label"] and seg["start_s"] - window - 1e-6 <= e["started_media"] < seg["end_s"]
+            ]
             used.update(e["id"] for e in mine)
             found += len(mine) == 1
             missed += not mine
             extra += max(0, len(mine) - 1)
         wrong += sum(e["id"] not in used for e in starts)
-        per_file.append({"file": f["file"], "segments": [s["label"] for s in f["segments"]],
-                         "starts": [(e["label"], round(e["started_media"], 3)) for e in starts]})
-    return {"segments": segments, "found_once": found, "missed": missed, "extra_starts_same_label": extra, "wrong_label_starts": wrong,
-            "starts": starts_n, "ends": ends_n, "unpaired_starts": unpaired, "per_file": per_file}
+        per_file.append(
+            {
+                "file": f["file"],
+                "segments": [s["label"] for s in f["segments"]],
+                "starts": [(e["label"], round(e["started_media"], 3)) for e in starts],
+            }
+        )
+    return {
+        "segments": segments,
+        "found_once": found,
+        "missed": missed,
+        "extra_starts_same_label": extra,
+        "wrong_label_starts": wrong,
+        "starts": starts_n,
+        "ends": ends_n,
+        "unpaired_starts": unpaired,
+        "per_file": per_file,
+    }
 
 
 # -- 3. overload ------------------------------------------------------------------------------------
@@ -589,8 +732,15 @@ def extractor_throughput(setup: Setup, clips: list[Path], seconds: float, batch:
         n += batch
         i = (i + batch) % max(1, len(pre) - batch + 1)
     el = time.perf_counter() - t0
-    return {"frames": n, "seconds": round(el, 3), "frames_per_s": n / el, "extract_ms_per_frame": el * 1e3 / n,
-            "preprocess_ms_per_frame": pre_ms, "batch": batch, "threads": setup.threads}
+    return {
+        "frames": n,
+        "seconds": round(el, 3),
+        "frames_per_s": n / el,
+        "extract_ms_per_frame": el * 1e3 / n,
+        "preprocess_ms_per_frame": pre_ms,
+        "batch": batch,
+        "threads": setup.threads,
+    }
 
 
 def overload(setup: Setup, clips: list[Path], tmp: Path, seconds: float, warmup: float, throughput_s: float) -> dict:
@@ -604,7 +754,9 @@ def overload(setup: Setup, clips: list[Path], tmp: Path, seconds: float, warmup:
     log("3. extractor throughput after ...")
     after = extractor_throughput(setup, clips, throughput_s)
     t_from, t_to = run["measure"]
-    measured = [p for p, a in zip(run["predictions"], run["arrivals"]) if t_from is not None and t_from <= a <= (t_to or a)]
+    measured = [
+        p for p, a in zip(run["predictions"], run["arrivals"]) if t_from is not None and t_from <= a <= (t_to or a)
+    ]
     n_s = (t_to - t_from) if t_from and t_to else None
     sts = [s for s in run["statuses"] if t_from is not None and t_from <= s["_t"] <= (t_to or s["_t"])]
     first, last = (sts[0], sts[-1]) if len(sts) >= 2 else (None, None)
@@ -622,36 +774,65 @@ def overload(setup: Setup, clips: list[Path], tmp: Path, seconds: float, warmup:
     daemon_status_ms = statistics.median(status_ms) if status_ms else None
     published = len(measured)
     out: dict = {
-        "sources": [str(c.relative_to(c.parents[1])) for c in clips], "seconds": n_s, "warmup_s": warmup,
-        "published": published, "published_per_s": ratio(published, n_s),
-        "extractor_before": before, "extractor_after": after, "extractor_frames_per_s": fps_extract,
+        "sources": [str(c.relative_to(c.parents[1])) for c in clips],
+        "seconds": n_s,
+        "warmup_s": warmup,
+        "published": published,
+        "published_per_s": ratio(published, n_s),
+        "extractor_before": before,
+        "extractor_after": after,
+        "extractor_frames_per_s": fps_extract,
         "daemon_extract_ms_per_frame_from_predictions": daemon_ms_per_frame,
         "daemon_extract_ms_per_frame_from_status": daemon_status_ms,
-        "frames_per_prediction_ideal": setup.hop_steps, "frames_per_prediction_full": setup.m,
+        "frames_per_prediction_ideal": setup.hop_steps,
+        "frames_per_prediction_full": setup.m,
         "demand": (n_s * len(clips) / setup.hop) if n_s else None,
         "mean_new_frames_per_prediction": ratio(new_frames, published),
-        "load_avg_before": load_before, "load_avg_after": load_after,
-        "status_delta": {k: delta(k) for k in ("frames_in", "sampled", "dropped", "predictions", "skipped_windows", "extracted")},
+        "load_avg_before": load_before,
+        "load_avg_after": load_after,
+        "status_delta": {
+            k: delta(k) for k in ("frames_in", "sampled", "dropped", "predictions", "skipped_windows", "extracted")
+        },
         "skipped_reasons": {s["id"]: s["skipped"] for s in last["sources"] if s.get("skipped")} if last else None,
         "overloaded_seen": (any(s.get("overloaded") for s in sts) if any("overloaded" in s for s in sts) else None),
         "overload_reasons": sorted({str(s.get("overload")) for s in sts if s.get("overload")}),
         "states_seen": sorted({src["state"] for s in sts for src in s["sources"]}),
-        "daemon": {"wall_s": round(run["wall_s"], 1), "problems": run["problems"], "notes": run["notes"], "daemon_timing": run["daemon_timing"],
-                   "stderr_tail": run["stderr_tail"]},
+        "daemon": {
+            "wall_s": round(run["wall_s"], 1),
+            "problems": run["problems"],
+            "notes": run["notes"],
+            "daemon_timing": run["daemon_timing"],
+            "stderr_tail": run["stderr_tail"],
+        },
     }
     # completeness: frames/gaps when sent; else the media span (needs the source's fps)
     fps_of = {f"o{i}": clip_info(c)[1] for i, c in enumerate(clips)}
-    out["incomplete_windows"] = [f"{p['source']} seq {p['seq']}: {w}" for p in measured if (w := window_check(p, setup, fps_of[p["source"]]))]
+    out["incomplete_windows"] = [
+        f"{p['source']} seq {p['seq']}: {w}" for p in measured if (w := window_check(p, setup, fps_of[p["source"]]))
+    ]
     out["windows_checked"] = published
     out["completeness_fields_present"] = any("gaps" in p or "frames" in p for p in measured)
-    for name, fps in (("in_process", fps_extract), ("daemon_own", 1e3 / daemon_status_ms if daemon_status_ms else (1e3 / daemon_ms_per_frame if daemon_ms_per_frame else None))):
+    for name, fps in (
+        ("in_process", fps_extract),
+        (
+            "daemon_own",
+            1e3 / daemon_status_ms
+            if daemon_status_ms
+            else (1e3 / daemon_ms_per_frame if daemon_ms_per_frame else None),
+        ),
+    ):
         if fps is None or not n_s:
             continue
         ideal = n_s * fps / setup.hop_steps
         full = n_s * fps / setup.m
-        out[f"capacity_{name}"] = {"extractor_frames_per_s": fps, "possible_ideal": ideal, "possible_full_window": full,
-                                   "published_over_ideal": published / ideal, "published_over_full_window": published / full,
-                                   "published_over_min_demand_ideal": published / min(ideal, out["demand"])}
+        out[f"capacity_{name}"] = {
+            "extractor_frames_per_s": fps,
+            "possible_ideal": ideal,
+            "possible_full_window": full,
+            "published_over_ideal": published / ideal,
+            "published_over_full_window": published / full,
+            "published_over_min_demand_ideal": published / min(ideal, out["demand"]),
+        }
     return out
 
 
@@ -660,9 +841,16 @@ def git_commit() -> dict:
     """The code this ran: HEAD and whether edgevid/ had uncommitted changes (a tree exported with
     ``git archive`` has no .git: then ``EDGEVID_SOURCE_COMMIT`` names it)."""
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "edgevid", "tools/probe.py"], cwd=ROOT, capture_output=True,
-                               text=True, check=True).stdout.split("\n")
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "edgevid", "tools/probe.py"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split("\n")
         return {"commit": head, "uncommitted_daemon_changes": [ln for ln in dirty if ln.strip()]}
     except (OSError, subprocess.CalledProcessError):
         return {"commit": os.environ.get("EDGEVID_SOURCE_COMMIT"), "exported_tree": str(ROOT)}
@@ -674,31 +862,53 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--splits", type=Path, default=SHARED / "data" / "jhmdb_splits")
     p.add_argument("--head", type=Path, default=None, help="head folder (default: the installed head)")
     p.add_argument("--model-dir", type=Path, default=Path(os.environ.get("EDGEVID_MODEL_DIR", SHARED / "models")))
-    p.add_argument("--window", type=lambda t: float(Fraction(t)), default=None,
-                   help="seconds (e.g. 4/3), passed in the config; default: the head's trained window (manifest timescale)")
-    p.add_argument("--hop", type=float, default=0.25, help="seconds between windows, rounded to whole slots (window / M)")
+    p.add_argument(
+        "--window",
+        type=lambda t: float(Fraction(t)),
+        default=None,
+        help="seconds (e.g. 4/3), passed in the config; default: the head's trained window (manifest timescale)",
+    )
+    p.add_argument(
+        "--hop", type=float, default=0.25, help="seconds between windows, rounded to whole slots (window / M)"
+    )
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--min-score", type=float, default=0.0, help="sources' min_score (events and 'unknown'); 0: the daemon's default")
+    p.add_argument(
+        "--min-score",
+        type=float,
+        default=0.0,
+        help="sources' min_score (events and 'unknown'); 0: the daemon's default",
+    )
     p.add_argument("--clips", type=int, default=0, help="test clips to use (0: all)")
     p.add_argument("--sources-per-daemon", type=int, default=32)
     p.add_argument("--sequences", type=int, default=10)
     p.add_argument("--segments", type=int, default=6, help="action segments per sequence")
-    p.add_argument("--segment-clips", type=int, default=2,
-                   help="test clips of one label per segment (at least; more until it lasts a window and a hop)")
+    p.add_argument(
+        "--segment-clips",
+        type=int,
+        default=2,
+        help="test clips of one label per segment (at least; more until it lasts a window and a hop)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overload-clips", type=Path, nargs="*", default=None, help="default: the 4 Kinetics sample mp4s")
-    p.add_argument("--overload-sources", type=int, default=4, help="realtime looping file sources (cycling through the clips)")
+    p.add_argument(
+        "--overload-sources", type=int, default=4, help="realtime looping file sources (cycling through the clips)"
+    )
     p.add_argument("--overload-seconds", type=float, default=60)
     p.add_argument("--overload-warmup", type=float, default=8)
     p.add_argument("--throughput-seconds", type=float, default=5)
-    p.add_argument("--smoke", action="store_true", help="a CI-sized run: 6 clips, one short sequence, a few seconds of overload")
+    p.add_argument(
+        "--smoke", action="store_true", help="a CI-sized run: 6 clips, one short sequence, a few seconds of overload"
+    )
     p.add_argument("--skip", nargs="*", default=[], choices=["accuracy", "switch", "overload"])
     p.add_argument("--out", type=Path, default=None, help="default: benchmarks/streameval-<date>.json")
     args = p.parse_args(argv)
     if args.smoke:
         args.clips, args.sequences, args.segments, args.segment_clips = 6, 1, 3, 1
         args.overload_seconds, args.overload_warmup, args.throughput_seconds = 5, 4, 1
-    out = args.out or ROOT / "benchmarks" / f"streameval-{dt.date.today().isoformat()}{'-smoke' if args.smoke else ''}.json"
+    out = (
+        args.out
+        or ROOT / "benchmarks" / f"streameval-{dt.date.today().isoformat()}{'-smoke' if args.smoke else ''}.json"
+    )
 
     setup = Setup(args.head or default_head_dir(), args.model_dir, args.hop, args.threads, args.window, args.min_score)
     ds = read_jhmdb(args.data, args.splits, 1)
@@ -709,12 +919,21 @@ def main(argv: list[str] | None = None) -> int:
         items = items[::step][: args.clips]
     result: dict = {
         "command": "python -m tools.streameval " + shlex.join(argv if argv is not None else sys.argv[1:]),
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "code": git_commit(),
-        "machine": {"cpus": os.cpu_count(), "runtime": backend()[0], "python": sys.version.split()[0], "load_avg_start": os.getloadavg()},
-        "setup": setup.describe(), "dataset": {"name": ds.name, "test_clips_used": len(items), "problems": ds.problems},
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "code": git_commit(),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "runtime": backend()[0],
+            "python": sys.version.split()[0],
+            "load_avg_start": os.getloadavg(),
+        },
+        "setup": setup.describe(),
+        "dataset": {"name": ds.name, "test_clips_used": len(items), "problems": ds.problems},
     }
-    log(f"head {setup.head.manifest.name}: window {setup.window:g} s (M = {setup.m}), hop {setup.hop:.4f} s = {setup.hop_steps} slots; "
-        f"window {'from the head (omitted in config)' if setup.omit_window else 'passed explicitly'}")
+    log(
+        f"head {setup.head.manifest.name}: window {setup.window:g} s (M = {setup.m}), hop {setup.hop:.4f} s = {setup.hop_steps} slots; "
+        f"window {'from the head (omitted in config)' if setup.omit_window else 'passed explicitly'}"
+    )
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="streameval-") as tmp_s:
         tmp = Path(tmp_s)
@@ -723,16 +942,26 @@ def main(argv: list[str] | None = None) -> int:
             result["accuracy"] = accuracy(setup, items, tmp / "acc", args.sources_per_daemon, classify)
         if "switch" not in args.skip:
             all_items = [(it.path, ds.classes[it.label]) for it in ds.test]
-            result["switch"] = switch_latency(setup, all_items, tmp / "switch", args.sequences, args.segments, args.segment_clips, args.seed,
-                                             classify)
+            result["switch"] = switch_latency(
+                setup, all_items, tmp / "switch", args.sequences, args.segments, args.segment_clips, args.seed, classify
+            )
         if "overload" not in args.skip:
             pool = args.overload_clips or sorted((SHARED / "data" / "kinetics_sample").glob("*.mp4"))
             clips = [Path(pool[i % len(pool)]) for i in range(args.overload_sources)]
-            result["overload"] = overload(setup, [Path(c) for c in clips], tmp / "over", args.overload_seconds, args.overload_warmup, args.throughput_seconds)
+            result["overload"] = overload(
+                setup,
+                [Path(c) for c in clips],
+                tmp / "over",
+                args.overload_seconds,
+                args.overload_warmup,
+                args.throughput_seconds,
+            )
     result["machine"]["load_avg_end"] = os.getloadavg()
     result["wall_s"] = round(time.monotonic() - t0, 1)
     result["goals"] = goals(result, setup)
-    result["daemon_problems"] = sorted({pr for part in ("accuracy", "switch", "overload") if part in result for pr in problems_of(result[part])})
+    result["daemon_problems"] = sorted(
+        {pr for part in ("accuracy", "switch", "overload") if part in result for pr in problems_of(result[part])}
+    )
     write_atomic(out, (json.dumps(result, indent=1) + "\n").encode())
     print(summary(result, setup))
     print(f"written {out}")
@@ -754,45 +983,70 @@ def goals(r: dict, setup: Setup) -> dict:
     g = {}
     if a := r.get("accuracy"):
         if a["window_top1"] is None:
-            g["window_top1_within_3_points_of_classify"] = {"met": None, "why": f"no window published on any of {a['clips']} clips"}
+            g["window_top1_within_3_points_of_classify"] = {
+                "met": None,
+                "why": f"no window published on any of {a['clips']} clips",
+            }
         else:
             d = a["window_minus_classify_points_same_clips"]
             g["window_top1_within_3_points_of_classify"] = {
-                "window_top1": a["window_top1"], "classify_top1_same_clips": a["classify_top1_same_clips"],
-                "classify_top1_all_clips": a["classify_top1_all_clips"], "difference_points_same_clips": d,
-                "difference_points_vs_all_clips": 100 * (a["window_top1"] - a["classify_top1_all_clips"]), "met": d >= -3}
+                "window_top1": a["window_top1"],
+                "classify_top1_same_clips": a["classify_top1_same_clips"],
+                "classify_top1_all_clips": a["classify_top1_all_clips"],
+                "difference_points_same_clips": d,
+                "difference_points_vs_all_clips": 100 * (a["window_top1"] - a["classify_top1_all_clips"]),
+                "met": d >= -3,
+            }
     if s := r.get("switch"):
         p50 = s["latency_p50_s"]
-        g["switch_p50_at_most_one_window"] = {"p50_s": p50, "window_s": setup.window, "never_detected": s["never_detected"],
-                                              "changes": s["changes"], "met": None if p50 is None else p50 <= setup.window}
+        g["switch_p50_at_most_one_window"] = {
+            "p50_s": p50,
+            "window_s": setup.window,
+            "never_detected": s["never_detected"],
+            "changes": s["changes"],
+            "met": None if p50 is None else p50 <= setup.window,
+        }
     if (o := r.get("overload")) and o.get("capacity_in_process"):
         c = o["capacity_in_process"]
         g["overload_at_least_80_percent_of_capacity"] = {
-            "published_over_ideal": c["published_over_ideal"], "published_over_full_window": c["published_over_full_window"],
+            "published_over_ideal": c["published_over_ideal"],
+            "published_over_full_window": c["published_over_full_window"],
             "published_over_min_demand_ideal": c["published_over_min_demand_ideal"],
-            "met": c["published_over_ideal"] >= 0.8, "met_full_window": c["published_over_full_window"] >= 0.8}
+            "met": c["published_over_ideal"] >= 0.8,
+            "met_full_window": c["published_over_full_window"] >= 0.8,
+        }
     return g
 
 
 def summary(r: dict, setup: Setup) -> str:
     f = lambda v, d=3: "n/a" if v is None else (f"{v:.{d}f}" if isinstance(v, float) else str(v))
-    lines = [f"streameval: head window {setup.window:g} s, hop {setup.hop:.4f} s ({setup.hop_steps} slots), load {r['machine']['load_avg_start']}"]
+    lines = [
+        f"streameval: head window {setup.window:g} s, hop {setup.hop:.4f} s ({setup.hop_steps} slots), load {r['machine']['load_avg_start']}"
+    ]
     if a := r.get("accuracy"):
-        lines.append(f"accuracy: {a['clips']} clips, {a['clips_without_window']} without a window; {a['windows']} windows: "
-                     f"window top-1 {f(a['window_top1'])}, clip majority {f(a['clip_majority_top1'])}, mean-prob {f(a['clip_mean_prob_top1'])}; "
-                     f"classify top-1 same clips {f(a['classify_top1_same_clips'])}, all clips {f(a['classify_top1_all_clips'])}")
+        lines.append(
+            f"accuracy: {a['clips']} clips, {a['clips_without_window']} without a window; {a['windows']} windows: "
+            f"window top-1 {f(a['window_top1'])}, clip majority {f(a['clip_majority_top1'])}, mean-prob {f(a['clip_mean_prob_top1'])}; "
+            f"classify top-1 same clips {f(a['classify_top1_same_clips'])}, all clips {f(a['classify_top1_all_clips'])}"
+        )
     if s := r.get("switch"):
-        lines.append(f"switch: {s['changes']} changes, latency p50 {f(s['latency_p50_s'])} s, p90 {f(s['latency_p90_s'])} s, "
-                     f"never detected {s['never_detected']}; old label lingers in {s['lingering_old_label']}/{s['windows_fully_inside_new_segment']} windows fully inside")
+        lines.append(
+            f"switch: {s['changes']} changes, latency p50 {f(s['latency_p50_s'])} s, p90 {f(s['latency_p90_s'])} s, "
+            f"never detected {s['never_detected']}; old label lingers in {s['lingering_old_label']}/{s['windows_fully_inside_new_segment']} windows fully inside"
+        )
         ev = s["events"]
-        lines.append(f"events (min_score {setup.min_score:g}): {ev['segments']} segments, found once {ev['found_once']}, missed {ev['missed']}, "
-                     f"extra starts {ev['extra_starts_same_label']}, wrong-label starts {ev['wrong_label_starts']}, "
-                     f"{ev['starts']} starts / {ev['ends']} ends, unpaired {ev['unpaired_starts']}")
+        lines.append(
+            f"events (min_score {setup.min_score:g}): {ev['segments']} segments, found once {ev['found_once']}, missed {ev['missed']}, "
+            f"extra starts {ev['extra_starts_same_label']}, wrong-label starts {ev['wrong_label_starts']}, "
+            f"{ev['starts']} starts / {ev['ends']} ends, unpaired {ev['unpaired_starts']}"
+        )
     if o := r.get("overload"):
         c = o.get("capacity_in_process") or {}
-        lines.append(f"overload: {o['published']} published in {f(o['seconds'], 1)} s; extractor {f(o['extractor_frames_per_s'], 1)} frames/s; "
-                     f"published/possible ideal {f(c.get('published_over_ideal'))}, full window {f(c.get('published_over_full_window'))}; "
-                     f"incomplete windows {len(o['incomplete_windows'])}")
+        lines.append(
+            f"overload: {o['published']} published in {f(o['seconds'], 1)} s; extractor {f(o['extractor_frames_per_s'], 1)} frames/s; "
+            f"published/possible ideal {f(c.get('published_over_ideal'))}, full window {f(c.get('published_over_full_window'))}; "
+            f"incomplete windows {len(o['incomplete_windows'])}"
+        )
     for k, v in r["goals"].items():
         lines.append(f"goal {k}: {({True: 'met', False: 'NOT met', None: 'not measurable'})[v['met']]} {v}")
     if r["daemon_problems"]:

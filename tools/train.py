@@ -55,8 +55,15 @@ def window_sampler(m: int, window_s: float):
     return sample
 
 
-def epoch_batch(clips: list[CachedClip], view_labels: np.ndarray, y: np.ndarray, m: int, rng: np.random.Generator, quant: Quant,
-                sampler=None) -> tuple[np.ndarray, np.ndarray]:
+def epoch_batch(
+    clips: list[CachedClip],
+    view_labels: np.ndarray,
+    y: np.ndarray,
+    m: int,
+    rng: np.random.Generator,
+    quant: Quant,
+    sampler=None,
+) -> tuple[np.ndarray, np.ndarray]:
     """One jittered sample per clip and the label it trains: the original frames (label ``y``) or,
     uniformly with them, one of the views ``view_labels[i] >= 0`` allows (a mirrored view trains its
     class's mirror class, :func:`tools.mirror.view_labels`). ``sampler(clip, rng, view)`` replaces
@@ -112,18 +119,29 @@ def train_head(
     model.compile(optimizer=keras.optimizers.Adam(spec.lr), loss="categorical_crossentropy", metrics=["accuracy"])
     rng = np.random.default_rng(seed)
     if augment and (view_labels is None or view_labels.shape != (len(train), 1 + spec.crops)):
-        raise ValueError(f"augmented training needs view_labels [{len(train)}, {1 + spec.crops}] (tools.mirror.view_labels)")
+        raise ValueError(
+            f"augmented training needs view_labels [{len(train)}, {1 + spec.crops}] (tools.mirror.view_labels)"
+        )
     yv = keras.utils.to_categorical(y_val, classes)
     x_fixed = None if augment else deploy_batch(train, m, quant)
     history: list[dict] = []
     best, best_weights, waited = np.inf, None, 0
     t0 = time.perf_counter()
     for epoch in range(max_epochs):
-        x, y = epoch_batch(train, view_labels, y_train, m, rng, quant, sampler=sampler) if augment else (x_fixed, y_train)
-        h = model.fit(x, keras.utils.to_categorical(y, classes), batch_size=batch_size, epochs=1, verbose=0, shuffle=True)
+        x, y = (
+            epoch_batch(train, view_labels, y_train, m, rng, quant, sampler=sampler) if augment else (x_fixed, y_train)
+        )
+        h = model.fit(
+            x, keras.utils.to_categorical(y, classes), batch_size=batch_size, epochs=1, verbose=0, shuffle=True
+        )
         val_loss, val_acc = model.evaluate(x_val, yv, batch_size=64, verbose=0)
-        row = {"epoch": epoch + 1, "loss": float(h.history["loss"][0]), "acc": float(h.history["accuracy"][0]),
-               "val_loss": float(val_loss), "val_acc": float(val_acc)}
+        row = {
+            "epoch": epoch + 1,
+            "loss": float(h.history["loss"][0]),
+            "acc": float(h.history["accuracy"][0]),
+            "val_loss": float(val_loss),
+            "val_acc": float(val_acc),
+        }
         history.append(row)
         if epoch + 1 < min(min_epochs, max_epochs):
             best_weights = None  # too early to choose
@@ -132,7 +150,9 @@ def train_head(
         else:
             waited += 1
         if epoch % 5 == 0 or waited == 0:
-            log(f"  {spec.name} epoch {epoch + 1}: loss {row['loss']:.3f} val_loss {val_loss:.3f} val_acc {val_acc:.3f}")
+            log(
+                f"  {spec.name} epoch {epoch + 1}: loss {row['loss']:.3f} val_loss {val_loss:.3f} val_acc {val_acc:.3f}"
+            )
         if waited >= patience:
             break
     model.set_weights(best_weights)
@@ -150,7 +170,9 @@ def train_members(spec: HeadSpec, train, y_train, x_val, y_val, classes, m, quan
     norm = feature_stats(train, quant) if spec.normalize else None
     models, histories = [], []
     for i in range(spec.members):
-        model, history = train_head(spec, train, y_train, x_val, y_val, classes, m, quant, seed=seed + i, norm=norm, log=log, **kw)
+        model, history = train_head(
+            spec, train, y_train, x_val, y_val, classes, m, quant, seed=seed + i, norm=norm, log=log, **kw
+        )
         models.append(model)
         histories.append(history)
     return models, histories, norm

@@ -18,8 +18,8 @@ from ..events import SourceEvents
 from ..extractor import preprocess
 from ..messages import ModelIds, Prediction, Status
 from ..motion import MotionEstimator
-from ..pipeline import ClipClassifier
 from ..outputs import Output, event_topic, prediction_topic
+from ..pipeline import ClipClassifier
 from ..scheduler import Admission
 from ..sources.base import Captured
 from ..sources.kinds import kind_of
@@ -49,21 +49,37 @@ class Daemon:
         self.cfg, self.config_path = cfg, config_path
         self.head, self.extractor = classifier.head, classifier.extractor
         self.models = ModelIds(extractor=self.extractor.id, head=self.head.id)
-        log.info("models: head %s (%s, M = %d, trained window %s s), extractor %s (%s)", self.head.manifest.name, self.head.id,
-                 self.head.frames, window_of(classifier), Path(self.extractor.path).name, self.extractor.id)
+        log.info(
+            "models: head %s (%s, M = %d, trained window %s s), extractor %s (%s)",
+            self.head.manifest.name,
+            self.head.id,
+            self.head.frames,
+            window_of(classifier),
+            Path(self.extractor.path).name,
+            self.extractor.id,
+        )
         m = self.head.frames
         self.timing = {s.id: source_timing(s, m, window_of(classifier)) for s in cfg.sources}
         for s in cfg.sources:
             t = self.timing[s.id]
             if warning := t.warning(s.id):
                 log.warning(warning)
-            log.info("source %s: window %.3g s, %d slots every %.3g s, a prediction every %d slots (%.3g s)",
-                     s.id, t.window, t.m, t.dt, t.hop, t.hop_s)
+            log.info(
+                "source %s: window %.3g s, %d slots every %.3g s, a prediction every %d slots (%.3g s)",
+                s.id,
+                t.window,
+                t.m,
+                t.dt,
+                t.hop,
+                t.hop_s,
+            )
         recommended = self.head.manifest.min_score
         self.source_cfg = {s.id: s.for_head(recommended) for s in cfg.sources}  # min_score resolved
         self.stop_event = threading.Event()
         self.cv = threading.Condition()
-        self.queue: FeedQueue[Captured] = FeedQueue({s.id: not (kind_of(s).file and not s.realtime) for s in cfg.sources})
+        self.queue: FeedQueue[Captured] = FeedQueue(
+            {s.id: not (kind_of(s).file and not s.realtime) for s in cfg.sources}
+        )
         self.windows = {s.id: WindowAssembler(m, self.timing[s.id].hop) for s in cfg.sources}
         self.admission = Admission([s.id for s in cfg.sources if self.queue.feeds[s.id].live])
         self.admitted = self.admission.state
@@ -71,8 +87,12 @@ class Daemon:
         # turns (previous, sampled) pairs into descriptors beside the extractor's features.
         self.motion = MotionEstimator(self.head.motion) if self.head.motion is not None else None
         size, grey = self.extractor.input_size, (self.motion.grey if self.motion is not None else None)
-        self.sources = {s.id: FrameSource(s, self.timing[s.id], self, self.stop_event, lambda f: preprocess(f, size), motion_grey=grey)
-                        for s in cfg.sources}
+        self.sources = {
+            s.id: FrameSource(
+                s, self.timing[s.id], self, self.stop_event, lambda f: preprocess(f, size), motion_grey=grey
+            )
+            for s in cfg.sources
+        }
         self.seq = {s.id: 0 for s in cfg.sources}
         self.events = SourceEvents(list(self.source_cfg.values()), self.head.labels)  # fed on the event loop, in order
         self.started = time.monotonic()
@@ -128,11 +148,26 @@ class Daemon:
         """The heartbeat's status; ``peek`` (a metrics scrape): the same counters without starting
         a new rate interval or taking a sequence number."""
         now = time.monotonic()
-        sources = [source_status(sid, src.stats, self.timing[sid], self.windows[sid].skipped, self.paused(sid),
-                                 self.rates.of(sid, now, src.stats.frames_in, src.stats.extracted, peek), src.is_file)
-                   for sid, src in self.sources.items()]
+        sources = [
+            source_status(
+                sid,
+                src.stats,
+                self.timing[sid],
+                self.windows[sid].skipped,
+                self.paused(sid),
+                self.rates.of(sid, now, src.stats.frames_in, src.stats.extracted, peek),
+                src.is_file,
+            )
+            for sid, src in self.sources.items()
+        ]
         self.status_seq += 0 if peek else 1
         cost = None if self.load.cost_s is None else round(self.load.cost_s * 1e3, 3)
-        return Status(seq=self.status_seq, uptime_s=round(now - self.started, 3), overloaded=self.admitted.overloaded,
-                      overload=self.admitted.reason, extract_ms_per_frame=cost, sources=sources,
-                      outputs={o.name: st for o in self.outputs if (st := o.status()) is not None})
+        return Status(
+            seq=self.status_seq,
+            uptime_s=round(now - self.started, 3),
+            overloaded=self.admitted.overloaded,
+            overload=self.admitted.reason,
+            extract_ms_per_frame=cost,
+            sources=sources,
+            outputs={o.name: st for o in self.outputs if (st := o.status()) is not None},
+        )

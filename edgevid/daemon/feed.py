@@ -71,8 +71,9 @@ class Taken(Generic[F]):
 class FeedQueue(Generic[F]):
     """Every source's feed; methods are called under the daemon's lock."""
 
-    def __init__(self, live: dict[str, bool], batch: int = BATCH, max_lag: float = MAX_LAG_S,
-                 file_queue: int = FILE_QUEUE) -> None:
+    def __init__(
+        self, live: dict[str, bool], batch: int = BATCH, max_lag: float = MAX_LAG_S, file_queue: int = FILE_QUEUE
+    ) -> None:
         self.feeds: dict[str, Feed[F]] = {sid: Feed(is_live) for sid, is_live in live.items()}
         self.batch, self.max_lag, self.file_queue = batch, max_lag, file_queue
 

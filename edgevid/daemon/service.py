@@ -13,8 +13,8 @@ import time
 
 from ..config import DaemonConfig, load_config
 from ..errors import EdgevidError
-from ..pipeline import ClipClassifier, load_classifier
 from ..outputs import STATUS_TOPIC, Context, check_outputs, open_outputs
+from ..pipeline import ClipClassifier, load_classifier
 from ..sources.kinds import source_problem
 from .core import Daemon
 from .worker import Worker
@@ -48,7 +48,9 @@ def preflight(cfg: DaemonConfig) -> tuple[ClipClassifier, list[str]]:
 
 
 def start_outputs(d: Daemon) -> None:
-    ctx = Context(sources=list(d.sources), labels=d.head.labels, model=d.head.manifest.name, status=lambda: d.status(peek=True))
+    ctx = Context(
+        sources=list(d.sources), labels=d.head.labels, model=d.head.manifest.name, status=lambda: d.status(peek=True)
+    )
     d.outputs = open_outputs(d.cfg, ctx)
     d.metrics = next((o for o in d.outputs if o.name == "metrics"), None)
 
@@ -66,7 +68,9 @@ class Service:
             status = self.d.status()
             self.d.emit(STATUS_TOPIC, status)
             running = sum(s.state == "running" for s in status.sources)
-            sd_notify(f"STATUS={running}/{len(status.sources)} sources running, {sum(s.predictions for s in status.sources)} predictions")
+            sd_notify(
+                f"STATUS={running}/{len(status.sources)} sources running, {sum(s.predictions for s in status.sources)} predictions"
+            )
             await asyncio.sleep(self.d.cfg.publish.status_interval)
 
     async def _watchdog(self, interval: float) -> None:

@@ -23,14 +23,32 @@ class Rates:
         return round((frames_in - f_prev) / dt, 2), round((extracted - p_prev) / dt, 2)
 
 
-def source_status(sid: str, stats: SourceStats, timing: SourceTiming, skipped: dict[str, int], paused: bool,
-                  rates: tuple[float, float], is_file: bool) -> SourceStatus:
+def source_status(
+    sid: str,
+    stats: SourceStats,
+    timing: SourceTiming,
+    skipped: dict[str, int],
+    paused: bool,
+    rates: tuple[float, float],
+    is_file: bool,
+) -> SourceStatus:
     """One source's status: its counters, and ``paused`` while overload keeps it from the extractor."""
     state = "paused" if stats.state == "running" and paused else stats.state
     return SourceStatus(
-        id=sid, state=state, window_s=round(timing.window, 4), hop_s=round(timing.hop_s, 4),
-        fps_in=rates[0], fps_processed=rates[1], frames_in=stats.frames_in, sampled=stats.sampled,
-        extracted=stats.extracted, dropped=stats.dropped, reconnects=stats.reconnects, predictions=stats.predictions,
-        skipped_windows=sum(skipped.values()), skipped=dict(skipped), loop=stats.loop if is_file else None,
+        id=sid,
+        state=state,
+        window_s=round(timing.window, 4),
+        hop_s=round(timing.hop_s, 4),
+        fps_in=rates[0],
+        fps_processed=rates[1],
+        frames_in=stats.frames_in,
+        sampled=stats.sampled,
+        extracted=stats.extracted,
+        dropped=stats.dropped,
+        reconnects=stats.reconnects,
+        predictions=stats.predictions,
+        skipped_windows=sum(skipped.values()),
+        skipped=dict(skipped),
+        loop=stats.loop if is_file else None,
         last_error=stats.last_error,
     )

@@ -104,10 +104,16 @@ class Worker:
         """Measure cost and demand, and decide which live sources the extractor serves."""
         d = self.d
         now = time.monotonic()
-        d.load.tick(now, {sid: src.stats.sampled for sid, src in d.sources.items()},
-                    {sid for sid in d.sources if not d.paused(sid)})
-        demand = {sid: d.load.demand.get(sid, 0.0) for sid, src in d.sources.items()
-                  if d.queue.feeds[sid].live and src.stats.state == "running"}
+        d.load.tick(
+            now,
+            {sid: src.stats.sampled for sid, src in d.sources.items()},
+            {sid for sid in d.sources if not d.paused(sid)},
+        )
+        demand = {
+            sid: d.load.demand.get(sid, 0.0)
+            for sid, src in d.sources.items()
+            if d.queue.feeds[sid].live and src.stats.state == "running"
+        }
         d.admitted = d.admission.update(now, demand, d.load.cost_s)
         line = self.overload_log.update(now, d.admitted.overloaded, d.admitted.reason)
         if line is not None:
@@ -119,8 +125,11 @@ class Worker:
         its open event ends."""
         d = self.d
         with d.cv:
-            done = [sid for sid, src in d.sources.items()
-                    if sid not in self._ended and src.stats.state == "ended" and d.queue.drained(sid)]
+            done = [
+                sid
+                for sid, src in d.sources.items()
+                if sid not in self._ended and src.stats.state == "ended" and d.queue.drained(sid)
+            ]
         for sid in done:
             self._ended.add(sid)
             d.post(d.stream_break, sid)

@@ -47,7 +47,9 @@ def require_client():
     try:
         import prometheus_client
     except ImportError:
-        raise ConfigError("metrics.listen is set but prometheus_client is not installed: pip install 'edgevid[metrics]'") from None
+        raise ConfigError(
+            "metrics.listen is set but prometheus_client is not installed: pip install 'edgevid[metrics]'"
+        ) from None
     return prometheus_client
 
 
@@ -60,9 +62,13 @@ def families(st: "Status"):
         for s in st.sources:
             c.add_metric([s.id], getattr(s, field))
         yield c
-    skipped = CounterMetricFamily("edgevid_windows_skipped", "windows not published, by reason", labels=["source", "reason"])
+    skipped = CounterMetricFamily(
+        "edgevid_windows_skipped", "windows not published, by reason", labels=["source", "reason"]
+    )
     up = GaugeMetricFamily("edgevid_source_up", "1 while the source is running", labels=["source"])
-    state = GaugeMetricFamily("edgevid_source_state", "the source's state (1 for the current one)", labels=["source", "state"])
+    state = GaugeMetricFamily(
+        "edgevid_source_state", "the source's state (1 for the current one)", labels=["source", "state"]
+    )
     for s in st.sources:
         for reason, n in sorted(s.skipped.items()):
             skipped.add_metric([s.id, reason], n)
@@ -72,17 +78,28 @@ def families(st: "Status"):
     yield skipped
     yield up
     yield state
-    yield GaugeMetricFamily("edgevid_overloaded", "1 while live sources are served in turns", value=float(st.overloaded))
+    yield GaugeMetricFamily(
+        "edgevid_overloaded", "1 while live sources are served in turns", value=float(st.overloaded)
+    )
     yield GaugeMetricFamily("edgevid_uptime_seconds", "seconds since the daemon started", value=st.uptime_s)
     for out, o in sorted(st.outputs.items()):
-        yield CounterMetricFamily(f"edgevid_{out}_sent", f"messages the {out} output delivered (for mqtt: the broker took them)",
-                                  value=o.sent)
+        yield CounterMetricFamily(
+            f"edgevid_{out}_sent", f"messages the {out} output delivered (for mqtt: the broker took them)", value=o.sent
+        )
         if o.dropped is not None:  # zmq cannot know
-            yield CounterMetricFamily(f"edgevid_{out}_dropped", f"messages the {out} output dropped (queue full or connection lost)",
-                                      value=o.dropped)
-        yield GaugeMetricFamily(f"edgevid_{out}_connected", f"1 while the {out} output is connected and delivering",
-                                value=float(o.connected))
-        yield GaugeMetricFamily(f"edgevid_{out}_queued", f"messages the {out} output holds (queued or not yet taken)", value=o.queued)
+            yield CounterMetricFamily(
+                f"edgevid_{out}_dropped",
+                f"messages the {out} output dropped (queue full or connection lost)",
+                value=o.dropped,
+            )
+        yield GaugeMetricFamily(
+            f"edgevid_{out}_connected",
+            f"1 while the {out} output is connected and delivering",
+            value=float(o.connected),
+        )
+        yield GaugeMetricFamily(
+            f"edgevid_{out}_queued", f"messages the {out} output holds (queued or not yet taken)", value=o.queued
+        )
         yield CounterMetricFamily(f"edgevid_{out}_reconnects", f"reconnections of the {out} output", value=o.reconnects)
 
 
@@ -99,11 +116,23 @@ class Metrics:
                 yield from families(self._status())
 
         self.registry.register(_StatusCollector())
-        self.stage = prom.Histogram("edgevid_inference_seconds", "seconds per frame (extract) or per window (head)",
-                                    ["stage"], buckets=STAGE_BUCKETS, registry=self.registry)
-        self.latency = prom.Histogram("edgevid_capture_to_publish_seconds", "newest frame's capture to its prediction's publication",
-                                      ["source"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.events = prom.Counter("edgevid_events", "event messages published", ["source", "phase"], registry=self.registry)
+        self.stage = prom.Histogram(
+            "edgevid_inference_seconds",
+            "seconds per frame (extract) or per window (head)",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=self.registry,
+        )
+        self.latency = prom.Histogram(
+            "edgevid_capture_to_publish_seconds",
+            "newest frame's capture to its prediction's publication",
+            ["source"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.events = prom.Counter(
+            "edgevid_events", "event messages published", ["source", "phase"], registry=self.registry
+        )
         host, port = parse_listen(listen)
         try:
             self.server, self.thread = prom.start_http_server(port, addr=host, registry=self.registry)

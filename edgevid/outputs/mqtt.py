@@ -46,24 +46,58 @@ if TYPE_CHECKING:
 log = logging.getLogger("edgevid.outputs.mqtt")
 
 
-def discovery(cfg: "MqttConfig", sources: list[str], labels: list[str], model: str, version: str) -> list[tuple[str, dict]]:
+def discovery(
+    cfg: "MqttConfig", sources: list[str], labels: list[str], model: str, version: str
+) -> list[tuple[str, dict]]:
     """Home Assistant discovery messages: per source a sensor (current action) and a binary sensor
     per label of interest, grouped into one device per source; all go unavailable with the daemon."""
     p = cfg.topic_prefix
     out = []
     for sid in sources:
         node = f"edgevid_{sid}".replace(".", "_").replace("-", "_")
-        device = {"identifiers": [node], "name": f"edgevid {sid}", "manufacturer": "edgevid", "model": model, "sw_version": version}
-        common = {"availability_topic": f"{p}/availability", "payload_available": "online", "payload_not_available": "offline",
-                  "device": device, "state_topic": f"{p}/{sid}/state", "json_attributes_topic": f"{p}/{sid}/state"}
-        out.append((f"{cfg.discovery_prefix}/sensor/{node}/action/config",
-                    {**common, "name": "action", "unique_id": f"{node}_action", "object_id": f"{node}_action",
-                     "value_template": "{{ value_json.action }}", "icon": "mdi:run"}))
+        device = {
+            "identifiers": [node],
+            "name": f"edgevid {sid}",
+            "manufacturer": "edgevid",
+            "model": model,
+            "sw_version": version,
+        }
+        common = {
+            "availability_topic": f"{p}/availability",
+            "payload_available": "online",
+            "payload_not_available": "offline",
+            "device": device,
+            "state_topic": f"{p}/{sid}/state",
+            "json_attributes_topic": f"{p}/{sid}/state",
+        }
+        out.append(
+            (
+                f"{cfg.discovery_prefix}/sensor/{node}/action/config",
+                {
+                    **common,
+                    "name": "action",
+                    "unique_id": f"{node}_action",
+                    "object_id": f"{node}_action",
+                    "value_template": "{{ value_json.action }}",
+                    "icon": "mdi:run",
+                },
+            )
+        )
         for label in cfg.binary_sensors:
-            out.append((f"{cfg.discovery_prefix}/binary_sensor/{node}/{label}/config",
-                        {**common, "name": label.replace("_", " "), "unique_id": f"{node}_{label}", "object_id": f"{node}_{label}",
-                         "value_template": "{{ 'ON' if value_json.action == '%s' else 'OFF' }}" % label,
-                         "payload_on": "ON", "payload_off": "OFF"}))
+            out.append(
+                (
+                    f"{cfg.discovery_prefix}/binary_sensor/{node}/{label}/config",
+                    {
+                        **common,
+                        "name": label.replace("_", " "),
+                        "unique_id": f"{node}_{label}",
+                        "object_id": f"{node}_{label}",
+                        "value_template": "{{ 'ON' if value_json.action == '%s' else 'OFF' }}" % label,
+                        "payload_on": "ON",
+                        "payload_off": "OFF",
+                    },
+                )
+            )
     return out
 
 
@@ -180,14 +214,23 @@ def translate(prefix: str, topic: str, message: BaseModel, state: dict[str, dict
     if isinstance(message, Prediction):
         return [(f"{p}/{message.source}/prediction", message.model_dump_json(), 0, False)]
     if isinstance(message, Event):
-        state[message.source] = {"action": message.label if message.phase != "end" else "none", "event_id": message.id,
-                                 "phase": message.phase, "score": message.score, "best_score": message.best_score,
-                                 "started_at": message.started_at, "duration_s": message.duration_s}
-        return [(f"{p}/{message.source}/event", message.model_dump_json(), 1, False),
-                (f"{p}/{message.source}/state", json.dumps(state[message.source]), 1, True)]
+        state[message.source] = {
+            "action": message.label if message.phase != "end" else "none",
+            "event_id": message.id,
+            "phase": message.phase,
+            "score": message.score,
+            "best_score": message.best_score,
+            "started_at": message.started_at,
+            "duration_s": message.duration_s,
+        }
+        return [
+            (f"{p}/{message.source}/event", message.model_dump_json(), 1, False),
+            (f"{p}/{message.source}/state", json.dumps(state[message.source]), 1, True),
+        ]
     if isinstance(message, Status):
         return [(f"{p}/status", message.model_dump_json(), 1, True)] + [
-            (f"{p}/{s.id}/status", s.model_dump_json(), 0, True) for s in message.sources]
+            (f"{p}/{s.id}/status", s.model_dump_json(), 0, True) for s in message.sources
+        ]
     return [(f"{p}/{topic}", message.model_dump_json(), 0, False)]
 
 
@@ -281,8 +324,10 @@ class MqttOutput:
                 log.info("mqtt: the broker takes messages again")
 
     def _stall_reason(self, now: float) -> str:
-        return (f"broker stopped acknowledging: {len(self.inflight)} message(s) not taken, the oldest for "
-                f"{self.inflight.waited(now):.0f} s (ack_timeout {self.cfg.ack_timeout:g} s)")
+        return (
+            f"broker stopped acknowledging: {len(self.inflight)} message(s) not taken, the oldest for "
+            f"{self.inflight.waited(now):.0f} s (ack_timeout {self.cfg.ack_timeout:g} s)"
+        )
 
     def _ready(self) -> bool:
         """Connected, the broker taking messages, and room in flight."""
@@ -315,9 +360,14 @@ class MqttOutput:
         now = time.monotonic()
         with self._lock:
             stalled = self.connected and self.inflight.stalled(now)
-            return OutputStatus(connected=self.connected and not stalled, sent=self.sent, dropped=self.dropped,
-                                queued=self.queue.qsize() + self._holding + len(self.inflight), reconnects=self.reconnects,
-                                last_error=self._stall_reason(now) if stalled else self.last_error)
+            return OutputStatus(
+                connected=self.connected and not stalled,
+                sent=self.sent,
+                dropped=self.dropped,
+                queued=self.queue.qsize() + self._holding + len(self.inflight),
+                reconnects=self.reconnects,
+                last_error=self._stall_reason(now) if stalled else self.last_error,
+            )
 
     def close(self, timeout: float = 2.0) -> None:
         """Send what is queued (briefly, if connected), say ``offline``, disconnect."""

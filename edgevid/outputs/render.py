@@ -21,14 +21,18 @@ def render(msg: dict, now: float | None = None) -> str:
         return f"{stamp} {msg['source']} #{msg['seq']}{where}: {top} ({cost})"
     if msg.get("type") == "event":
         score = "" if msg.get("score") is None else f", score {msg['score']:.2f}"
-        return (f"{stamp} {msg['source']} event {msg['phase']} {msg['label']} ({msg['id']}): {msg['duration_s']:.1f} s, "
-                f"best {msg['best_score']:.2f}{score}")
+        return (
+            f"{stamp} {msg['source']} event {msg['phase']} {msg['label']} ({msg['id']}): {msg['duration_s']:.1f} s, "
+            f"best {msg['best_score']:.2f}{score}"
+        )
     parts = []
     for s in msg.get("sources", []):
         skipped = ", ".join(f"{k} {v}" for k, v in sorted((s.get("skipped") or {}).items()))
-        line = (f"{s['id']} {s['state']}: {s['fps_in']:.1f} fps in, {s['fps_processed']:.1f} processed, frames {s['frames_in']}, "
-                f"sampled {s['sampled']}, extracted {s.get('extracted', '?')}, dropped {s['dropped']}, predictions {s['predictions']}, "
-                f"skipped {s['skipped_windows']}{f' ({skipped})' if skipped else ''}, reconnects {s['reconnects']}")
+        line = (
+            f"{s['id']} {s['state']}: {s['fps_in']:.1f} fps in, {s['fps_processed']:.1f} processed, frames {s['frames_in']}, "
+            f"sampled {s['sampled']}, extracted {s.get('extracted', '?')}, dropped {s['dropped']}, predictions {s['predictions']}, "
+            f"skipped {s['skipped_windows']}{f' ({skipped})' if skipped else ''}, reconnects {s['reconnects']}"
+        )
         if s.get("loop"):
             line += f", loops {s['loop']}"
         if s.get("last_error"):

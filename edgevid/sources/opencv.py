@@ -15,7 +15,12 @@ if TYPE_CHECKING:
 
 def timeouts(cfg: "SourceConfig") -> list[int]:
     """OpenCV open() parameters: FFmpeg's open and read timeouts in ms."""
-    return [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(cfg.open_timeout * 1000), cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(cfg.read_timeout * 1000)]
+    return [
+        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+        int(cfg.open_timeout * 1000),
+        cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+        int(cfg.read_timeout * 1000),
+    ]
 
 
 def opened(cap: cv2.VideoCapture, kind: str, uri: str) -> Opened:

@@ -95,8 +95,8 @@ class RawFramer:
         n = len(self._buf) // self.size
         if not n:
             return []
-        out = [bytes(self._buf[i * self.size:(i + 1) * self.size]) for i in range(n)]
-        del self._buf[:n * self.size]
+        out = [bytes(self._buf[i * self.size : (i + 1) * self.size]) for i in range(n)]
+        del self._buf[: n * self.size]
         return out
 
     @property
@@ -167,7 +167,7 @@ class JpegSplitter:
         if start < 0:
             keep = 1 if buf.endswith(b"\xff") else 0
             self.dropped_bytes += len(buf) - keep
-            del buf[:len(buf) - keep]
+            del buf[: len(buf) - keep]
             return None
         if start:
             self.dropped_bytes += start
@@ -200,8 +200,8 @@ class JpegSplitter:
         if end < 0:
             self._scan = max(self._scan, len(buf) - 1)  # search on from here next time
             return None
-        image = bytes(buf[:end + 2])
-        del buf[:end + 2]
+        image = bytes(buf[: end + 2])
+        del buf[: end + 2]
         self._scan, self._pos = -1, 2
         return image
 
@@ -235,7 +235,7 @@ class StderrTail:
     def _add(self, raw: bytes) -> None:
         line = raw.decode("utf-8", "replace").strip()
         if line:
-            self.lines.append(line[:self.max_line])
+            self.lines.append(line[: self.max_line])
 
     def text(self) -> str:
         return " | ".join(self.lines)
@@ -339,8 +339,14 @@ class PipeCapture:
         argv = split_command(spec.command)
         try:
             self.proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
-                start_new_session=True, preexec_fn=lambda parent=os.getpid(): die_with_parent(parent))
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                bufsize=0,
+                start_new_session=True,
+                preexec_fn=lambda parent=os.getpid(): die_with_parent(parent),
+            )
         except FileNotFoundError:
             raise OSError(f"{argv[0]!r} not found" + ("" if os.sep in argv[0] else " on PATH")) from None
         except PermissionError:

@@ -29,9 +29,18 @@ class Outcome:
 class FrameReader:
     """A source's frames, across reopenings: frame ids only grow, so a window never mixes two."""
 
-    def __init__(self, cfg: SourceConfig, timing: SourceTiming, sink: Sink, stats: SourceStats, stop,
-                 convert: Callable[[np.ndarray], np.ndarray], clock: Callable[[], float],
-                 motion_grey: Callable[[np.ndarray], np.ndarray] | None, is_file: bool) -> None:
+    def __init__(
+        self,
+        cfg: SourceConfig,
+        timing: SourceTiming,
+        sink: Sink,
+        stats: SourceStats,
+        stop,
+        convert: Callable[[np.ndarray], np.ndarray],
+        clock: Callable[[], float],
+        motion_grey: Callable[[np.ndarray], np.ndarray] | None,
+        is_file: bool,
+    ) -> None:
         self.cfg, self.timing, self.sink, self.stats, self.stop_event = cfg, timing, sink, stats, stop
         self.convert, self.clock, self.is_file = convert, clock, is_file
         self._fid = 0
@@ -40,7 +49,9 @@ class FrameReader:
         self.motion_grey = motion_grey
         self._prev_grey: np.ndarray | None = None
 
-    def _keep(self, cap, t: float, mono: float, wall: float, media: float | None, wanted: bool = True) -> Captured | None:
+    def _keep(
+        self, cap, t: float, mono: float, wall: float, media: float | None, wanted: bool = True
+    ) -> Captured | None:
         """Retrieve the grabbed frame if it fills a slot (``wanted``) or the motion stream needs it as
         the next frame's predecessor; a Captured only for a wanted frame."""
         ok, frame = cap.retrieve()
@@ -53,8 +64,16 @@ class FrameReader:
             return None
         self._fid += 1
         loop = self.stats.loop if self.is_file else None
-        return Captured(self._fid, t, mono, wall, media, loop, image=self.convert(frame),
-                        motion_pair=(prev, grey) if grey is not None else None)
+        return Captured(
+            self._fid,
+            t,
+            mono,
+            wall,
+            media,
+            loop,
+            image=self.convert(frame),
+            motion_pair=(prev, grey) if grey is not None else None,
+        )
 
     def hand_over(self, fills: list[Fill[Captured]], paused: bool) -> None:
         if not fills:
@@ -67,8 +86,9 @@ class FrameReader:
         self.stats.sampled += len(new)
         self.sink.fills(self.cfg.id, fills, new, paused)
 
-    def _offer(self, cap, filler: SlotFiller[Captured], t: float, mono: float, wall: float,
-               media: float | None) -> tuple[list[Fill[Captured]], bool]:
+    def _offer(
+        self, cap, filler: SlotFiller[Captured], t: float, mono: float, wall: float, media: float | None
+    ) -> tuple[list[Fill[Captured]], bool]:
         """One grabbed frame at ``t``: converted only if it can fill a slot (and the source is not
         paused); returns the slots it settles and whether the source is paused."""
         paused = self.sink.paused(self.cfg.id)
@@ -87,8 +107,10 @@ class FrameReader:
     def read_file(self, opened: Opened, running: Callable[[], None]) -> Outcome:
         fps = opened.fps
         if not believable(fps):
-            raise SourceError(f"{self.cfg.uri}: header frame rate {fps:g} fps is outside {FPS_RANGE[0]:g}-{FPS_RANGE[1]:g} fps; "
-                              "re-mux the file with a real frame rate")
+            raise SourceError(
+                f"{self.cfg.uri}: header frame rate {fps:g} fps is outside {FPS_RANGE[0]:g}-{FPS_RANGE[1]:g} fps; "
+                "re-mux the file with a real frame rate"
+            )
         cap, frame_s, dt = opened.cap, 1.0 / fps, self.timing.dt
         clock, filler, hold = FileClock(fps), SlotFiller[Captured](dt, 0.0, frame_s), SlotHold[Captured](dt)
         self._start()
@@ -131,7 +153,9 @@ class FrameReader:
                     return Outcome(n, ended=True, error=cap.ended)
                 if not live.alive(self.clock()):  # stalled
                     said = cap.stderr.text() if isinstance(cap, PipeCapture) else ""  # e.g. a camera timeout
-                    return Outcome(n, error=f"no frame for {self.cfg.stall_timeout:g} s (stalled){': ' + said if said else ''}")
+                    return Outcome(
+                        n, error=f"no frame for {self.cfg.stall_timeout:g} s (stalled){': ' + said if said else ''}"
+                    )
                 self.stop_event.wait(0.01)
                 continue
             mono, wall = self.clock(), time.time()

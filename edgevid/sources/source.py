@@ -24,9 +24,17 @@ log = logging.getLogger("edgevid.sources")
 class FrameSource(threading.Thread):
     """Reads one source until stopped, reconnecting with backoff; reports to ``sink``."""
 
-    def __init__(self, cfg: SourceConfig, timing: SourceTiming, sink, stop: threading.Event,
-                 convert: Callable[[np.ndarray], np.ndarray], *, clock: Callable[[], float] = time.monotonic,
-                 motion_grey: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+    def __init__(
+        self,
+        cfg: SourceConfig,
+        timing: SourceTiming,
+        sink,
+        stop: threading.Event,
+        convert: Callable[[np.ndarray], np.ndarray],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        motion_grey: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> None:
         super().__init__(name=f"source-{cfg.id}", daemon=True)
         # OpenCV's own thread pool (process-wide) splits each small resize, colour conversion and
         # flow across a second thread that then spins: for a 320x240 frame that costs more CPU than
@@ -47,7 +55,9 @@ class FrameSource(threading.Thread):
             self.stats.last_error = error  # stays after recovery: it tells what the last reconnect was for
         if state != self.stats.state:
             how = f": {error}" if error else ""
-            (log.warning if state in ("reconnecting", "failed") else log.info)("source %s: %s -> %s%s", self.cfg.id, self.stats.state, state, how)
+            (log.warning if state in ("reconnecting", "failed") else log.info)(
+                "source %s: %s -> %s%s", self.cfg.id, self.stats.state, state, how
+            )
             self.stats.state = state
 
     def run(self) -> None:
@@ -60,8 +70,16 @@ class FrameSource(threading.Thread):
                 self._retry(backoff, str(exc).strip().splitlines()[-1] if str(exc).strip() else "cannot open")
                 continue
             try:
-                log.info("source %s: opened %s %s (%dx%d, %.3g fps, %s)", self.cfg.id, self.kind.name, self.cfg.uri,
-                         opened.width, opened.height, opened.fps, opened.backend)
+                log.info(
+                    "source %s: opened %s %s (%dx%d, %.3g fps, %s)",
+                    self.cfg.id,
+                    self.kind.name,
+                    self.cfg.uri,
+                    opened.width,
+                    opened.height,
+                    opened.fps,
+                    opened.backend,
+                )
                 outcome = read(opened, lambda: self._state("running"))
             except SourceError as exc:
                 self._state("failed", str(exc))
@@ -78,7 +96,12 @@ class FrameSource(threading.Thread):
                     self._state("ended")
                     return
                 self.stats.loop += 1
-                log.info("source %s: end of file after %d frames, looping (pass %d)", self.cfg.id, outcome.frames, self.stats.loop + 1)
+                log.info(
+                    "source %s: end of file after %d frames, looping (pass %d)",
+                    self.cfg.id,
+                    outcome.frames,
+                    self.stats.loop + 1,
+                )
                 continue
             self._retry(backoff, outcome.error or ("no frames in file" if self.kind.file else "stream ended"))
 

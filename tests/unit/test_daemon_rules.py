@@ -28,7 +28,15 @@ def test_live_frames_oldest_first_across_sources_then_files_in_turn():
     _hand(q, "f2", [Frame(i, 0.0) for i in range(1, 4)])
     taken = q.take(now=10.3)
     assert [(sid, f.fid) for sid, f in taken.batch] == [
-        ("a", 1), ("b", 1), ("a", 2), ("f1", 1), ("f2", 1), ("f1", 2), ("f2", 2), ("f1", 3)]
+        ("a", 1),
+        ("b", 1),
+        ("a", 2),
+        ("f1", 1),
+        ("f2", 1),
+        ("f1", 2),
+        ("f2", 2),
+        ("f1", 3),
+    ]
     assert [type(e) for e in taken.events["a"]] == [Slots] and taken.touched == {"a", "b", "f1", "f2"}
     rest = q.take(now=10.3)
     assert [(sid, f.fid) for sid, f in rest.batch] == [("f2", 3)] and rest.events == {}
@@ -82,11 +90,16 @@ def test_load_meter_cost_and_demand_are_moving_averages_and_paused_sources_keep_
 
 def test_overload_is_logged_once_then_at_most_every_minute_and_its_end_once():
     log = OverloadLog(every=60.0)
-    said = [(t, log.update(t, over, "need 2.0 s/s")) for t, over in
-            [(0, True), (30, True), (61, True), (100, True), (130, False), (131, False), (140, True)]]
+    said = [
+        (t, log.update(t, over, "need 2.0 s/s"))
+        for t, over in [(0, True), (30, True), (61, True), (100, True), (130, False), (131, False), (140, True)]
+    ]
     assert [(t, x) for t, x in said if x] == [
-        (0, ("warning", "overloaded: need 2.0 s/s")), (61, ("warning", "overloaded: need 2.0 s/s")),
-        (130, ("info", "overload over: serving every source")), (140, ("warning", "overloaded: need 2.0 s/s"))]
+        (0, ("warning", "overloaded: need 2.0 s/s")),
+        (61, ("warning", "overloaded: need 2.0 s/s")),
+        (130, ("info", "overload over: serving every source")),
+        (140, ("warning", "overloaded: need 2.0 s/s")),
+    ]
 
 
 def test_rates_count_since_the_last_heartbeat_and_a_scrape_only_peeks():

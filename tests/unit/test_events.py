@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from edgevid.events import EventTracker, Window
@@ -26,7 +25,9 @@ def play(tracker: EventTracker, labels: list, hop: float = 0.5, t0: float = 100.
     for i, lab in enumerate(labels):
         end = t0 + i * hop
         score = lab[1] if isinstance(lab, tuple) else 0.8
-        out += tracker.step(probs(lab[0] if isinstance(lab, tuple) else lab, score), Window(end - window, end, end, i + 1))
+        out += tracker.step(
+            probs(lab[0] if isinstance(lab, tuple) else lab, score), Window(end - window, end, end, i + 1)
+        )
     return out
 
 
@@ -36,7 +37,9 @@ def tracker(**kw) -> EventTracker:
 
 
 def test_start_after_min_duration_updates_then_end_after_end_after():
-    ev = play(tracker(), [None, "wave", "wave", "wave", "wave", "wave", "wave", "wave", "wave", None, None, None, None, None])
+    ev = play(
+        tracker(), [None, "wave", "wave", "wave", "wave", "wave", "wave", "wave", "wave", None, None, None, None, None]
+    )
     assert [e.phase for e in ev] == ["start", "update", "end"]
     start, update, end = ev
     assert start.label == "wave" and start.prediction_seq == 4  # wave at 100.5, 101.0, 101.5: 1.0 s held

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from conftest import ROOT
 from edgevid.messages import Prediction, Status, json_schemas
+
+from conftest import ROOT
 
 
 def test_committed_json_schemas_match_the_message_models():

@@ -9,8 +9,17 @@ from edgevid.sources.kinds import KINDS, NAMES, detect
 from edgevid.timing import TIME_EPS, Fill, SlotHold
 
 
-@pytest.mark.parametrize("uri,kind", [("0", "camera"), ("/dev/video2", "camera"), ("rtsp://cam/1", "stream"),
-                                      ("http://x/y.mjpg", "stream"), ("clips/a.mp4", "file"), ("/dev/videos.mp4", "camera")])
+@pytest.mark.parametrize(
+    "uri,kind",
+    [
+        ("0", "camera"),
+        ("/dev/video2", "camera"),
+        ("rtsp://cam/1", "stream"),
+        ("http://x/y.mjpg", "stream"),
+        ("clips/a.mp4", "file"),
+        ("/dev/videos.mp4", "camera"),
+    ],
+)
 def test_auto_kind_is_the_first_registered_kind_that_knows_the_uri(uri, kind):
     assert detect(uri).name == kind == SourceConfig(id="a", uri=uri).resolved_kind()
 
@@ -33,7 +42,6 @@ def test_a_file_slot_is_handed_over_only_once_the_file_reaches_its_end_in_runs_o
     assert hold.release(0.2 - TIME_EPS / 2) == [([Fill(1, "f1", False)], False)]
     assert hold.release(0.4) == [([Fill(2, "f2", False)], True), ([Fill(3, "f3", False)], False)]
     assert hold.release(10.0) == []
-
 
 
 def test_a_source_without_min_score_takes_the_heads_recommendation_and_a_number_wins():

@@ -15,6 +15,7 @@ from edgevid.scheduler import Admission
 from edgevid.timing import MAX_GAP_FRACTION, Backoff, FileClock, SlotFiller, StreamClock
 from edgevid.windows import FrameInfo, Ready, Skipped, WindowAssembler
 
+
 def feed(times, dt, origin=0.0, interval=None):
     """Push frames at ``times`` through a SlotFiller; returns (fills, kept frame count)."""
     sf = SlotFiller(dt, origin, interval or (times[1] - times[0]))
@@ -171,5 +172,3 @@ def test_admission_serves_what_fits_in_turns():
     assert not a.update(13.0, demand, 0.006).overloaded  # 0.6: over, everyone served
     one = a.update(14.0, {"a": 100.0}, 0.02)
     assert one.overloaded and "a" in one.admitted  # a lone source too big is still served
-
-
