@@ -4,6 +4,7 @@
 - :class:`StreamClock` / :class:`FileClock`: the time of a captured frame (its own timestamp while sane).
 - :class:`Backoff`: reconnect delays.
 - :class:`SlotHold`: a file's settled slots, handed over only once the file reaches their end.
+- :class:`Pacer`: when a realtime file's next frame is due.
 
 Times here are seconds on one monotonic axis per source (``time.monotonic()`` for live sources,
 the position in the file for files); wall-clock time is only ever a label.
@@ -216,3 +217,16 @@ class SlotHold(Generic[T]):
                 run.append(held.pop(0)[0])
             runs.append((run, paused))
         return runs
+
+
+class Pacer:
+    """A realtime file plays at its own timestamps: a frame at ``position`` seconds into the file
+    is due ``position`` seconds after the file opened (``start``); a reader that fell behind
+    waits for nothing until it has caught up."""
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+
+    def wait(self, position: float, now: float) -> float:
+        """Seconds to wait before the frame at ``position`` (0 when it is due or late)."""
+        return max(0.0, self.start + position - now)

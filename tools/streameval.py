@@ -297,6 +297,19 @@ def probs_of(pred: dict, labels: list[str]) -> np.ndarray:
 
 
 # -- 1. accuracy per window ---------------------------------------------------------------------
+def run_summary(run: dict) -> dict:
+    """What a report keeps of one daemon run: its counts, problems, timing and the stderr tail."""
+    return {
+        "wall_s": round(run["wall_s"], 1),
+        "received": len(run["predictions"]),
+        "published_by_daemon": run["published_by_daemon"],
+        "problems": run["problems"],
+        "notes": run["notes"],
+        "daemon_timing": run["daemon_timing"],
+        "stderr_tail": run["stderr_tail"],
+    }
+
+
 def clip_info(path: Path) -> tuple[int, float, float]:
     """Decoded frames, fps and the duration on the file's own timestamps (last frame's position +
     one frame). They differ: a JHMDB avi has empty packets (a repeated frame) on ~1 in 6 slots, so
@@ -349,18 +362,7 @@ def accuracy(setup: Setup, items: list[tuple[Path, str]], tmp: Path, per_daemon:
         run = run_daemon(setup, tmp / f"acc{start}", sources, finite=True)
         for p in run["predictions"]:
             windows[int(p["source"][1:])].append(p)
-        runs.append(
-            {
-                "sources": len(sources),
-                "wall_s": round(run["wall_s"], 1),
-                "received": len(run["predictions"]),
-                "published_by_daemon": run["published_by_daemon"],
-                "problems": run["problems"],
-                "notes": run["notes"],
-                "daemon_timing": run["daemon_timing"],
-                "stderr_tail": run["stderr_tail"],
-            }
-        )
+        runs.append({"sources": len(sources), **run_summary(run)})
         log(
             f"   clips {chunk.start}-{chunk.stop - 1}: {len(run['predictions'])} windows in {run['wall_s']:.1f} s; problems: {run['problems'] or 'none'}"
         )
@@ -646,15 +648,7 @@ def switch_latency(
         "fully_inside_top1_is_new": ratio(inside_new, inside),
         "windows_straddling_a_change": straddling,
         "incomplete_windows": incomplete,
-        "daemon": {
-            "wall_s": round(run["wall_s"], 1),
-            "received": len(run["predictions"]),
-            "published_by_daemon": run["published_by_daemon"],
-            "problems": run["problems"],
-            "notes": run["notes"],
-            "daemon_timing": run["daemon_timing"],
-            "stderr_tail": run["stderr_tail"],
-        },
+        "daemon": run_summary(run),
         "files": files,
         "per_change": changes,
     }

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..capture import FPS_RANGE, believable
 from ..config import SourceConfig, SourceTiming
-from ..timing import TIME_EPS, FileClock, Fill, Liveness, SlotFiller, SlotHold, StreamClock
+from ..timing import TIME_EPS, FileClock, Fill, Liveness, Pacer, SlotFiller, SlotHold, StreamClock
 from .base import Captured, Opened, Sink, SourceError, SourceStats
 from .pipe import PipeCapture
 
@@ -115,7 +115,7 @@ class FrameReader:
         clock, filler, hold = FileClock(fps), SlotFiller[Captured](dt, 0.0, frame_s), SlotHold[Captured](dt)
         self._start()
         running()
-        start, n, position = self.clock(), 0, 0.0
+        pacer, n, position = Pacer(self.clock()), 0, 0.0
         while not self.stop_event.is_set():
             if not cap.grab():
                 if n:  # end of file: the slots inside the last frame's display interval
@@ -127,7 +127,7 @@ class FrameReader:
             self.stats.frames_in += 1
             position = clock.position(cap.get(cv2.CAP_PROP_POS_MSEC))
             if self.cfg.realtime:
-                ahead = start + position - self.clock()
+                ahead = pacer.wait(position, self.clock())
                 if ahead > 0 and self.stop_event.wait(ahead):
                     break
             # The frame's time is the centre of its display interval.

@@ -50,3 +50,14 @@ def test_a_source_without_min_score_takes_the_heads_recommendation_and_a_number_
     assert unset.for_head(0.44).min_score == 0.44 and unset.for_head(None).min_score == 0.0
     assert SourceConfig(id="a", uri="x.mp4", min_score=0.2).for_head(0.44).min_score == 0.2
     assert SourceConfig(id="a", uri="x.mp4", min_score=0.0).for_head(0.44).min_score == 0.0  # 0 set is a choice
+
+
+def test_a_realtime_file_waits_for_each_frame_and_a_late_reader_catches_up_without_waiting():
+    from edgevid.timing import Pacer
+
+    p = Pacer(start=100.0)
+    assert p.wait(position=0.0, now=100.0) == 0.0
+    assert abs(p.wait(position=0.5, now=100.1) - 0.4) < 1e-12  # due at 100.5
+    assert p.wait(position=0.5, now=101.0) == 0.0  # late: read at once
+    assert p.wait(position=0.9, now=101.0) == 0.0  # still behind: no wait until caught up
+    assert abs(p.wait(position=1.5, now=101.0) - 0.5) < 1e-12
