@@ -365,7 +365,7 @@ def test_the_longest_topic_prefix_allowed_works_against_a_real_broker(env):
             frames=8,
             gaps=0,
             new_frames=8,
-            latency=PredictionLatency(extract_ms=1, head_ms=1, capture_to_publish_ms=1),
+            latency=PredictionLatency(extract_ms=1, head_ms=1, floor_ms=2, capture_to_publish_ms=1),
         )
         got = listener.wait(lambda g: any(t == f"{prefix}/availability" for t, _, _ in g), 20)
         out.send(f"pred/{sid}", pred)

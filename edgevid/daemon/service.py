@@ -51,7 +51,7 @@ def start_outputs(d: Daemon) -> None:
     ctx = Context(
         sources=list(d.sources), labels=d.head.labels, model=d.head.manifest.name, status=lambda: d.status(peek=True)
     )
-    d.outputs = open_outputs(d.cfg, ctx)
+    d.outputs = open_outputs(d.cfg, ctx) + d.outputs  # outputs added before serving (the live check) come after
     d.metrics = next((o for o in d.outputs if o.name == "metrics"), None)
 
 
