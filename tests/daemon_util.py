@@ -1,2 +1,1 @@
 """The daemon test helpers live in tools.probe (shared with the soak test and the benchmarks)."""
-
