@@ -253,7 +253,8 @@ def cmd_models_info(args: argparse.Namespace) -> int:
     if fp is not None:
         lines.insert(
             -1,
-            f"            other files: accepted when their features on edgevid's {fp.probes} reach cosine ≥ {fp.min_cosine:g}",
+            f"            other files: accepted when their features on edgevid's {fp.probes} reach cosine ≥ "
+            f"{fp.min_cosine:g}",
         )
     print("\n".join(lines))
     return 0
@@ -363,7 +364,8 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
         )
     if (args.curve_secret_key is None) != (args.curve_server_key is None):
         raise UsageError(
-            "--curve-secret-key and --curve-server-key go together (the client's secret key file and the server's public key file)"
+            "--curve-secret-key and --curve-server-key go together (the client's secret key file and the server's "
+            "public key file)"
         )
     keys = None
     if args.curve_secret_key:
@@ -477,7 +479,8 @@ def _classify_parser(sub) -> None:
         "paths",
         nargs="+",
         metavar="PATH",
-        help="video file or folder (searched recursively); or one camera index (0), /dev/videoN or rtsp:// http(s):// URL",
+        help="video file or folder (searched recursively); or one camera index (0), /dev/videoN or rtsp:// http(s):// "
+        "URL",
     )
     p.add_argument("--top-k", type=int, default=3, help="labels to print per clip or window (default 3)")
     p.add_argument(

@@ -473,7 +473,8 @@ def _merge(
                         whole = (
                             f"the whole list as JSON in {ENV_PREFIX}{key.upper()}"
                             if len(here) == 1
-                            else f"the whole [{here[0]}] table as JSON in {ENV_PREFIX}{here[0].upper()}, or the list in the file"
+                            else f"the whole [{here[0]}] table as JSON in {ENV_PREFIX}{here[0].upper()}, or the list "
+                            "in the file"
                         )
                         raise ConfigError(f"{var}: {'.'.join(here)} {has}; give {whole}")
                     items[i] = (

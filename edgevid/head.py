@@ -56,11 +56,13 @@ class Head:
         want = (m.frames, m.input_dim)
         if tuple(inp["shape"][1:]) != want:
             raise ModelError(
-                f"head {head_path}: input shape {list(inp['shape'])} does not match the manifest's [1, {m.frames}, {m.input_dim}]"
+                f"head {head_path}: input shape {list(inp['shape'])} does not match the manifest's [1, {m.frames}, "
+                f"{m.input_dim}]"
             )
         if int(out["shape"][-1]) != len(self.labels):
             raise ModelError(
-                f"{labels_path}: {len(self.labels)} labels but head {head_path.name} outputs {int(out['shape'][-1])} classes"
+                f"{labels_path}: {len(self.labels)} labels but head {head_path.name} outputs {int(out['shape'][-1])} "
+                "classes"
             )
         self._input_index = inp["index"]
         self._output_index = out["index"]

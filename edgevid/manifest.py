@@ -86,7 +86,8 @@ class Manifest(BaseModel):
     extractor: ExtractorRef
     streams: list[Literal["appearance", "motion"]] = Field(
         default_factory=lambda: ["appearance"],
-        description="what the head reads per frame, concatenated in this order: the extractor's features, then the motion descriptor",
+        description="what the head reads per frame, concatenated in this order: the extractor's features, then the "
+        "motion descriptor",
     )
     motion: MotionSpec | None = Field(None, description="how the motion stream is computed (heads that read it)")
     calibration: Calibration | None = Field(

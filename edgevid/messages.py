@@ -38,7 +38,9 @@ class ClipResult(BaseModel):
     error: str | None = None
 
 
-SCHEMA_VERSION = 4  # 2: window contract (frames, gaps, loop), overload and skip reasons in status; 3: label (unknown below min_score), MQTT drops in status; 4: latency.floor_ms, every output in status (zmq's dropped unknown: null)
+# 2: window contract (frames, gaps, loop), overload and skip reasons in status; 3: label (unknown below min_score),
+# MQTT drops in status; 4: latency.floor_ms, every output in status (zmq's dropped unknown: null)
+SCHEMA_VERSION = 4
 EVENT_SCHEMA_VERSION = 1
 UNKNOWN = "unknown"
 

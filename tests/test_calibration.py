@@ -89,7 +89,8 @@ def test_calibration_is_judged_held_out_and_recommends_a_min_score():
     assert fit.calibration is not None and fit.refused is None and fit.cross_validated == 5
     assert fit.calibration.temperature == pytest.approx(fit_temperature(probs, y), abs=1e-3)
     assert fit.ece_after < fit.ece_before and fit.calibration.ece_after == pytest.approx(fit.ece_after, abs=1e-4)
-    # min_score keeps 95 % of the correct validation predictions at the written temperature (held-out fits differ a little)
+    # min_score keeps 95 % of the correct validation predictions at the written temperature
+    # (held-out fits differ a little)
     cal = apply_temperature(probs, fit.calibration.temperature)
     correct = cal.argmax(1) == y
     assert 0 < fit.min_score < 1 and (cal.max(1)[correct] >= fit.min_score).mean() >= 0.9

@@ -14,10 +14,10 @@ from conftest import DATA, HEAD_DIR, MNV2, ROOT, V3SMALL, jhmdb_clip, run_cli
 
 def _one_line_error(proc, *needles):
     assert "Traceback" not in proc.stderr
-    errors = [l for l in proc.stderr.splitlines() if l.startswith("edgevid: error:")]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("edgevid: error:")]
     assert errors, proc.stderr
     for needle in needles:
-        assert any(needle in l for l in errors), (needle, proc.stderr)
+        assert any(needle in line for line in errors), (needle, proc.stderr)
 
 
 def test_classify_prints_labels_for_jhmdb_ucf_and_kinetics(env):
@@ -78,7 +78,7 @@ def test_bad_clips_fail_alone_others_still_classified(env, tmp_path):
         "classify", str(text), str(empty), str(truncated), str(missing), str(no_frames), str(good), "--json", env=env
     )
     assert proc.returncode == 1
-    results = [json.loads(l) for l in proc.stdout.splitlines()]
+    results = [json.loads(line) for line in proc.stdout.splitlines()]
     by_path = {r["path"]: r for r in results}
     assert by_path[str(good)]["ok"] is True
     for bad in (text, empty, truncated, missing, no_frames):

@@ -278,7 +278,8 @@ def test_config_check_shows_the_window_in_use_and_warns_off_scale(tmp_path, env)
     trained = Head(HEAD_DIR).manifest.timescale.window_s
     cfg = tmp_path / "c.toml"
     cfg.write_text(
-        f'[[sources]]\nid = "a"\nuri = "{CLIP}"\n\n[[sources]]\nid = "b"\nuri = "{CLIP}"\nwindow = {2 * trained}\nhop = 0.33\n'
+        f'[[sources]]\nid = "a"\nuri = "{CLIP}"\n\n[[sources]]\nid = "b"\nuri = "{CLIP}"\nwindow = {2 * trained}\n'
+        "hop = 0.33\n"
     )
     proc = run_cli("config", "check", str(cfg), env=env)
     assert proc.returncode == 0, proc.stderr

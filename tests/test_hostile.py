@@ -763,7 +763,8 @@ FOREIGN = [
     (
         [
             b"event/x",
-            b'{"type": "event", "source": 5, "phase": "start", "label": "golf", "id": "e", "duration_s": "long", "best_score": 1}',
+            b'{"type": "event", "source": 5, "phase": "start", "label": "golf", "id": "e", "duration_s": "long", '
+            b'"best_score": 1}',
         ],
         "wrong type",
     ),

@@ -317,7 +317,8 @@ def test_a_wrong_frame_size_is_hinted_at_when_the_command_ends():
     assert len(frames) == 164 * 240 // 200  # garbled frames: the size is the user's word
     assert (
         cap.ended
-        == f"command exited with code 0 after {len(frames)} frames and {164 * W * 360 % (W * 300)} bytes of an incomplete frame"
+        == f"command exited with code 0 after {len(frames)} frames and {164 * W * 360 % (W * 300)} bytes of an "
+        "incomplete frame"
     )
 
 

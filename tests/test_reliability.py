@@ -38,7 +38,7 @@ def test_classify_on_every_bad_input_ends_cleanly(corpus, env, tmp_path):
     assert "Traceback" not in proc.stderr
     results = {Path(r["path"]).name: r for r in map(json.loads, proc.stdout.splitlines())}
     assert set(results) == set(corpus), set(corpus) ^ set(results)
-    errors = [l for l in proc.stderr.splitlines() if l.startswith("edgevid: error:")]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("edgevid: error:")]
     for name, r in results.items():
         if r["ok"]:
             assert len(r["top"]) == 3 and 0 <= r["top"][0]["score"] <= 1
@@ -293,7 +293,7 @@ def test_systemd_unit_is_valid_and_hardened():
     verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
     assert "Unknown key" not in verify.stderr and "Unknown section" not in verify.stderr, verify.stderr
     sec = subprocess.run(["systemd-analyze", "security", "--offline=true", str(unit)], capture_output=True, text=True)
-    line = [l for l in sec.stdout.splitlines() if "Overall exposure level" in l]
+    line = [row for row in sec.stdout.splitlines() if "Overall exposure level" in row]
     if not line:
         pytest.skip(f"systemd-analyze security --offline unsupported here: {sec.stderr.strip()[:200]}")
     score = float(line[0].split(":")[1].split()[0])

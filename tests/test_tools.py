@@ -62,9 +62,9 @@ def test_ucf101_official_lists_crlf_and_handstand_spelling(tmp_path):
     root = tmp_path / "ucf"
     (root / "HandstandPushups").mkdir(parents=True)
     listed = next(
-        l.split()[0]
-        for l in (USPLITS / "trainlist01.txt").read_text().splitlines()
-        if l.startswith("HandstandPushups/")
+        line.split()[0]
+        for line in (USPLITS / "trainlist01.txt").read_text().splitlines()
+        if line.startswith("HandstandPushups/")
     )
     (root / "HandstandPushups" / listed.split("/")[1]).symlink_to(sorted((DATA / "ucf101_sample").rglob("*.avi"))[0])
     ds = read_ucf101(root, USPLITS, 1)

@@ -107,7 +107,10 @@ def test_daemon_serves_predictions_under_the_unit_filter(tmp_path, env):
 def test_pipe_source_runs_under_the_unit_filter(tmp_path, env):
     """A camera command as a pipe source (what rpicam-vid is on a Pi; ffmpeg playing a real clip
     here): the child inherits the unit's filter, and frames still become predictions."""
-    command = f"ffmpeg -hide_banner -loglevel error -re -stream_loop -1 -i {CLIP} -vf scale=320:240 -f rawvideo -pix_fmt yuv420p -"
+    command = (
+        f"ffmpeg -hide_banner -loglevel error -re -stream_loop -1 -i {CLIP} -vf scale=320:240 -f rawvideo "
+        "-pix_fmt yuv420p -"
+    )
     preds, err = _serve_under_unit(
         tmp_path,
         env,

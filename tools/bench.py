@@ -260,7 +260,11 @@ def runtime_comparison(other_python: str | None, head_files: dict[str, Path]) ->
         here = runtime_costs(head_file)
         row = {"here": here}
         if other_python:
-            code = f"import json,sys; sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r}); from tools.bench import runtime_costs; from pathlib import Path; print(json.dumps(runtime_costs(Path({str(head_file)!r}))))"
+            code = (
+                f"import json,sys; sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r}); from "
+                "tools.bench import runtime_costs; from pathlib import Path; "
+                f"print(json.dumps(runtime_costs(Path({str(head_file)!r}))))"
+            )
             proc = subprocess.run([other_python, "-c", code], capture_output=True, text=True, timeout=600)
             if proc.returncode == 0:
                 there = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -389,9 +393,11 @@ def daemon_costs(clip: Path, seconds: float, head_dir: Path | None = None) -> di
             goal = f", goal p50 <= {r['goal_p50_ms']:.1f} ms: {'met' if r['goal_met'] else 'NOT met'}" if live else ""
             print(
                 f"   {name}: window {r['window_s']} s, {r['predictions']} predictions; capture -> publish p50 / p90 "
-                f"{r['capture_to_publish_p50_ms']:.1f} / {r['capture_to_publish_p90_ms']:.1f} ms, floor p50 {r['floor_p50_ms']:.1f} ms "
+                f"{r['capture_to_publish_p50_ms']:.1f} / {r['capture_to_publish_p90_ms']:.1f} ms, floor p50 "
+                f"{r['floor_p50_ms']:.1f} ms "
                 f"(latency / floor {r['capture_to_publish_p50_ms'] / r['floor_p50_ms']:.2f}x), wait p50 / p90 "
-                f"{r['wait_p50_ms']:.1f} / {r['wait_p90_ms']:.1f} ms ({r['waited_over_half_frame']:.0%} of windows waited over half a frame){goal}; load {r['load_avg_after'][0]:.2f}",
+                f"{r['wait_p50_ms']:.1f} / {r['wait_p90_ms']:.1f} ms ({r['waited_over_half_frame']:.0%} of windows "
+                f"waited over half a frame){goal}; load {r['load_avg_after'][0]:.2f}",
                 flush=True,
             )
     return result

@@ -379,7 +379,9 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def render(r: dict) -> str:
-    p = lambda x: f"{100 * x:.1f}"
+    def p(x):
+        return f"{100 * x:.1f}"
+
     c, u = r["calibration"], r["unknown"]
     what = (
         f"Temperature T = {c['temperature']} fitted on {c['fit_on']}: scores are softmax(log p / T)."
@@ -399,14 +401,16 @@ def render(r: dict) -> str:
     for name in ("val", "test"):
         s = r[name]
         lines.append(
-            f"| {name} | {r['windows'][name]['windows']} | {p(s['top1'])} | {s['ece_before']:.3f} | {s['ece_after']:.3f} | "
-            f"{s['nll_before']:.3f} | {s['nll_after']:.3f} | {s['mean_confidence_before']:.3f} | {s['mean_confidence_after']:.3f} |"
+            f"| {name} | {r['windows'][name]['windows']} | {p(s['top1'])} | {s['ece_before']:.3f} | "
+            f"{s['ece_after']:.3f} | {s['nll_before']:.3f} | {s['nll_after']:.3f} | "
+            f"{s['mean_confidence_before']:.3f} | {s['mean_confidence_after']:.3f} |"
         )
     lines += [
         "",
         "`classify` (mean over a clip's windows) top-1 without / with T: "
         + "; ".join(
-            f"{n} {p(r[n]['classify_top1_before'])} / {p(r[n]['classify_top1_after'])} % ({r[n]['classify_answers_changed']} clips "
+            f"{n} {p(r[n]['classify_top1_before'])} / {p(r[n]['classify_top1_after'])} % "
+            f"({r[n]['classify_answers_changed']} clips "
             f"and {r[n]['window_top1_changed']} windows change their top-1)"
             for n in ("val", "test")
         ),
@@ -418,14 +422,18 @@ def render(r: dict) -> str:
         f"({', '.join(sorted({x['action'] for x in u['clips']}))}); mean calibrated top score {u['mean_score']:.3f} "
         f"vs {u['known_test_mean_score']:.3f} on JHMDB test windows.",
         "",
-        "| threshold (min_score) | chosen on | correct test predictions kept % | all test windows kept % | unknown windows rejected % |",
+        "| threshold (min_score) | chosen on | correct test predictions kept % | all test windows kept % | unknown "
+        "windows rejected % |",
         "|---|---|---|---|---|",
-        f"| {v['threshold']} | validation (keeps 95 % of correct val) | {p(v['correct_known_kept'])} | {p(v['known_windows_kept'])} | {p(v['unknown_rejected'])} |",
-        f"| {o['threshold']} | test (keeps 95 % of correct test; report only) | {p(o['correct_known_kept'])} | {p(o['known_windows_kept'])} | {p(o['unknown_rejected'])} |",
+        f"| {v['threshold']} | validation (keeps 95 % of correct val) | {p(v['correct_known_kept'])} | "
+        f"{p(v['known_windows_kept'])} | {p(v['unknown_rejected'])} |",
+        f"| {o['threshold']} | test (keeps 95 % of correct test; report only) | {p(o['correct_known_kept'])} | "
+        f"{p(o['known_windows_kept'])} | {p(o['unknown_rejected'])} |",
     ]
     for s in u["sweep"]:
         lines.append(
-            f"| {s['threshold']} | sweep | {p(s['correct_known_kept'])} | {p(s['known_windows_kept'])} | {p(s['unknown_rejected'])} |"
+            f"| {s['threshold']} | sweep | {p(s['correct_known_kept'])} | {p(s['known_windows_kept'])} | "
+            f"{p(s['unknown_rejected'])} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -487,7 +495,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         print(
-            f"temperature {r['calibration']['temperature']} and min_score {r['held_out_min_score']} written to {args.write_manifest}/manifest.json"
+            f"temperature {r['calibration']['temperature']} and min_score {r['held_out_min_score']} written to "
+            f"{args.write_manifest}/manifest.json"
         )
     return 0
 

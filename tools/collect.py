@@ -52,12 +52,14 @@ def rows(run_dirs: list[Path]) -> list[dict]:
 def render(table: list[dict]) -> str:
     pct = lambda x: "–" if x is None else f"{100 * x:.1f}"  # noqa: E731
     lines = [
-        "| run | dataset | head | motion | seed | val top-1 % | test top-1 % (int8) | test top-5 % | macro-F1 | test window top-1 % |",
+        "| run | dataset | head | motion | seed | val top-1 % | test top-1 % (int8) | test top-5 % | macro-F1 | test "
+        "window top-1 % |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in table:
         lines.append(
-            f"| {r['run']} | {r['dataset']} | {r['head']} | {r['motion'] or '–'} | {r['seed']} | {pct(r['val_top1'])} | "
+            f"| {r['run']} | {r['dataset']} | {r['head']} | {r['motion'] or '–'} | {r['seed']} | "
+            f"{pct(r['val_top1'])} | "
             f"{pct(r['test_top1'])} | {pct(r['test_top5'])} | {r['test_macro_f1']:.3f} | {pct(r['window_top1'])} |"
         )
     datasets = sorted({r["dataset"] for r in table})

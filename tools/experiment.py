@@ -77,7 +77,8 @@ def groups_needed(args: argparse.Namespace) -> tuple[str, int, bool]:
     )
     if args.dataset == "folders" and not args.splits:
         return (
-            f"each class needs at least 3 {groups}: one each for train, validation (--val-fraction {args.val_fraction:g}) "
+            f"each class needs at least 3 {groups}: one each for train, validation (--val-fraction "
+            f"{args.val_fraction:g}) "
             f"and test (--test-fraction {args.test_fraction:g})",
             3,
             False,
@@ -323,18 +324,21 @@ def render_markdown(r: dict) -> str:
         f"Command: `{r['command']}`",
         "",
         f"Clips: {r['counts']['train']} train / {r['counts']['val']} val / {r['counts']['test']} test; "
-        f"M = {r['frames']} frames; {len(r['failed_clips'])} failed clips; {len(r['problems'])} dataset problems (listed below).",
+        f"M = {r['frames']} frames; {len(r['failed_clips'])} failed clips; {len(r['problems'])} dataset problems "
+        "(listed below).",
         "",
         *_extraction_lines(r),
         *([f"Augmentation {r['mirror']['line']}.", ""] if r.get("mirror") else []),
         *_timescale_lines(r),
-        "| head | params | variant | top-1 % (95 % CI) | top-5 % | macro-F1 | size MB | latency ms/clip | top-1 agree vs Keras | max abs diff |",
+        "| head | params | variant | top-1 % (95 % CI) | top-5 % | macro-F1 | size MB | latency ms/clip | top-1 agree "
+        "vs Keras | max abs diff |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, h in r["heads"].items():
         k = h["keras"]
         lines.append(
-            f"| {name} | {h['params']:,} | Keras | {_fmt(k['top1'])} ({_fmt(k['top1_ci95'][0])}–{_fmt(k['top1_ci95'][1])}) | "
+            f"| {name} | {h['params']:,} | Keras | {_fmt(k['top1'])} "
+            f"({_fmt(k['top1_ci95'][0])}–{_fmt(k['top1_ci95'][1])}) | "
             f"{_fmt(k['top5'])} | {k['macro_f1']:.3f} | | | | |"
         )
         for v, d in h["variants"].items():
@@ -342,7 +346,8 @@ def render_markdown(r: dict) -> str:
             lines.append(
                 f"| {name} | | TFLite {v} | {_fmt(t['top1'])} ({_fmt(t['top1_ci95'][0])}–{_fmt(t['top1_ci95'][1])}) | "
                 f"{_fmt(t['top5'])} | {t['macro_f1']:.3f} | {d['bytes'] / 1e6:.2f} | {d['latency_ms']:.1f} | "
-                f"{_fmt(d['agreement_val']['top1_agreement'])} % of {d['agreement_val']['n']} val | {d['agreement_val']['max_abs_diff']:.1e} |"
+                f"{_fmt(d['agreement_val']['top1_agreement'])} % of {d['agreement_val']['n']} val | "
+                f"{d['agreement_val']['max_abs_diff']:.1e} |"
             )
     lines += [
         "",
@@ -357,7 +362,8 @@ def render_markdown(r: dict) -> str:
     ]
     lines += [
         "",
-        "Latency: median per clip, ai-edge-litert, 1 thread, this machine. Agreement: TFLite vs Keras on validation clips.",
+        "Latency: median per clip, ai-edge-litert, 1 thread, this machine. Agreement: TFLite vs Keras on validation "
+        "clips.",
         "",
     ]
     for name, h in r["heads"].items():
@@ -388,7 +394,10 @@ def _calibration_line(v: dict) -> str:
     if c is None:  # a run from before the check
         return f"T = {v['calibration']['temperature']}" if v.get("calibration") else "none"
     if c["written"]:
-        return f"T = {c['temperature']} (held-out ECE {c['ece_before']:.3f} -> {c['ece_after_held_out']:.3f}), min_score {c['min_score']}"
+        return (
+            f"T = {c['temperature']} (held-out ECE {c['ece_before']:.3f} -> {c['ece_after_held_out']:.3f}), "
+            f"min_score {c['min_score']}"
+        )
     return f"not written ({c['refused']}), min_score {c['min_score']} on raw scores"
 
 
@@ -501,7 +510,8 @@ def check_exported(target: Path, extractor_path: Path, ds: Dataset, expected_top
         correct += r.ok and r.top[0].label == ds.classes[item.label]
     top1 = correct / len(ds.test)
     print(
-        f"edgevid classify with the installed head: top-1 {_fmt(top1)} % on {len(ds.test)} test clips (report: {_fmt(expected_top1)} %)"
+        f"edgevid classify with the installed head: top-1 {_fmt(top1)} % on {len(ds.test)} test clips (report: "
+        f"{_fmt(expected_top1)} %)"
     )
     return top1
 
@@ -643,7 +653,8 @@ def main(argv: list[str] | None = None) -> int:
         "--group-pattern",
         type=_regex,
         help="regex on the file name whose match (or first group) names a clip's group "
-        "(actor/scene); groups never straddle train, validation and test (default: the dataset's convention, else the file)",
+        "(actor/scene); groups never straddle train, validation and test (default: the dataset's convention, else the "
+        "file)",
     )
     p.add_argument(
         "--test-fraction",
@@ -680,7 +691,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--motion",
         default="dis_ultrafast-160x120",
-        help="motion stream for heads that read it (*_m, *_late): METHOD-WxH, METHOD dis_ultrafast, dis_fast or farneback",
+        help="motion stream for heads that read it (*_m, *_late): METHOD-WxH, METHOD dis_ultrafast, dis_fast or "
+        "farneback",
     )
     p.add_argument("--cache", type=Path, help="feature cache folder (default cache/features/<extractor id>)")
     p.add_argument("--out", type=Path, help="run folder for the report, histories and converted heads")

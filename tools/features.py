@@ -3,8 +3,8 @@
 Each clip is decoded once; the cache keeps the features of up to ``cap`` frames spread over the
 clip (every frame of a short clip), always including the exact M-frame deployment sample, plus
 augmentation views of the same frames: mirrored, and optionally ``crops`` random crops (one box per
-clip and view, so the crop is steady over time, mirrored at random). Training draws jittered samples from them; evaluation uses the deployment
-sample, so the numbers we report are the numbers the device gets.
+clip and view, so the crop is steady over time, mirrored at random). Training draws jittered samples from them;
+evaluation uses the deployment sample, so the numbers we report are the numbers the device gets.
 
 Each entry also records the clip's frame rate, so windows of a fixed duration (the daemon's
 ``window_indices``) are sampled from it exactly; entries written before that read the rate from

@@ -225,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, r in results["top1"].items():
             if isinstance(r, dict):
                 print(
-                    f"top-1 {name}: {100 * r['top1']:.1f} % ({results['top1']['clips']} clips), same label as the head's file "
+                    f"top-1 {name}: {100 * r['top1']:.1f} % ({results['top1']['clips']} clips), same label as the "
+                    "head's file "
                     f"{100 * r['same_label_as_heads_file']:.1f} %"
                 )
     if args.out:

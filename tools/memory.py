@@ -127,10 +127,12 @@ def main(argv: list[str] | None = None) -> int:
             says = (
                 ""
                 if goal is None
-                else f"; goal: {'peak' if goal[0] == 'peak' else 'classify - decoder alone'} <= {goal[1]} MB: {'met' if row['met'] else 'NOT met'}"
+                else f"; goal: {'peak' if goal[0] == 'peak' else 'classify - decoder alone'} <= {goal[1]} MB: "
+                f"{'met' if row['met'] else 'NOT met'}"
             )
             print(
-                f"{name:>20}: classify peak RSS {rss:7.1f} MB (exit {code}, {seconds:.1f} s); OpenCV decoding alone {floor:7.1f} MB, "
+                f"{name:>20}: classify peak RSS {rss:7.1f} MB (exit {code}, {seconds:.1f} s); OpenCV decoding alone "
+                f"{floor:7.1f} MB, "
                 f"decoding + BGR conversion {converted:7.1f} MB; classify - decoder alone {rss - floor:6.1f} MB{says}",
                 flush=True,
             )

@@ -294,7 +294,8 @@ def compare(
         for name, kw in daemons.items():
             runs[name].append(run_daemon(clip, 1, warmup, seconds, **kw))
             print(
-                f"round {r + 1}: {name}: {1e3 * runs[name][-1]['cpu_s'] / runs[name][-1]['video_s']:.1f} ms CPU / s of video "
+                f"round {r + 1}: {name}: {1e3 * runs[name][-1]['cpu_s'] / runs[name][-1]['video_s']:.1f} ms CPU / s "
+                "of video "
                 f"(load {os.getloadavg()[0]:.1f})",
                 flush=True,
             )
@@ -338,7 +339,8 @@ def capacity(clip: Path, counts: list[int], warmup: float, seconds: float, daemo
         rows.append(r)
         print(
             f"{n} sources: {'every window complete' if r['complete'] else 'NOT complete'} ({r['predictions']} of "
-            f"{r['expected_predictions']:.0f} predictions, {r['incomplete_windows']} incomplete, {r['skipped_windows']} skipped, "
+            f"{r['expected_predictions']:.0f} predictions, {r['incomplete_windows']} incomplete, "
+            f"{r['skipped_windows']} skipped, "
             f"{r['dropped']} dropped, realtime {r['realtime_factor']:.2f}, load {r['load_avg'][0]:.1f})",
             flush=True,
         )

@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         c = r[name]
         print(
             f"{name}: edgevid --help {c['help_s']:.3f} s ({c['help_over_python']:.2f}x the bare interpreter); classify "
-            f"{c['classify_wall_s']:.3f} s wall, pipeline {c['classify_pipeline_s']:.3f} s, overhead {c['classify_overhead_s']:.3f} s"
+            f"{c['classify_wall_s']:.3f} s wall, pipeline {c['classify_pipeline_s']:.3f} s, overhead "
+            f"{c['classify_overhead_s']:.3f} s"
         )
     if args.baseline:
         print(

@@ -239,7 +239,8 @@ def run_daemon(
             problems.append(f"predictions counted by the daemon but not received: {lost}")
         if statuses[0]["seq"] != 1:
             notes.append(
-                f"first status received was seq {statuses[0]['seq']} (the SUB socket connected after the daemon began publishing)"
+                f"first status received was seq {statuses[0]['seq']} (the SUB socket connected after the daemon began "
+                "publishing)"
             )
     else:
         published = None
@@ -364,7 +365,8 @@ def accuracy(setup: Setup, items: list[tuple[Path, str]], tmp: Path, per_daemon:
             windows[int(p["source"][1:])].append(p)
         runs.append({"sources": len(sources), **run_summary(run)})
         log(
-            f"   clips {chunk.start}-{chunk.stop - 1}: {len(run['predictions'])} windows in {run['wall_s']:.1f} s; problems: {run['problems'] or 'none'}"
+            f"   clips {chunk.start}-{chunk.stop - 1}: {len(run['predictions'])} windows in {run['wall_s']:.1f} s; "
+            f"problems: {run['problems'] or 'none'}"
         )
     daemon_s = time.perf_counter() - t
 
@@ -925,7 +927,8 @@ def main(argv: list[str] | None = None) -> int:
         "dataset": {"name": ds.name, "test_clips_used": len(items), "problems": ds.problems},
     }
     log(
-        f"head {setup.head.manifest.name}: window {setup.window:g} s (M = {setup.m}), hop {setup.hop:.4f} s = {setup.hop_steps} slots; "
+        f"head {setup.head.manifest.name}: window {setup.window:g} s (M = {setup.m}), hop {setup.hop:.4f} s = "
+        f"{setup.hop_steps} slots; "
         f"window {'from the head (omitted in config)' if setup.omit_window else 'passed explicitly'}"
     )
     t0 = time.monotonic()
@@ -1013,32 +1016,40 @@ def goals(r: dict, setup: Setup) -> dict:
 
 
 def summary(r: dict, setup: Setup) -> str:
-    f = lambda v, d=3: "n/a" if v is None else (f"{v:.{d}f}" if isinstance(v, float) else str(v))
+    def f(v, d=3):
+        return "n/a" if v is None else (f"{v:.{d}f}" if isinstance(v, float) else str(v))
+
     lines = [
-        f"streameval: head window {setup.window:g} s, hop {setup.hop:.4f} s ({setup.hop_steps} slots), load {r['machine']['load_avg_start']}"
+        f"streameval: head window {setup.window:g} s, hop {setup.hop:.4f} s ({setup.hop_steps} slots), load "
+        f"{r['machine']['load_avg_start']}"
     ]
     if a := r.get("accuracy"):
         lines.append(
             f"accuracy: {a['clips']} clips, {a['clips_without_window']} without a window; {a['windows']} windows: "
-            f"window top-1 {f(a['window_top1'])}, clip majority {f(a['clip_majority_top1'])}, mean-prob {f(a['clip_mean_prob_top1'])}; "
+            f"window top-1 {f(a['window_top1'])}, clip majority {f(a['clip_majority_top1'])}, mean-prob "
+            f"{f(a['clip_mean_prob_top1'])}; "
             f"classify top-1 same clips {f(a['classify_top1_same_clips'])}, all clips {f(a['classify_top1_all_clips'])}"
         )
     if s := r.get("switch"):
         lines.append(
             f"switch: {s['changes']} changes, latency p50 {f(s['latency_p50_s'])} s, p90 {f(s['latency_p90_s'])} s, "
-            f"never detected {s['never_detected']}; old label lingers in {s['lingering_old_label']}/{s['windows_fully_inside_new_segment']} windows fully inside"
+            f"never detected {s['never_detected']}; old label lingers in "
+            f"{s['lingering_old_label']}/{s['windows_fully_inside_new_segment']} windows fully inside"
         )
         ev = s["events"]
         lines.append(
-            f"events (min_score {setup.min_score:g}): {ev['segments']} segments, found once {ev['found_once']}, missed {ev['missed']}, "
+            f"events (min_score {setup.min_score:g}): {ev['segments']} segments, found once {ev['found_once']}, "
+            f"missed {ev['missed']}, "
             f"extra starts {ev['extra_starts_same_label']}, wrong-label starts {ev['wrong_label_starts']}, "
             f"{ev['starts']} starts / {ev['ends']} ends, unpaired {ev['unpaired_starts']}"
         )
     if o := r.get("overload"):
         c = o.get("capacity_in_process") or {}
         lines.append(
-            f"overload: {o['published']} published in {f(o['seconds'], 1)} s; extractor {f(o['extractor_frames_per_s'], 1)} frames/s; "
-            f"published/possible ideal {f(c.get('published_over_ideal'))}, full window {f(c.get('published_over_full_window'))}; "
+            f"overload: {o['published']} published in {f(o['seconds'], 1)} s; extractor "
+            f"{f(o['extractor_frames_per_s'], 1)} frames/s; "
+            f"published/possible ideal {f(c.get('published_over_ideal'))}, full window "
+            f"{f(c.get('published_over_full_window'))}; "
             f"incomplete windows {len(o['incomplete_windows'])}"
         )
     for k, v in r["goals"].items():

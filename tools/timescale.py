@@ -197,8 +197,9 @@ def _pct(x) -> str:
 def render(r: dict) -> str:
     def table(keys: list[str]) -> list[str]:
         out = [
-            "| candidate | fit | window s | M | cost runs/s | hop s | val clip top-1 | val window top-1 | val classify top-1 "
-            "| test window top-1 | test clip top-1 | test classify top-1 | windows (val / test) | clips without a window (val / test) |",
+            "| candidate | fit | window s | M | cost runs/s | hop s | val clip top-1 | val window top-1 "
+            "| val classify top-1 | test window top-1 | test clip top-1 | test classify top-1 | windows (val / test) "
+            "| clips without a window (val / test) |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for k in keys:
@@ -208,7 +209,8 @@ def render(r: dict) -> str:
                 f"| {k} | {c['fit']} | {c['window_s']:.3f} | {c['m']} | {c['cost_per_s']:.1f} | {c['hop_s']:.3f} | "
                 f"{_pct(v['clip_top1'])} | {_pct(v.get('window_top1'))} | {_pct(v['classify_top1'])} | "
                 f"{_pct(t.get('window_top1'))} | {_pct(t['clip_top1'])} | {_pct(t['classify_top1'])} | "
-                f"{v['windows']:.0f} / {t['windows']:.0f} | {v['clips_without_window']:.0f} / {t['clips_without_window']:.0f} |"
+                f"{v['windows']:.0f} / {t['windows']:.0f} | {v['clips_without_window']:.0f} / "
+                f"{t['clips_without_window']:.0f} |"
             )
         return out
 
@@ -217,14 +219,17 @@ def render(r: dict) -> str:
         "",
         f"Command: `{r['command']}`",
         "",
-        f"Clips: {r['counts']['train']} train / {r['counts']['val']} val / {r['counts']['test']} test, {r['fps']:g} fps. "
+        f"Clips: {r['counts']['train']} train / {r['counts']['val']} val / {r['counts']['test']} test, {r['fps']:g} "
+        "fps. "
         f"Training clip durations (s): p10 {r['train_duration_s']['p10']}, p50 {r['train_duration_s']['p50']}, "
         f"p90 {r['train_duration_s']['p90']}.",
         "",
         "Scores are means over the seeds (Keras). *window top-1*: every window the daemon would publish inside a clip "
         "(`window_starts`, hop on the slot grid ≈ 0.2 s, `window_indices`); clips shorter than the window give none. "
-        "*clip top-1*: mean of a clip's window probabilities (a clip shorter than the window: one window over the whole clip). "
-        "*classify top-1*: what `edgevid classify` answers with that head (clips fit: one whole-clip sample; windows fit: clip top-1). "
+        "*clip top-1*: mean of a clip's window probabilities (a clip shorter than the window: one window over the "
+        "whole clip). "
+        "*classify top-1*: what `edgevid classify` answers with that head (clips fit: one whole-clip sample; windows "
+        "fit: clip top-1). "
         "Cost: extractor runs per second of video per source, min(M / window, fps).",
         "",
         "## 1. Time scale (M = %d), chosen by validation clip top-1" % r["stage1_m"],
@@ -245,14 +250,16 @@ def render(r: dict) -> str:
         "",
         "## Per seed",
         "",
-        "| candidate | seed | epochs | val window | val clip | val classify | test window | test clip | test classify |",
+        "| candidate | seed | epochs | val window | val clip | val classify | test window | test clip "
+        "| test classify |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for k, c in r["candidates"].items():
         for s in c["seeds"]:
             lines.append(
-                f"| {k} | {s['seed']} | {s['epochs']} | {_pct(s['val']['window_top1'])} | {_pct(s['val']['clip_top1'])} | "
-                f"{_pct(s['val']['classify_top1'])} | {_pct(s['test']['window_top1'])} | {_pct(s['test']['clip_top1'])} | "
+                f"| {k} | {s['seed']} | {s['epochs']} | {_pct(s['val']['window_top1'])} | "
+                f"{_pct(s['val']['clip_top1'])} | {_pct(s['val']['classify_top1'])} | "
+                f"{_pct(s['test']['window_top1'])} | {_pct(s['test']['clip_top1'])} | "
                 f"{_pct(s['test']['classify_top1'])} |"
             )
     return "\n".join(lines) + "\n"

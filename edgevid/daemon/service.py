@@ -69,7 +69,8 @@ class Service:
             self.d.emit(STATUS_TOPIC, status)
             running = sum(s.state == "running" for s in status.sources)
             sd_notify(
-                f"STATUS={running}/{len(status.sources)} sources running, {sum(s.predictions for s in status.sources)} predictions"
+                f"STATUS={running}/{len(status.sources)} sources running, "
+                f"{sum(s.predictions for s in status.sources)} predictions"
             )
             await asyncio.sleep(self.d.cfg.publish.status_interval)
 

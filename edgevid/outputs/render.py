@@ -15,7 +15,10 @@ def render(msg: dict, now: float | None = None) -> str:
         if msg.get("media_start") is not None:
             loop = f", pass {msg['loop'] + 1}" if msg.get("loop") else ""
             where = f" [{msg['media_start']:.2f}-{msg['media_end']:.2f} s{loop}]"
-        cost = f"{msg.get('frames', '?')} frames, {msg.get('gaps', 0)} gaps, {msg['new_frames']} new, {msg['latency']['capture_to_publish_ms']:.0f} ms"
+        cost = (
+            f"{msg.get('frames', '?')} frames, {msg.get('gaps', 0)} gaps, {msg['new_frames']} new, "
+            f"{msg['latency']['capture_to_publish_ms']:.0f} ms"
+        )
         if msg.get("label") == "unknown":
             top = f"unknown (below min_score: {top})"
         return f"{stamp} {msg['source']} #{msg['seq']}{where}: {top} ({cost})"
@@ -29,8 +32,9 @@ def render(msg: dict, now: float | None = None) -> str:
     for s in msg.get("sources", []):
         skipped = ", ".join(f"{k} {v}" for k, v in sorted((s.get("skipped") or {}).items()))
         line = (
-            f"{s['id']} {s['state']}: {s['fps_in']:.1f} fps in, {s['fps_processed']:.1f} processed, frames {s['frames_in']}, "
-            f"sampled {s['sampled']}, extracted {s.get('extracted', '?')}, dropped {s['dropped']}, predictions {s['predictions']}, "
+            f"{s['id']} {s['state']}: {s['fps_in']:.1f} fps in, {s['fps_processed']:.1f} processed, "
+            f"frames {s['frames_in']}, sampled {s['sampled']}, extracted {s.get('extracted', '?')}, "
+            f"dropped {s['dropped']}, predictions {s['predictions']}, "
             f"skipped {s['skipped_windows']}{f' ({skipped})' if skipped else ''}, reconnects {s['reconnects']}"
         )
         if s.get("loop"):
