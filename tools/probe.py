@@ -90,6 +90,36 @@ def stop_daemon(proc: subprocess.Popen, timeout: float = 10, sig: int = signal.S
     return proc.returncode, err
 
 
+class Notify:
+    """A socket standing in for systemd's ``NOTIFY_SOCKET``: what the daemon tells systemd, in order."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(self.path))
+        self.got: list[str] = []
+
+    def until(self, predicate, timeout: float) -> bool:
+        """Read until ``predicate(all messages so far)`` holds; False if the time is up first."""
+        end = time.monotonic() + timeout
+        while not predicate(self.got):
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            self.sock.settimeout(min(left, 0.1))
+            try:
+                self.got.append(self.sock.recv(4096).decode())
+            except socket.timeout:
+                pass
+        return True
+
+    def count(self, state: str) -> int:
+        return self.got.count(state)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 def proc_sample(pid: int) -> dict:
     """RSS, threads, open file descriptors and CPU seconds of a process (Linux /proc)."""
     status = Path(f"/proc/{pid}/status").read_text()
