@@ -24,6 +24,7 @@ import pytest
 
 from conftest import DATA, HEAD_DIR, MNV2, ROOT, jhmdb_clip, run_cli
 from daemon_util import Subscriber, free_port, start_daemon, stop_daemon, write_config
+from tools.probe import run_group
 from edgevid.timing import Liveness
 
 CLIP = sorted((DATA / "ucf101_sample").rglob("*.avi"))[0]
@@ -517,8 +518,7 @@ def test_ctrl_c_stops_the_extraction_and_keeps_the_cache_valid(tmp_path):
 @pytest.mark.slow
 def test_full_cache_disk_is_one_line_and_stops(tmp_path):
     with small_disk(tmp_path / "cache", "64k") as cache:
-        proc = subprocess.run(_experiment(tmp_path, cache), cwd=ROOT, capture_output=True, text=True, timeout=600,
-                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        proc = run_group(_experiment(tmp_path, cache), cwd=ROOT, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "cannot write the feature cache: no space left on device" in proc.stderr
 

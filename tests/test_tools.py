@@ -15,6 +15,7 @@ from conftest import DATA, MNV2, ROOT, V3SMALL, jhmdb_subset
 pytest.importorskip("sklearn", reason="tools dependencies not installed (pip install -e ./tools)")
 
 from edgevid.extractor import Extractor  # noqa: E402
+from tools.probe import run_group  # noqa: E402
 from edgevid.pipeline import clip_features  # noqa: E402
 from tools.datasets import DatasetError, group_of, read_folders, read_jhmdb, read_ucf101  # noqa: E402
 from tools.features import cache_path, extract_dataset, load_cached  # noqa: E402
@@ -399,8 +400,8 @@ def test_mirroring_never_trains_a_direction_on_its_opposites_frames(directions):
 
 
 def _experiment(*argv: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tools.experiment", "--extractor", str(MNV2), *argv], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    return run_group([sys.executable, "-m", "tools.experiment", "--extractor", str(MNV2), *argv], cwd=ROOT,
+                     timeout=timeout, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
 
 
 @pytest.mark.slow
