@@ -297,10 +297,16 @@ EXAMPLE_CONFIG = Path(__file__).with_name("edgevid.example.toml")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .hangup import HANGUPS
+
+    HANGUPS.install()  # before anything slow: a SIGHUP while starting must not kill the daemon
     from .config import load_config
     from .daemon import run_daemon
 
-    return run_daemon(load_config(args.config), args.config)
+    token = HANGUPS.reading()
+    cfg = load_config(args.config)
+    HANGUPS.read(token)
+    return run_daemon(cfg, args.config)
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:

@@ -108,13 +108,11 @@ def env(model_dir) -> dict:
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run the real `edgevid` entry point in a subprocess (exit codes, stderr as a user sees them)."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "edgevid", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=timeout,
-        cwd=ROOT,
+    """Run the real `edgevid` entry point in a subprocess (exit codes, stderr as a user sees them).
+    It runs in its own process group: on a timeout (or the test's own) the whole group is killed,
+    so nothing it started outlives the test."""
+    from tools.probe import run_group
+
+    return run_group(
+        [sys.executable, "-m", "edgevid", *args], timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})}
     )

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import numpy as np
 
 from edgevid.capture import read_clip
+from tools.probe import Notify
 
 from conftest import DATA, HEAD_DIR, run_cli
 from daemon_util import Subscriber, curve_keys, free_port, start_daemon, stop_daemon, write_config
@@ -522,3 +526,90 @@ def test_looping_file_windows_stay_inside_one_pass(tmp_path, env):
     empty_status = [s for m in _status(msgs) for s in m["sources"] if s["id"] == "e"][-1]
     assert empty_status["state"] == "reconnecting" and "no frames" in empty_status["last_error"]
     assert empty_status["reconnects"] < 60  # backed off, not thousands of reopens
+
+
+# -- SIGHUP at any moment (issue 19, item 1) ---------------------------------------------------------
+def _caught(pid: int, sig: int) -> bool:
+    """Does process ``pid`` catch ``sig`` with a handler (its SigCgt mask in /proc)?"""
+    line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("SigCgt:"))
+    return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+
+
+def _model_fds(pid: int) -> tuple[int, int]:
+    """(open descriptors, those open on a .tflite file) of process ``pid``."""
+    links = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            pass
+    return len(links), sum(link.endswith(".tflite") for link in links)
+
+
+def _hup_daemon(tmp_path, env):
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    cfg = write_config(tmp_path / "hup.toml", endpoint, [{"id": "a", "uri": str(CLIP), "loop": True}])
+    notify = Notify(tmp_path / "notify")
+    return notify, start_daemon(cfg, {**env, "NOTIFY_SOCKET": str(notify.path)})
+
+
+def test_a_sighup_before_ready_during_a_reload_or_twice_in_a_row_never_kills_the_daemon(tmp_path, env):
+    """Was: a SIGHUP before the first READY exited 129; a second one while the re-exec'd daemon
+    started up killed it, with no log line. Now each is remembered or answered, and logged."""
+    notify, proc = _hup_daemon(tmp_path, env)
+    try:
+        notify.until(lambda g: _caught(proc.pid, signal.SIGHUP), 0.1)
+        early = 0
+        while (
+            "READY=1" not in notify.got
+        ):  # a SIGHUP every 20 ms while it starts: before, while and after its config is read
+            assert proc.poll() is None, f"killed by SIGHUP number {early} before READY (exit {proc.poll()})"
+            assert early < 3000, "never READY"
+            proc.send_signal(signal.SIGHUP)
+            early += 1
+            notify.until(lambda g: False, 0.02)
+        # Those after the config was read: remembered, one reload once serving.
+        assert notify.until(lambda g: "RELOADING=1" in g and g.count("READY=1") == 2, 60), notify.got
+        # A reload, then a SIGHUP every 50 ms through its stop, the exec and the new process's
+        # start-up, until that process is serving again.
+        notify.until(lambda g: False, 1)
+        proc.send_signal(signal.SIGHUP)
+        assert notify.until(lambda g: g.count("RELOADING=1") == 2, 30), notify.got
+        readies = notify.count("READY=1")
+        sent = 0
+        end = time.monotonic() + 60
+        while notify.count("READY=1") == readies and time.monotonic() < end:
+            assert proc.poll() is None, f"killed by SIGHUP number {sent} of the burst (exit {proc.poll()})"
+            proc.send_signal(signal.SIGHUP)
+            sent += 1
+            notify.until(lambda g: False, 0.05)
+        assert notify.count("READY=1") > readies and proc.poll() is None
+        # Those after its config was read are one more reload, once serving; then it stays.
+        assert notify.until(lambda g: g.count("RELOADING=1") == 3 and g.count("READY=1") == 4, 60), notify.got
+        notify.until(lambda g: False, 3)
+        assert (notify.count("RELOADING=1"), notify.count("READY=1")) == (3, 4), notify.got
+        assert "STOPPING=1" not in notify.got and proc.poll() is None  # a reload is not a stop, for systemd
+    finally:
+        code, err = stop_daemon(proc)
+        notify.close()
+    assert code == 0 and "Traceback" not in err, err[-3000:]
+    assert sent >= 5 and "a reload is already under way" in err, (sent, err[-3000:])
+
+
+def test_six_reloads_leave_the_open_descriptors_flat(tmp_path, env):
+    """Was: each reload leaked one descriptor of the head's .tflite (6 reloads, 7 copies)."""
+    notify, proc = _hup_daemon(tmp_path, env)
+    counts = []
+    try:
+        for reload in range(7):
+            if reload:
+                proc.send_signal(signal.SIGHUP)
+            assert notify.until(lambda g: g.count("READY=1") == reload + 1, 60), (reload, notify.got)
+            time.sleep(1.5)  # serving (its source open, outputs up)
+            counts.append(_model_fds(proc.pid))
+    finally:
+        code, err = stop_daemon(proc)
+        notify.close()
+    assert code == 0 and "Traceback" not in err, err[-3000:]
+    assert len({models for _, models in counts}) == 1, counts  # the same .tflite descriptors after every reload
+    assert max(n for n, _ in counts) - min(n for n, _ in counts) <= 2, counts

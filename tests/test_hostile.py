@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from edgevid.timing import Liveness
+from tools.probe import run_group
 
 from conftest import DATA, HEAD_DIR, MNV2, ROOT, jhmdb_clip, run_cli
 from daemon_util import Subscriber, free_port, start_daemon, stop_daemon, write_config
@@ -673,13 +674,8 @@ def test_ctrl_c_stops_the_extraction_and_keeps_the_cache_valid(tmp_path):
 @pytest.mark.slow
 def test_full_cache_disk_is_one_line_and_stops(tmp_path):
     with small_disk(tmp_path / "cache", "64k") as cache:
-        proc = subprocess.run(
-            _experiment(tmp_path, cache),
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        proc = run_group(
+            _experiment(tmp_path, cache), cwd=ROOT, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
         )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "cannot write the feature cache: no space left on device" in proc.stderr
@@ -763,8 +759,8 @@ FOREIGN = [
     (
         [
             b"event/x",
-            b'{"type": "event", "source": 5, "phase": "start", "label": "golf", "id": "e", "duration_s": "long", '
-            b'"best_score": 1}',
+            b'{"type": "event", "source": 5, "phase": "start", "label": "golf", "id": "e", '
+            b'"duration_s": "long", "best_score": 1}',
         ],
         "wrong type",
     ),

@@ -8,6 +8,7 @@ import os
 import shlex
 import shutil
 import signal
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -20,6 +21,7 @@ from pydantic import ValidationError
 
 from edgevid.config import DaemonConfig, describe
 from edgevid.sources.pipe import (
+    GUARD,
     JpegSplitter,
     PipeCapture,
     PipeSpec,
@@ -102,12 +104,14 @@ def children(pid: int) -> list[int]:
 
 
 def child_running(pid: int, match, timeout: float = 10.0) -> int:
-    """A child of ``pid`` whose argv matches (after its exec: till then it shows the parent's)."""
+    """A command ``pid`` runs (its child, or the child of its guard) whose argv matches (after its
+    exec: till then it shows the parent's)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        for child in children(pid):
+        for child in [c for k in children(pid) for c in (k, *children(k))]:
             try:
-                if match(Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")):
+                argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+                if GUARD.encode() not in argv and match(argv):
                     return child
             except FileNotFoundError:
                 pass
@@ -316,9 +320,8 @@ def test_a_wrong_frame_size_is_hinted_at_when_the_command_ends():
         cap.release()
     assert len(frames) == 164 * 240 // 200  # garbled frames: the size is the user's word
     assert (
-        cap.ended
-        == f"command exited with code 0 after {len(frames)} frames and {164 * W * 360 % (W * 300)} bytes of an "
-        "incomplete frame"
+        cap.ended == f"command exited with code 0 after {len(frames)} frames and {164 * W * 360 % (W * 300)} bytes "
+        "of an incomplete frame"
     )
 
 
@@ -345,9 +348,9 @@ def test_release_kills_the_whole_process_group_even_what_ignores_sigterm():
     cap = PipeCapture(PipeSpec("sh -c 'trap \"\" TERM; sleep 1000 & sleep 1000 & wait'", "gray", 16, 16, 5))
     try:
         end = time.monotonic() + 5
-        while len(living(lambda p, st: st[2] == cap.pgid)) < 3 and time.monotonic() < end:
+        while len(living(lambda p, st: st[2] == cap.pgid)) < 4 and time.monotonic() < end:
             time.sleep(0.02)
-        assert len(living(lambda p, st: st[2] == cap.pgid)) == 3  # sh and two sleeps, one group
+        assert len(living(lambda p, st: st[2] == cap.pgid)) == 4  # the guard, sh and two sleeps, one group
         assert not cap.grab() and cap.ended is None  # nothing written yet: no frame, not ended
     finally:
         cap.release()
@@ -366,7 +369,9 @@ def test_command_dies_with_the_thread_that_started_it():
         end = time.monotonic() + 5
         while cap.proc.poll() is None and time.monotonic() < end:
             time.sleep(0.02)
-        assert cap.proc.returncode == -signal.SIGKILL
+        # Its guard killed the group (SIGKILL), or SIGHUP ended the guard before it ran the command.
+        assert cap.proc.returncode in (-signal.SIGKILL, -signal.SIGHUP)
+        assert gone([cap.pgid], timeout=2)
     finally:
         cap.release()
 
@@ -508,3 +513,93 @@ def test_sigkill_of_the_daemon_leaves_no_orphan_command(tmp_path, env):
         code, _ = stop_daemon(proc, sig=signal.SIGKILL)
     assert code == -signal.SIGKILL
     assert gone(kids, timeout=5), [proc_stat(k) for k in kids]  # sleep never writes: only PDEATHSIG ends it
+
+
+# -- orphans (issue 19, item 7) -----------------------------------------------------------------
+def _argv(pid: int) -> list[bytes]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
+    except OSError:
+        return []
+
+
+def _sleeping(seconds: str) -> list[int]:
+    """Living processes running ``sleep SECONDS`` (a duration no other test uses)."""
+    return living(lambda p, st: _argv(p) == [b"sleep", seconds.encode()])
+
+
+def _still_sleeping(seconds: str, within: float) -> list[int]:
+    """:func:`_sleeping` once they have ended, or ``within`` seconds have passed."""
+    end = time.monotonic() + within
+    while _sleeping(seconds) and time.monotonic() < end:
+        time.sleep(0.05)
+    return _sleeping(seconds)
+
+
+def _kill(pids) -> None:
+    for pid in pids:  # a failed test leaves nothing behind
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_sigkill_of_the_daemon_ends_every_process_of_a_wrapper_command(tmp_path, env):
+    """Was: PDEATHSIG reached only the direct child (sh): its two children went on under PID 1."""
+    nap = f"1000.{os.getpid()}1"
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    config = write_config(
+        tmp_path / "w.toml",
+        endpoint,
+        [_pipe("wrapped", f"sh -c 'sleep {nap} & sleep {nap} & wait'", "yuv420p", stall_timeout=600)],
+    )
+    proc = start_daemon(config, env)
+    naps: list[int] = []
+    try:
+        end = time.monotonic() + 30
+        while len(naps) < 2 and time.monotonic() < end:
+            time.sleep(0.1)
+            naps = _sleeping(nap)
+        assert len(naps) == 2, naps
+        group = proc_stat(naps[0])[2]
+        members = living(lambda p, st: st[2] == group)
+        code, _ = stop_daemon(proc, sig=signal.SIGKILL)
+        assert code == -signal.SIGKILL
+        assert gone(members, timeout=5), [(m, proc_stat(m), _argv(m)) for m in members if proc_stat(m)]
+    finally:
+        if proc.poll() is None:
+            stop_daemon(proc, sig=signal.SIGKILL)
+        _kill(naps)
+
+
+def test_a_test_helper_that_times_out_kills_its_whole_process_group():
+    """Was: subprocess.run's timeout killed the direct child only (a test left a 928-clip
+    extraction running ~6 minutes). run_group, under run_cli, kills the group."""
+    from tools.probe import run_group
+
+    nap = f"1000.{os.getpid()}2"
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            run_group(["sh", "-c", f"sleep {nap} & sleep {nap} & wait"], timeout=1)
+        assert _still_sleeping(nap, within=5) == []
+    finally:
+        _kill(_sleeping(nap))
+
+
+def test_run_cli_of_a_daemon_that_times_out_leaves_no_command_running(tmp_path, env):
+    """``run_cli("run", ...)`` that hits its timeout: the daemon, its guard and the wrapper's
+    children all end (was: the wrapper's children were left)."""
+    nap = f"1000.{os.getpid()}3"
+    started = tmp_path / "started"
+    config = write_config(
+        tmp_path / "t.toml",
+        f"tcp://127.0.0.1:{free_port()}",
+        [_pipe("wrapped", f"sh -c 'touch {started}; sleep {nap} & sleep {nap} & wait'", "yuv420p", stall_timeout=600)],
+    )
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            run_cli("run", "--config", str(config), env=env, timeout=12)
+        assert started.exists(), "the command never started within the timeout"
+        assert _still_sleeping(nap, within=5) == []
+    finally:
+        _kill(_sleeping(nap))

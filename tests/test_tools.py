@@ -19,6 +19,7 @@ from edgevid.manifest import sha256_file  # noqa: E402
 from edgevid.pipeline import clip_features  # noqa: E402
 from tools.datasets import DatasetError, group_of, read_folders, read_jhmdb, read_ucf101  # noqa: E402
 from tools.features import cache_path, extract_dataset, load_cached  # noqa: E402
+from tools.probe import run_group  # noqa: E402
 
 JHMDB, JSPLITS, USPLITS = DATA / "jhmdb", DATA / "jhmdb_splits", DATA / "ucf101_splits"
 
@@ -495,11 +496,9 @@ def test_mirroring_never_trains_a_direction_on_its_opposites_frames(directions):
 
 
 def _experiment(*argv: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(
+    return run_group(
         [sys.executable, "-m", "tools.experiment", "--extractor", str(MNV2), *argv],
         cwd=ROOT,
-        capture_output=True,
-        text=True,
         timeout=timeout,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )

@@ -17,6 +17,7 @@ from conftest import HEAD_DIR, ROOT, jhmdb_subset
 pytest.importorskip("sklearn", reason="tools dependencies not installed (pip install -e ./tools)")
 
 from tools.datasets import group_of  # noqa: E402
+from tools.probe import run_group  # noqa: E402
 
 
 def readme_commands() -> list[list[str]]:
@@ -32,7 +33,7 @@ def _run(argv: list[str], cwd: Path, env: dict, timeout: float = 900) -> subproc
         argv = [sys.executable, *argv[1:]]
     elif argv[0] == "edgevid":
         argv = [sys.executable, "-m", "edgevid", *argv[1:]]
-    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return run_group(argv, cwd=cwd, env=env, timeout=timeout)  # on a timeout nothing it started is left
 
 
 def my_clips(root: Path, per_class: int = 12) -> Path:

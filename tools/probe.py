@@ -77,7 +77,40 @@ class Subscriber:
         self.ctx.term()
 
 
+def kill_group(proc: subprocess.Popen) -> str:
+    """SIGKILL to the whole process group of ``proc`` (started with ``start_new_session``), so
+    what it started goes too, then reap it; returns what was left on its stderr pipe."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        _, err = proc.communicate(timeout=5)
+    except subprocess.TimeoutExpired:  # a pipe held by something outside the group
+        proc.wait()
+        err = None
+    return err or ""
+
+
+def run_group(
+    argv: list[str], *, timeout: float, cwd: Path = ROOT, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """``subprocess.run(argv, capture_output=True, text=True)`` in its own process group: on a
+    timeout (or the test's own, or ^C) the whole group is killed before the exception goes on, so
+    nothing it started (a worker, a shell's children) outlives it."""
+    proc = subprocess.Popen(
+        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        kill_group(proc)
+        raise
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
 def start_daemon(config: Path, env: dict | None = None, cwd: Path = ROOT) -> subprocess.Popen:
+    """The daemon in its own process group (session): :func:`stop_daemon` can end all of it."""
     return subprocess.Popen(
         [sys.executable, "-m", "edgevid", "run", "--config", str(config)],
         cwd=cwd,
@@ -85,20 +118,53 @@ def start_daemon(config: Path, env: dict | None = None, cwd: Path = ROOT) -> sub
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,
     )
 
 
 def stop_daemon(proc: subprocess.Popen, timeout: float = 10, sig: int = signal.SIGTERM) -> tuple[int, str]:
-    """Signal the daemon and wait; fails if it does not exit within ``timeout``."""
+    """Signal the daemon and wait; fails if it does not exit within ``timeout`` (its whole process
+    group killed first, so nothing it started is left)."""
     if proc.poll() is None:
         proc.send_signal(sig)
     try:
         _, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        _, err = proc.communicate()
+    except BaseException as exc:  # the timeout, or the test itself timed out or interrupted
+        err = kill_group(proc)
+        if not isinstance(exc, subprocess.TimeoutExpired):
+            raise
         raise AssertionError(f"daemon did not stop within {timeout} s after signal {sig}:\n{err}") from None
     return proc.returncode, err
+
+
+class Notify:
+    """A socket standing in for systemd's ``NOTIFY_SOCKET``: what the daemon tells systemd, in order."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(self.path))
+        self.got: list[str] = []
+
+    def until(self, predicate, timeout: float) -> bool:
+        """Read until ``predicate(all messages so far)`` holds; False if the time is up first."""
+        end = time.monotonic() + timeout
+        while not predicate(self.got):
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            self.sock.settimeout(min(left, 0.1))
+            try:
+                self.got.append(self.sock.recv(4096).decode())
+            except socket.timeout:
+                pass
+        return True
+
+    def count(self, state: str) -> int:
+        return self.got.count(state)
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def proc_sample(pid: int) -> dict:

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from ..config import DaemonConfig
+from ..hangup import HANGUPS, close_on_exec
 from .core import Daemon
 from .service import Service, preflight, sd_notify
 
@@ -63,6 +64,8 @@ def run_daemon(cfg: DaemonConfig, config_path: Path | None = None) -> int:
             logging.shutdown()
             os._exit(0)
     if service.reload:
+        HANGUPS.block()  # one more SIGHUP from here on is delivered to the new process
+        log.debug("reload: %d inherited descriptor(s) marked close-on-exec", close_on_exec())
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()

@@ -13,6 +13,7 @@ import time
 
 from ..config import DaemonConfig, load_config
 from ..errors import EdgevidError
+from ..hangup import HANGUPS, RELOADING, SERVING, STOPPING, Hangups
 from ..outputs import STATUS_TOPIC, Context, check_outputs, open_outputs
 from ..pipeline import ClipClassifier, load_classifier
 from ..sources.kinds import source_problem
@@ -56,12 +57,14 @@ def start_outputs(d: Daemon) -> None:
 
 
 class Service:
-    """Runs a :class:`Daemon` until stopped; ``reload`` is set when SIGHUP asked for an exec."""
+    """Runs a :class:`Daemon` until stopped; ``reload`` is set when SIGHUP asked for an exec.
+    ``hangups`` decides what each SIGHUP does (:mod:`edgevid.hangup`)."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: Daemon, hangups: Hangups = HANGUPS) -> None:
         self.d = daemon
         self.reload = False
         self.stop = asyncio.Event()
+        self.hangups = hangups
 
     async def _heartbeat(self) -> None:
         while True:
@@ -84,17 +87,31 @@ class Service:
 
     def _hangup(self) -> None:
         """SIGHUP reloads: a config (and models) that pass preflight replace the running ones by a
-        clean stop and an exec in place (same PID for systemd); a bad one is refused and logged."""
+        clean stop and an exec in place (same PID for systemd); a bad one is refused and logged.
+        One that came while starting is acted on here once serving; while a reload or a stop is
+        under way it is logged and left (:meth:`Hangups.action`)."""
+        h = self.hangups
+        action = h.action()
+        if action == "covered":
+            log.info("SIGHUP: a reload is already under way; the new process reads the config")
+        elif action == "ignore":
+            log.info("SIGHUP: stopping; not reloaded")
+        if action != "reload":
+            return
+        token = h.reading()
         path = self.d.config_path
         if path is None:
+            h.read(token)
             log.warning("SIGHUP: no config file to reload; still serving")
             return
         try:
             preflight(load_config(path))
         except EdgevidError as exc:
+            h.read(token)
             log.error("SIGHUP: %s; not reloaded, still serving the running config", exc)
             return
         log.info("SIGHUP: reloading %s", path)
+        h.phase = RELOADING
         sd_notify("RELOADING=1")
         self.reload = True
         self.stop.set()
@@ -105,7 +122,18 @@ class Service:
         d.loop = loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop.set)
-        loop.add_signal_handler(signal.SIGHUP, self._hangup)
+        h = self.hangups
+        if signal.getsignal(signal.SIGHUP) != h.handler and threading.current_thread() is threading.main_thread():
+            h.install()  # not through `edgevid run` (which installs it before reading the config)
+        h.wake = lambda: loop.call_soon_threadsafe(self._hangup)
+        try:
+            await self._serve(timeout)
+        finally:
+            h.wake = None
+
+    async def _serve(self, timeout: float | None) -> None:
+        d = self.d
+        loop = d.loop
         if timeout is not None:
             loop.call_later(timeout, self.stop.set)
         start_outputs(d)
@@ -119,9 +147,16 @@ class Service:
             tasks.append(asyncio.create_task(self._watchdog(watchdog_usec / 2e6)))
         log.info("serving %d source(s) on %s", len(d.sources), d.cfg.publish.endpoint)
         sd_notify("READY=1")
+        if not self.stop.is_set():
+            self.hangups.phase = SERVING
+            if self.hangups.action() == "reload":
+                log.info("SIGHUP came while starting, after the config was read: reloading now")
+                self._hangup()
         await self.stop.wait()
         log.info("stopping")
-        sd_notify("STOPPING=1")
+        if not self.reload:  # a reload told systemd RELOADING=1; the new process says READY=1
+            self.hangups.phase = STOPPING
+            sd_notify("STOPPING=1")
         d.stop_event.set()
         with d.cv:
             d.cv.notify_all()  # file readers waiting for room

@@ -6,10 +6,12 @@ the camera apps (and ``ffmpeg`` for any other device) write raw or MJPEG frames 
 reader uses (``grab``/``retrieve``/``get``/``release``), so a pipe is read, timed, stall-checked and
 restarted by the same code as a camera or a stream (:class:`edgevid.sources.source.FrameSource`).
 
-The child runs without a shell, in its own session (so stopping it reaches its whole process
-group) and with ``PR_SET_PDEATHSIG`` = SIGKILL, so it dies with the thread that started it, even
-when the daemon itself is killed with SIGKILL. The source thread that starts it owns it for its
-whole life and kills it before returning, so the signal never cuts a command that is still wanted.
+The command runs without a shell, in its own session (so stopping it reaches its whole process
+group), under a small guard (:mod:`.pipeguard`) that leads that group. The guard has
+``PR_SET_PDEATHSIG`` = SIGHUP, so when the thread that started it ends, even when the daemon itself
+is killed with SIGKILL, it kills the whole group: a wrapper's children too, not only the direct
+child. The source thread that starts it owns it for its whole life and kills it before returning,
+so the signal never cuts a command that is still wanted.
 
 The pure rules (bytes per frame, JPEG splitting, how an exit is told) are plain functions and
 classes tested without a process.
@@ -25,6 +27,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -292,15 +295,19 @@ except (OSError, AttributeError):  # not Linux/glibc: no parent-death signal
     _prctl = None
 
 
-def die_with_parent(parent: int) -> None:
-    """Called in a child process (``parent``: the pid that started it): the kernel kills it with
-    SIGKILL when the thread that forked it ends, even when the parent is SIGKILLed; it exits at
+#: The guard between the daemon and each command, run as a script by the daemon's own Python.
+GUARD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pipeguard.py")
+
+
+def die_with_parent(parent: int, sig: int = signal.SIGKILL) -> None:
+    """Called in a child process (``parent``: the pid that started it): the kernel sends it ``sig``
+    (SIGKILL: it dies) when the thread that forked it ends, even when the parent is SIGKILLed; it exits at
     once if the parent is already gone (the signal is only armed for a parent still alive). Run
     between fork and exec it takes no lock another thread could hold at fork (one prctl call
     through a pointer resolved at import, getppid), which keeps ``preexec_fn`` safe beside the
     daemon's other threads. Linux only (elsewhere just the parent check)."""
     if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        _prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
     if os.getppid() != parent:
         os._exit(1)
 
@@ -337,21 +344,20 @@ class PipeCapture:
         self._reaped_elsewhere = False
         self.ended: str | None = None  # why no frame will come any more, once that is so
         argv = split_command(spec.command)
-        try:
-            self.proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                bufsize=0,
-                start_new_session=True,
-                preexec_fn=lambda parent=os.getpid(): die_with_parent(parent),
-            )
-        except FileNotFoundError:
-            raise OSError(f"{argv[0]!r} not found" + ("" if os.sep in argv[0] else " on PATH")) from None
-        except PermissionError:
-            raise OSError(f"{argv[0]!r} is not executable") from None
-        self.pgid = self.proc.pid  # its own session: group id == its pid
+        problem = command_problem(spec.command)  # found before the guard starts (it would exit 127)
+        if problem:
+            raise OSError(problem)
+        parent = os.getpid()
+        self.proc = subprocess.Popen(  # the guard (pid, exit status), the command its child
+            [sys.executable, "-I", "-S", GUARD, str(parent), *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            bufsize=0,
+            start_new_session=True,
+            preexec_fn=lambda: die_with_parent(parent, signal.SIGHUP),
+        )
+        self.pgid = self.proc.pid  # its own session: group id == the guard's pid
         self._fds = {self.proc.stdout.fileno(): "out", self.proc.stderr.fileno(): "err"}
         for fd in self._fds:
             os.set_blocking(fd, False)

@@ -107,3 +107,38 @@ def test_rates_count_since_the_last_heartbeat_and_a_scrape_only_peeks():
     assert r.of("a", 2.0, frames_in=50, extracted=20, peek=True) == (25.0, 10.0)
     assert r.of("a", 2.0, frames_in=50, extracted=20) == (25.0, 10.0)
     assert r.of("a", 4.0, frames_in=70, extracted=40) == (10.0, 10.0)
+
+
+def test_a_sighup_at_any_moment_is_answered_once_never_lost():
+    """The rule behind SIGHUP (edgevid.hangup.Hangups): counted by the handler, answered by a config
+    read after it, acted on once serving; several waiting are one reload."""
+    from edgevid.hangup import RELOADING, SERVING, STOPPING, Hangups
+
+    h = Hangups()
+    h.handler()  # before the config is read (delivered once unblocked after an exec)
+    token = h.reading()
+    h.handler()  # while it is read: not known to be in it
+    h.read(token)
+    h.handler()  # loading models, before READY
+    assert h.action() == "wait" and h.action() == "wait"  # remembered, nothing done yet
+    h.phase = SERVING
+    assert h.action() == "reload"
+    token = h.reading()
+    h.read(token)  # that reload's preflight read the config
+    assert h.action() == "none"
+    h.handler()
+    h.handler()
+    assert h.action() == "reload"  # two in a row: one reload
+    token = h.reading()
+    h.phase = RELOADING
+    h.handler()  # while stopping for the exec: the new process reads the config after it
+    assert h.action() == "covered" and h.action() == "none"
+    h.phase = STOPPING
+    h.handler()
+    assert h.action() == "ignore" and h.action() == "none"
+    woke = []
+    h.wake = lambda: woke.append(1)
+    h.handler()
+    h.wake = lambda: (_ for _ in ()).throw(RuntimeError("loop closed"))
+    h.handler()  # a closing loop never raises into the interrupted code
+    assert woke == [1] and h.received == 9
