@@ -47,10 +47,10 @@ class GateSpec(BaseModel):
     width: int = Field(80, gt=7, description="working grey width (incoming grey frames are area-averaged to it)")
     height: int = Field(60, gt=7, description="working grey height")
     background_s: float = Field(3.0, gt=0, description="time constant (s) of the running-average background")
-    threshold: float = Field(20.0, gt=0, description="grey levels a pixel must differ from the background to count as changed")
+    threshold: float = Field(25.0, gt=0, description="grey levels a pixel must differ from the background to count as changed")
     min_area: float = Field(0.01, gt=0, le=1, description="fraction of the picture that must change for a frame to have motion")
-    wake_frames: int = Field(1, ge=1, description="frames in a row with motion that wake the source")
-    hold_s: float = Field(2.0, ge=0, description="seconds the source stays awake after its last frame with motion")
+    wake_frames: int = Field(2, ge=1, description="frames in a row with motion that wake the source")
+    hold_s: float = Field(1.0, ge=0, description="seconds the source stays awake after its last frame with motion")
     compensate: bool = Field(True, description="match the background's overall brightness to the frame's before comparing")
     masks: tuple[Polygon, ...] = Field((), description="polygons (normalized x, y) whose pixels never count")
 
