@@ -59,6 +59,13 @@ def parse_spec(text: str) -> MotionSpec:
         ) from exc
 
 
+def small_grey(frame: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A decoded frame (BGR or grey) -> a ``width`` x ``height`` grey image, area-averaged: the one
+    cheap downscale of the motion stream and of the motion gate (:mod:`edgevid.gate`)."""
+    small = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
+
+
 class MotionEstimator:
     """Flow between two grey frames -> descriptor; one per thread (the DIS object is not shared)."""
 
@@ -81,8 +88,7 @@ class MotionEstimator:
     def grey(self, frame_bgr: np.ndarray) -> np.ndarray:
         """A decoded frame -> the small grey image the flow is computed on (keep it as the next
         frame's predecessor)."""
-        small = cv2.resize(frame_bgr, (self.spec.width, self.spec.height), interpolation=cv2.INTER_AREA)
-        return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
+        return small_grey(frame_bgr, self.spec.width, self.spec.height)
 
     def flow(self, prev_grey: np.ndarray, grey: np.ndarray) -> np.ndarray:
         """Dense flow ``[H, W, 2]`` (pixels of the small image) from ``prev_grey`` to ``grey``."""
