@@ -4,10 +4,11 @@ Action windows are the daemon's (1.2 s, 12 slots, hop 0.2 s: :func:`edgevid.samp
 on each clip's own frame times) over the JHMDB split-1 test clips, the UCF101 sample and the
 Kinetics sample; the gate sees each window's slot frames (10 per second, as the source thread
 fills them) as the motion stream's 160x120 grey images. Still scenes are made from one real frame
-of a clip, held for 10 s at 15 fps with camera-like noise (shot + read noise, sigma 4.7 grey levels at mid grey), H.264-encoded (crf 26,
-GOP 2 s) and decoded by ffmpeg/OpenCV, in four kinds: noise only, a slow dimming (40 % over 10 s),
-a flickering light (10 %, 2.5 Hz, from full on the right to half on the left), and a small swaying region (an ellipse of ~3 % of the
-picture moving +-3 px at 0.7 Hz). All generated deterministically into a temporary folder.
+of a clip, held for 10 s at 15 fps with camera-like noise (shot + read noise, sigma 4.7 grey
+levels at mid grey), H.264-encoded (crf 26, GOP 2 s) and decoded by ffmpeg/OpenCV, in four kinds:
+noise only, a slow dimming (40 % over 10 s), a flickering light (10 %, 2.5 Hz, from full on the
+right to half on the left), and a small swaying region (an ellipse of ~3 % of the picture moving
++-3 px at 0.7 Hz). All generated deterministically into a temporary folder.
 
 The choice is made on half of the JHMDB test clips (by source-video group, crc32 even) and the
 still scenes made from them; the numbers are reported on the other half plus UCF101 and Kinetics
@@ -350,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
             "gate_size": [size.width, size.height],
         },
         "targets": {"max_action_gated": MAX_ACTION_GATED, "min_still_gated": MIN_STILL_GATED},
-        "parts": "choose: JHMDB split-1 test clips with crc32(group) even + their still scenes; report: the other JHMDB test clips, UCF101 and Kinetics samples + their still scenes",
+        "parts": "choose: JHMDB split-1 test clips with crc32(group) even + their still scenes; "
+        "report: the other JHMDB test clips, UCF101 and Kinetics samples + their still scenes",
         "clips": {
             k: sum(1 for tr in all_traces if f"{tr.part}/{'still' if tr.still else 'action'}" == k)
             for k in ("choose/action", "choose/still", "report/action", "report/still")
@@ -372,7 +374,8 @@ def main(argv: list[str] | None = None) -> int:
         for v in values:
             r = next(r for r in rows if all(r[k] == (v if k == name else best[k]) for k in GRID))
             print(
-                f"  {name}={v!s:6s} action {r['choose/action']:.2%}/{r['report/action']:.2%}  still {r['choose/still']:.2%}/{r['report/still']:.2%}"
+                f"  {name}={v!s:6s} action {r['choose/action']:.2%}/{r['report/action']:.2%}"
+                f"  still {r['choose/still']:.2%}/{r['report/still']:.2%}"
             )
     print(f"cost per frame: {result['cost_per_frame']}")
     print(f"wrote {out}")

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import jhmdb_clip
-
 from edgevid.capture import read_clip
 from edgevid.gate import GateSpec
 from tools.gate_eval import KINDS, gate_trace, load_trace, still_scene
+
+from conftest import jhmdb_clip
 
 
 @pytest.mark.parametrize("cls", ["clap", "wave"])
