@@ -421,8 +421,15 @@ def test_daemon_publishes_windows_from_pipes_in_every_format(tmp_path, env, clas
             f,
             [(p["frames"], p["gaps"]) for p in preds],
         )
+        # classify's answer is the mean of its windows' scores: so is the pipe's. Window by window,
+        # the clip's first ~1.2 s read `clap` in every run (also unloaded) and the second window
+        # is near a tie (0.45-0.52), so a clear majority, not every window, votes for the answer.
+        mean = Counter()
+        for p in preds:
+            mean.update({t["label"]: t["score"] / len(preds) for t in p["top"]})
         votes = Counter(p["top"][0]["label"] for p in preds)
-        assert votes[classify_top] >= 0.8 * len(preds), (f, votes)  # seen: every window, over loop seams too
+        assert mean.most_common(1)[0][0] == classify_top, (f, mean.most_common(3))
+        assert votes[classify_top] >= 2 / 3 * len(preds), (f, votes)
     status = [m for _, m in msgs if m["type"] == "status"][-1]
     assert {s["id"]: s["reconnects"] for s in status["sources"]} == dict.fromkeys(formats, 0)
     assert len(kids) == 4 and gone(kids, timeout=1)  # stop left no command behind
