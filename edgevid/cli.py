@@ -11,11 +11,14 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from . import __version__
 from .errors import EdgevidError, InputError, UsageError
 from .outputs.render import render
+
+if TYPE_CHECKING:  # the CLI starts fast: heavy modules load in the command that needs them
+    from .manifest import Manifest
 
 
 def _die(exc: EdgevidError) -> int:
@@ -223,6 +226,12 @@ def cmd_models_info(args: argparse.Namespace) -> int:
             )
         )
         return 0
+    print("\n".join(_head_lines(manifest, folder, labels, extractor)))
+    return 0
+
+
+def _head_lines(manifest: Manifest, folder: Path, labels: list[str], extractor: Path) -> list[str]:
+    """``models info`` as text: what a user checks before trusting a head."""
     ts = manifest.timescale
     window = (
         (
@@ -256,8 +265,7 @@ def cmd_models_info(args: argparse.Namespace) -> int:
             f"            other files: accepted when their features on edgevid's {fp.probes} reach cosine ≥ "
             f"{fp.min_cosine:g}",
         )
-    print("\n".join(lines))
-    return 0
+    return lines
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
@@ -356,6 +364,26 @@ def _load_key(path: Path, option: str, *, secret: bool) -> tuple[bytes, bytes | 
 
 
 def cmd_subscribe(args: argparse.Namespace) -> int:
+    sock = _subscriber(args)
+    received = 0
+    try:
+        while args.count is None or received < args.count:
+            if not sock.poll(int(args.timeout * 1000) if args.timeout else None):
+                raise EdgevidError(f"no message from {args.endpoint} within {args.timeout:g} s")
+            frames = sock.recv_multipart()
+            line, problem = _subscribed_line(frames, args.json)
+            if problem is not None:  # not edgevid's: say so in one line and go on
+                print(f"edgevid: warning: {problem}", file=sys.stderr, flush=True)
+                continue
+            received += 1
+            print(line, flush=True)
+    finally:
+        sock.close(linger=0)
+    return 0
+
+
+def _subscriber(args: argparse.Namespace):
+    """The SUB socket ``subscribe`` reads, after checking its options (one line each when wrong)."""
     import zmq
 
     if args.timeout is not None and not 0 < args.timeout < 1e6:
@@ -392,21 +420,7 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
         raise UsageError(f"--endpoint {args.endpoint!r}: {exc}") from None
     for topic in args.topic or [""]:
         sock.setsockopt_string(zmq.SUBSCRIBE, topic)
-    received = 0
-    try:
-        while args.count is None or received < args.count:
-            if not sock.poll(int(args.timeout * 1000) if args.timeout else None):
-                raise EdgevidError(f"no message from {args.endpoint} within {args.timeout:g} s")
-            frames = sock.recv_multipart()
-            line, problem = _subscribed_line(frames, args.json)
-            if problem is not None:  # not edgevid's: say so in one line and go on
-                print(f"edgevid: warning: {problem}", file=sys.stderr, flush=True)
-                continue
-            received += 1
-            print(line, flush=True)
-    finally:
-        sock.close(linger=0)
-    return 0
+    return sock
 
 
 def _subscribed_line(frames: list[bytes], raw: bool) -> tuple[str | None, str | None]:
@@ -529,43 +543,36 @@ def _models_parser(sub) -> None:
     p.add_argument("--model-dir", type=Path, help="install here (default: $EDGEVID_MODEL_DIR or XDG data dir)")
     p.add_argument("--head", type=Path, help="install what this head accepts (default: the bundled head)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds for each download in all (default: 120)")
-
-    p = _command(
-        models,
-        "verify",
-        "check every model file (sha256; an extractor by the head's fingerprint)",
-        "edgevid models verify --head my-head",
-        cmd_models_verify,
-    )
-    p.add_argument(
-        "--model-dir", type=Path, help="where fetched extractors live (default: $EDGEVID_MODEL_DIR or XDG data dir)"
-    )
-    p.add_argument("--head", type=Path, help="head directory (default: the bundled one)")
-
-    p = _command(
-        models,
-        "info",
-        "what a head knows: labels, window, test metrics, the extractor it needs",
-        "edgevid models info\nedgevid models info --head my-head --json",
-        cmd_models_info,
-    )
-    p.add_argument("--head", type=Path, help="head directory or manifest.json (default: the bundled one)")
-    p.add_argument(
-        "--model-dir", type=Path, help="where fetched extractors live (default: $EDGEVID_MODEL_DIR or XDG data dir)"
-    )
-    p.add_argument("--json", action="store_true", help="print the manifest and the extractor's state as JSON")
-
-    p = _command(
-        models,
-        "list",
-        "known extractors (installed or not) and the head in use",
-        "edgevid models list",
-        cmd_models_list,
-    )
-    p.add_argument("--head", type=Path, help="head directory (default: the bundled one)")
-    p.add_argument(
-        "--model-dir", type=Path, help="where fetched extractors live (default: $EDGEVID_MODEL_DIR or XDG data dir)"
-    )
+    for name, about, example, run, head in (
+        (
+            "verify",
+            "check every model file (sha256; an extractor by the head's fingerprint)",
+            "edgevid models verify --head my-head",
+            cmd_models_verify,
+            "head directory (default: the bundled one)",
+        ),
+        (
+            "info",
+            "what a head knows: labels, window, test metrics, the extractor it needs",
+            "edgevid models info\nedgevid models info --head my-head --json",
+            cmd_models_info,
+            "head directory or manifest.json (default: the bundled one)",
+        ),
+        (
+            "list",
+            "known extractors (installed or not) and the head in use",
+            "edgevid models list",
+            cmd_models_list,
+            "head directory (default: the bundled one)",
+        ),
+    ):
+        p = _command(models, name, about, example, run)
+        p.add_argument("--head", type=Path, help=head)
+        p.add_argument(
+            "--model-dir", type=Path, help="where fetched extractors live (default: $EDGEVID_MODEL_DIR or XDG data dir)"
+        )
+        if name == "info":
+            p.add_argument("--json", action="store_true", help="print the manifest and the extractor's state as JSON")
 
 
 def _run_parsers(sub) -> None:
