@@ -6,16 +6,24 @@ User mistakes end as one line on stderr (``edgevid: error: …``) with exit code
 
 from __future__ import annotations
 
-import argparse
-import os
-import re
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
 
-from . import __version__
-from .errors import EdgevidError, InputError, UsageError
-from .outputs.render import render
+from .hangup import HANGUPS
+
+if sys.argv[1:2] == ["run"]:
+    # First of all, before this module's imports: a SIGHUP while `edgevid run` starts must not
+    # kill it (what it does then: edgevid.hangup). Only the interpreter's own start-up is earlier.
+    HANGUPS.install()
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import TYPE_CHECKING, Sequence  # noqa: E402
+
+from . import __version__  # noqa: E402
+from .errors import EdgevidError, InputError, UsageError  # noqa: E402
+from .outputs.render import render  # noqa: E402
 
 if TYPE_CHECKING:  # the CLI starts fast: heavy modules load in the command that needs them
     from .manifest import Manifest
@@ -305,9 +313,7 @@ EXAMPLE_CONFIG = Path(__file__).with_name("edgevid.example.toml")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .hangup import HANGUPS
-
-    HANGUPS.install()  # before anything slow: a SIGHUP while starting must not kill the daemon
+    HANGUPS.install()  # main() did already for `edgevid run`; again for a caller of cmd_run alone
     from .config import load_config
     from .daemon import run_daemon
 
