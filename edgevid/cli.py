@@ -76,6 +76,7 @@ def load_classifier(args: argparse.Namespace):
 
 def cmd_classify(args: argparse.Namespace) -> int:
     from .capture import display, find_videos
+    from .gate import GateSpec
 
     if args.top_k < 1:
         raise UsageError(f"--top-k must be >= 1, got {args.top_k}")
@@ -98,9 +99,10 @@ def cmd_classify(args: argparse.Namespace) -> int:
     if not clips:
         return 1 if failed else 0
     classifier = load_classifier(args)
+    gate = None if args.no_gate else GateSpec()
     progress = _Progress(len(clips))
     for clip in clips:
-        result = classifier.classify(clip, args.top_k)
+        result = classifier.classify(clip, args.top_k, gate)
         progress.clear()
         if not result.ok:
             failed += 1
@@ -113,6 +115,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
             print(result.model_dump_json(exclude_none=True, exclude={"error"} if result.ok else set()), flush=True)
         else:
             scores = ", ".join(f"{s.label} {s.score:.2f}" for s in result.top)
+            if result.idle:
+                scores = f"idle (the motion gate found all {result.windows} window(s) still; --no-gate: classify them)"
             line = f"{result.path}: {scores}"
             if args.timings and result.timings:
                 t = result.timings
@@ -161,6 +165,7 @@ def _classify_live(args: argparse.Namespace, live: list[str]) -> int:
         model_dir=args.model_dir,
         threads=args.threads,
         emit=emit,
+        gate=not args.no_gate,
     )
 
 
@@ -513,6 +518,11 @@ def _classify_parser(sub) -> None:
         "--json", action="store_true", help="one JSON object per clip (per window for a live source) on stdout"
     )
     p.add_argument("--timings", action="store_true", help="print per-stage cost (decode, preprocess, extract, head)")
+    p.add_argument(
+        "--no-gate",
+        action="store_true",
+        help="classify every window, also those the motion gate finds still (a clip still throughout: 'idle')",
+    )
     p.add_argument(
         "--windows", type=int, default=3, help="live source: predictions to print before exiting (default 3)"
     )
