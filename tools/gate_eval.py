@@ -104,12 +104,15 @@ def load_trace(path: Path, name: str, part: str, still: str | None = None) -> Tr
     )
 
 
-def still_scene(frame: np.ndarray, kind: str, seed: int, out: Path) -> Path:
-    """A real frame held still for ``SCENE_S`` with camera noise and ``kind``'s change, H.264 via ffmpeg."""
+def still_scene(
+    frame: np.ndarray, kind: str, seed: int, out: Path, fps: float = SCENE_FPS, seconds: float = SCENE_S
+) -> Path:
+    """A real frame held still for ``seconds`` (``SCENE_S``) at ``fps`` with camera noise and
+    ``kind``'s change, H.264 via ffmpeg."""
     h, w = (frame.shape[0] // 2) * 2, (frame.shape[1] // 2) * 2
     base = frame[:h, :w].astype(np.float32)
     rng = np.random.default_rng(seed)
-    n = int(SCENE_S * SCENE_FPS)
+    n = int(seconds * fps)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     cx, cy = rng.uniform(0.2, 0.8) * w, rng.uniform(0.2, 0.8) * h
     ellipse = (((xx - cx) / (0.1 * w)) ** 2 + ((yy - cy) / (0.1 * h)) ** 2) <= 1.0
@@ -127,7 +130,7 @@ def still_scene(frame: np.ndarray, kind: str, seed: int, out: Path) -> Path:
             "-s",
             f"{w}x{h}",
             "-r",
-            str(SCENE_FPS),
+            f"{fps:g}",
             "-i",
             "-",
             "-c:v",
@@ -137,7 +140,7 @@ def still_scene(frame: np.ndarray, kind: str, seed: int, out: Path) -> Path:
             "-crf",
             "26",
             "-g",
-            str(2 * SCENE_FPS),
+            str(round(2 * fps)),
             "-pix_fmt",
             "yuv420p",
             "-threads",
@@ -148,10 +151,10 @@ def still_scene(frame: np.ndarray, kind: str, seed: int, out: Path) -> Path:
     )
     assert proc.stdin is not None
     for i in range(n):
-        t = i / SCENE_FPS
+        t = i / fps
         img = base
         if kind == "dimming":
-            img = base * (1.0 - 0.4 * t / SCENE_S)
+            img = base * (1.0 - 0.4 * t / seconds)
         elif kind == "flicker":
             img = base * (1.0 + 0.1 * np.sin(2 * np.pi * 2.5 * t) * side)[..., None]
         elif kind == "sway":

@@ -85,9 +85,11 @@ class Setup:
         threads: int,
         window: float | None = None,
         min_score: float = 0.0,
+        gate: bool = True,
     ) -> None:
         self.head_dir = head_dir
         self.min_score = min_score
+        self.gate = gate
         self.model_dir = model_dir
         self.threads = threads
         self.head = Head(head_dir, num_threads=threads)
@@ -115,6 +117,8 @@ class Setup:
         src.update({"hop": self.hop, "realtime": realtime, "loop": loop, "top_k": top_k or len(self.labels)})
         if self.min_score:
             src["min_score"] = self.min_score
+        if not self.gate:
+            src["gate"] = {"enabled": False}
         return src
 
     def describe(self) -> dict:
@@ -138,6 +142,7 @@ class Setup:
             "hop_s": self.hop,
             "threads": self.threads,
             "min_score": self.min_score,
+            "gate": self.gate,
         }
 
 
@@ -286,7 +291,8 @@ def window_check(pred: dict, setup: Setup, fps: float | None) -> str | None:
 
 
 def top1(pred: dict) -> str:
-    return pred["top"][0]["label"]
+    """The window's top-1 label; ``idle`` for a window the motion gate kept from the head (never right)."""
+    return pred["top"][0]["label"] if pred["top"] else pred["label"]
 
 
 def probs_of(pred: dict, labels: list[str]) -> np.ndarray:
@@ -371,7 +377,7 @@ def accuracy(setup: Setup, items: list[tuple[Path, str]], tmp: Path, per_daemon:
     daemon_s = time.perf_counter() - t
 
     per_clip = []
-    win_ok = win_n = 0
+    win_ok = win_n = idle = 0
     maj_ok = mean_ok = clf_ok_sub = n_sub = 0
     agree = 0
     incomplete, outside, count_mismatch = [], [], []
@@ -404,11 +410,15 @@ def accuracy(setup: Setup, items: list[tuple[Path, str]], tmp: Path, per_daemon:
             hits = [top1(p) == label for p in ws]
             win_ok += sum(hits)
             win_n += len(hits)
+            idle += sum(p["label"] == "idle" for p in ws)
             votes = Counter(top1(p) for p in ws)
             best = max(votes.values())
             mean = np.mean([probs_of(p, labels) for p in ws], axis=0)
             # ties in the vote go to the tied label with the higher mean probability
-            majority = max((lab for lab, c in votes.items() if c == best), key=lambda lab: mean[labels.index(lab)])
+            majority = max(
+                (lab for lab, c in votes.items() if c == best),
+                key=lambda lab: mean[labels.index(lab)] if lab in labels else -1.0,  # "idle": no scores
+            )
             row["majority"] = majority
             row["mean_prob_top1"] = labels[int(mean.argmax())]
             maj_ok += majority == label
@@ -426,6 +436,7 @@ def accuracy(setup: Setup, items: list[tuple[Path, str]], tmp: Path, per_daemon:
         "clips_without_window_by_frames": dict(sorted(Counter(r["frames"] for r in no_window).items())),
         "clips_by_duration_s": dict(sorted(Counter(r["duration_s"] for r in per_clip).items())),
         "windows": win_n,
+        "idle_windows": idle,  # the motion gate found them still (counted wrong in window_top1)
         "window_top1": ratio(win_ok, win_n),
         "clip_majority_top1": ratio(maj_ok, n_sub),
         "clip_mean_prob_top1": ratio(mean_ok, n_sub),
@@ -885,6 +896,9 @@ def main(argv: list[str] | None = None) -> int:
         help="test clips of one label per segment (at least; more until it lasts a window and a hop)",
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--no-gate", action="store_true", help="sources without the motion gate (with it: idle windows count as wrong)"
+    )
     p.add_argument("--overload-clips", type=Path, nargs="*", default=None, help="default: the 4 Kinetics sample mp4s")
     p.add_argument(
         "--overload-sources", type=int, default=4, help="realtime looping file sources (cycling through the clips)"
@@ -906,7 +920,15 @@ def main(argv: list[str] | None = None) -> int:
         or ROOT / "benchmarks" / f"streameval-{dt.date.today().isoformat()}{'-smoke' if args.smoke else ''}.json"
     )
 
-    setup = Setup(args.head or default_head_dir(), args.model_dir, args.hop, args.threads, args.window, args.min_score)
+    setup = Setup(
+        args.head or default_head_dir(),
+        args.model_dir,
+        args.hop,
+        args.threads,
+        args.window,
+        args.min_score,
+        not args.no_gate,
+    )
     ds = read_jhmdb(args.data, args.splits, 1)
     items = [(it.path, ds.classes[it.label]) for it in ds.test]
     if args.clips:

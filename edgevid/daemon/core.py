@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..config import DaemonConfig, source_timing
+from ..config import DaemonConfig, SourceTiming, source_timing
 from ..events import SourceEvents
 from ..extractor import preprocess
 from ..messages import ModelIds, Prediction, Status
@@ -41,6 +41,35 @@ def window_of(classifier: ClipClassifier) -> float | None:
     return ts.window_s if ts else None
 
 
+def source_timings(cfg: DaemonConfig, classifier: ClipClassifier) -> dict[str, SourceTiming]:
+    """Each source's window and hop for this head, logged with the models (and any warning)."""
+    head, extractor = classifier.head, classifier.extractor
+    log.info(
+        "models: head %s (%s, M = %d, trained window %s s), extractor %s (%s)",
+        head.manifest.name,
+        head.id,
+        head.frames,
+        window_of(classifier),
+        Path(extractor.path).name,
+        extractor.id,
+    )
+    timing = {s.id: source_timing(s, head.frames, window_of(classifier)) for s in cfg.sources}
+    for s in cfg.sources:
+        t = timing[s.id]
+        if warning := t.warning(s.id):
+            log.warning(warning)
+        log.info(
+            "source %s: window %.3g s, %d slots every %.3g s, a prediction every %d slots (%.3g s)",
+            s.id,
+            t.window,
+            t.m,
+            t.dt,
+            t.hop,
+            t.hop_s,
+        )
+    return timing
+
+
 class Daemon:
     """The daemon's state. Source threads call the Sink methods; the worker takes what they hand
     over; messages go to every output on the event loop, in order."""
@@ -49,30 +78,7 @@ class Daemon:
         self.cfg, self.config_path = cfg, config_path
         self.head, self.extractor = classifier.head, classifier.extractor
         self.models = ModelIds(extractor=self.extractor.id, head=self.head.id)
-        log.info(
-            "models: head %s (%s, M = %d, trained window %s s), extractor %s (%s)",
-            self.head.manifest.name,
-            self.head.id,
-            self.head.frames,
-            window_of(classifier),
-            Path(self.extractor.path).name,
-            self.extractor.id,
-        )
-        m = self.head.frames
-        self.timing = {s.id: source_timing(s, m, window_of(classifier)) for s in cfg.sources}
-        for s in cfg.sources:
-            t = self.timing[s.id]
-            if warning := t.warning(s.id):
-                log.warning(warning)
-            log.info(
-                "source %s: window %.3g s, %d slots every %.3g s, a prediction every %d slots (%.3g s)",
-                s.id,
-                t.window,
-                t.m,
-                t.dt,
-                t.hop,
-                t.hop_s,
-            )
+        self.timing, m = source_timings(cfg, classifier), self.head.frames
         recommended = self.head.manifest.min_score
         self.source_cfg = {s.id: s.for_head(recommended) for s in cfg.sources}  # min_score resolved
         self.stop_event = threading.Event()
