@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import cv2
 import numpy as np
@@ -17,6 +17,9 @@ from ..config import SourceConfig, SourceTiming
 from ..timing import TIME_EPS, FileClock, Fill, Liveness, Pacer, SlotFiller, SlotHold, StreamClock
 from .base import Captured, Opened, Sink, SourceError, SourceStats
 from .pipe import PipeCapture
+
+if TYPE_CHECKING:
+    from ..web.snapshot import SnapshotSlot
 
 
 @dataclass
@@ -40,6 +43,7 @@ class FrameReader:
         clock: Callable[[], float],
         motion_grey: Callable[[np.ndarray], np.ndarray] | None,
         is_file: bool,
+        snapshot: "SnapshotSlot | None" = None,
     ) -> None:
         self.cfg, self.timing, self.sink, self.stats, self.stop_event = cfg, timing, sink, stats, stop
         self.convert, self.clock, self.is_file = convert, clock, is_file
@@ -48,6 +52,7 @@ class FrameReader:
         # Motion stream: every frame is kept as a small grey image, the predecessor of the next.
         self.motion_grey = motion_grey
         self._prev_grey: np.ndarray | None = None
+        self.snapshot = snapshot  # the web page's live view: encodes only while watched, at most its fps
 
     def _keep(
         self, cap, t: float, mono: float, wall: float, media: float | None, wanted: bool = True
@@ -58,6 +63,8 @@ class FrameReader:
         if not ok or frame is None:
             self._prev_grey = None
             return None
+        if self.snapshot is not None:
+            self.snapshot.offer(frame, mono, wall)
         grey = self.motion_grey(frame) if self.motion_grey is not None else None
         prev, self._prev_grey = self._prev_grey, grey
         if not wanted:

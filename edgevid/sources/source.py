@@ -34,6 +34,7 @@ class FrameSource(threading.Thread):
         *,
         clock: Callable[[], float] = time.monotonic,
         motion_grey: Callable[[np.ndarray], np.ndarray] | None = None,
+        snapshot=None,
     ) -> None:
         super().__init__(name=f"source-{cfg.id}", daemon=True)
         # OpenCV's own thread pool (process-wide) splits each small resize, colour conversion and
@@ -44,7 +45,9 @@ class FrameSource(threading.Thread):
         self.kind = kind_of(cfg)
         self.stop_event = stop
         self.stats = SourceStats()
-        self.reader = FrameReader(cfg, timing, sink, self.stats, stop, convert, clock, motion_grey, self.kind.file)
+        self.reader = FrameReader(
+            cfg, timing, sink, self.stats, stop, convert, clock, motion_grey, self.kind.file, snapshot
+        )
 
     @property
     def is_file(self) -> bool:
