@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import json
 import logging
 import socket
@@ -49,7 +50,6 @@ SECURITY_HEADERS = {
 }
 UNAUTHORIZED = "edgevid: 401 unauthorized: send the web token as 'Authorization: Bearer <token>' or ?token=<token>\n"
 NOT_LOOPBACK = "edgevid: 401: without a web.token only requests to a loopback host name are served\n"
-LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
 def require_aiohttp():
@@ -90,7 +90,12 @@ def host_is_loopback(host_header: str) -> bool:
         host = host[1 : host.find("]")] if "]" in host else host
     elif host.count(":") == 1:
         host = host.split(":")[0]
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # any other name may point anywhere
 
 
 def asset(name: str) -> bytes:

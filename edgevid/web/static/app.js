@@ -7,7 +7,7 @@ const TOP_LINES = 3; // labels drawn on a timeline
 const W = 600, H = 140; // the timeline's viewBox
 const SVG = "http://www.w3.org/2000/svg";
 
-const page = { labels: [], historyS: 300, snapshotFps: 1, sources: new Map(), polling: null, lastT: 0 };
+const page = { model: "", labels: [], historyS: 300, snapshotFps: 1, sources: new Map(), polling: null, lastT: 0 };
 
 function color(label) {
   const i = page.labels.indexOf(label);
@@ -68,9 +68,8 @@ function apply(state, full) {
   page.labels = state.model.labels;
   page.historyS = state.history_s;
   page.snapshotFps = state.snapshot_fps;
-  const d = document.getElementById("daemon");
-  d.textContent = state.model.name + " · up " + Math.round(state.uptime_s) + " s" +
-    (state.overloaded ? " · OVERLOADED: " + (state.overload || "") : "");
+  page.model = state.model.name;
+  header(state);
   if (full) document.getElementById("sources").querySelector("p")?.remove();
   for (const item of state.sources) {
     const src = card(item);
@@ -117,9 +116,14 @@ function stream() {
       const src = page.sources.get(s.id);
       if (src) { src.status = s; src.dirty = true; }
     }
-    document.getElementById("daemon").textContent = page.labels.length + " labels · up " + Math.round(st.uptime_s) +
-      " s" + (st.overloaded ? " · OVERLOADED: " + (st.overload || "") : "");
+    header(st);
   });
+}
+
+// The daemon's line in the header: model, uptime, and overload with its reason in numbers.
+function header(st) {
+  document.getElementById("daemon").textContent = page.model + " · up " + Math.round(st.uptime_s) + " s" +
+    (st.overloaded ? " · OVERLOADED: " + (st.overload || "") : "");
 }
 
 function poll() {
