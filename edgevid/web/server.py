@@ -320,7 +320,9 @@ class WebOutput:
             await response.prepare(request)
             await response.write(b"retry: 2000\n\n")
             while (frame := await viewer.queue.get()) is not None:
-                await response.write(frame)  # a closed connection raises here: the viewer leaves
+                await response.write(frame)
+            return response
+        except ConnectionResetError:  # the viewer went away: found at the next write
             return response
         finally:
             self.state.leave(viewer)
