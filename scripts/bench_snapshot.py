@@ -92,7 +92,8 @@ def main() -> None:
     small = frames(CLIP)
     large = [cv2.resize(f, (640, 480), interpolation=cv2.INTER_LINEAR) for f in small]
     result = {
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}, OpenCV {cv2.__version__}",
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"OpenCV {cv2.__version__}",
         "clip": CLIP.name,
         "jpeg": [ms_per_jpeg(small, args.reps), ms_per_jpeg(large, args.reps)],
         "snapshot_fps": args.fps,

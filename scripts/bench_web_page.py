@@ -46,9 +46,10 @@ class Viewer(threading.Thread):
         resp = conn.getresponse()
         reader = threading.Thread(target=self._read, args=(resp,), daemon=True)
         reader.start()
+        snapshot = f"http://127.0.0.1:{self.port}/api/sources/cam0/snapshot.jpg"
         while not self.stop.wait(1.0 / self.fps):
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/sources/cam0/snapshot.jpg", timeout=5) as r:
+                with urllib.request.urlopen(snapshot, timeout=5) as r:
                     self.jpeg_bytes += len(r.read())
                     self.jpegs += 1
             except OSError:
