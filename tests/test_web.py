@@ -10,6 +10,7 @@ import http.client
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -66,14 +67,15 @@ def wait_for(fn, timeout: float, what: str):
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
-def web_daemon(tmp_path: Path, env: dict, token: str | None = None, extra: str = ""):
-    """The real daemon on the looped clip with [web] on a free loopback port: (process, web port)."""
+def web_daemon(tmp_path: Path, env: dict, token: str | None = None, extra: str = "", source: dict | None = None):
+    """The real daemon on the looped clip (or ``source``) with [web] on a free loopback port:
+    (process, web port)."""
     port = free_port()
     web = f'\n[web]\nlisten = "127.0.0.1:{port}"\n' + (f'token = "{token}"\n' if token else "") + extra
     cfg = write_config(
         tmp_path / "web.toml",
         f"tcp://127.0.0.1:{free_port()}",
-        [{"id": "cam0", "uri": str(CLIP), "loop": True}],
+        [source or {"id": "cam0", "uri": str(CLIP), "loop": True}],
         extra=web,
         status_interval=1.0,
     )
@@ -169,6 +171,32 @@ def test_web_state_snapshot_stream_model_and_token(tmp_path, env):
         code, err = stop_daemon(proc)
     assert code == 0, err
     assert "Traceback" not in err and "web page on http://127.0.0.1" in err, err
+
+
+def test_web_shows_events_of_a_camera_like_pipe_source(tmp_path, env):
+    """The clip played as a camera would deliver it (ffmpeg paced and looping into a pipe source): one
+    unbroken stream, so the golf swing becomes an event on the page, with a live view of the pipe."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg not found on PATH (apt-get install ffmpeg)")
+    command = (
+        f"ffmpeg -hide_banner -nostdin -loglevel error -re -stream_loop -1 -i {shlex.quote(str(CLIP))} -an "
+        "-f rawvideo -pix_fmt bgr24 -"
+    )
+    pipe = {"kind": "pipe", "pixel_format": "bgr24", "width": 320, "height": 240, "fps": 30}
+    proc, port = web_daemon(tmp_path, env, source={"id": "cam0", "uri": command, **pipe})
+    try:
+        got = wait_for(
+            lambda: [e for e in state(port)["sources"][0]["events"] if e["phase"] == "start"], 60, "an event"
+        )
+        assert got[0]["label"] == "golf" and got[0]["best_score"] > 0.5, got
+        headers, jpeg = wait_for(
+            lambda: (r := get(port, "/api/sources/cam0/snapshot.jpg"))[0] == 200 and r[1:], 10, "a snapshot"
+        )
+        assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape == (240, 320, 3)
+        assert state(port)["sources"][0]["status"]["state"] == "running"
+    finally:
+        code, err = stop_daemon(proc)
+    assert code == 0, err
 
 
 def test_web_config_errors_are_one_line(tmp_path, env):

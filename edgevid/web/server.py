@@ -202,10 +202,11 @@ class WebOutput:
                 response = await handler(request)
             except web.HTTPException as exc:  # 404, 400: as a plain answer with the same headers
                 response = web.Response(status=exc.status, text=exc.text, headers={"Content-Type": "text/plain"})
-        for key, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(key, value)
-        if not request.path.startswith("/static/"):
-            response.headers.setdefault("Cache-Control", "no-store")
+        if not response.prepared:  # a live stream sent its own headers when it started
+            for key, value in SECURITY_HEADERS.items():
+                response.headers.setdefault(key, value)
+            if not request.path.startswith("/static/"):
+                response.headers.setdefault("Cache-Control", "no-store")
         return response
 
     _guard.__middleware_version__ = 1  # aiohttp's new-style middleware, without importing it at class time

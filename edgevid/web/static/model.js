@@ -1,8 +1,10 @@
 "use strict";
 // The model page: what the head ships (its manifest, labels, report and pictures), from /api/model.
 
-function pct(v) {
-  return v <= 1.5 ? (v * 100).toFixed(1) + " %" : String(v);
+// top1 0.533 -> "53.3 %"; counts as they are; other scores (macro_f1) as a number.
+function metric(k, v) {
+  if (/clips|windows/.test(k) || v > 1.5) return String(v);
+  return /top|acc/.test(k) ? (v * 100).toFixed(1) + " %" : v.toFixed(3);
 }
 
 async function main() {
@@ -32,7 +34,7 @@ async function main() {
   const metrics = document.getElementById("metrics");
   const entries = Object.entries(man.metrics || {});
   if (!entries.length) row(metrics, "none recorded", "");
-  for (const [k, v] of entries) row(metrics, k, /clips|windows/.test(k) ? v : pct(v));
+  for (const [k, v] of entries) row(metrics, k, metric(k, v));
   const pics = document.getElementById("pictures");
   for (const name of m.pictures) {
     const fig = el("figure", null, "picture");
