@@ -143,6 +143,22 @@ def test_web_state_snapshot_stream_model_and_token(tmp_path, env):
                 assert p["source"] == "cam0" and p["label"] in LABELS + ["unknown"]
         conn.close()
 
+        # At most VIEWERS_MAX live streams: one more is refused (503, counted), the state still served.
+        from edgevid.web.state import VIEWERS_MAX
+
+        wait_for(lambda: state(port, TOKEN)["web"]["viewers"] == 0, 5, "the closed stream to leave")
+        streams = []
+        for _ in range(VIEWERS_MAX):
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+            c.request("GET", "/api/stream", headers={"Authorization": f"Bearer {TOKEN}"})
+            assert c.getresponse().status == 200
+            streams.append(c)
+        code, headers, body = get(port, "/api/stream", TOKEN)
+        assert code == 503 and b"poll /api/state" in body
+        assert state(port, TOKEN)["web"]["refused"] == 1
+        for c in streams:
+            c.close()
+
         # Pages and the model: every asset is the package's own.
         code, headers, html = get(port, "/", TOKEN)
         assert code == 200 and b"/static/app.js" in html and "script-src 'self'" in headers["Content-Security-Policy"]
@@ -194,6 +210,9 @@ def test_web_shows_events_of_a_camera_like_pipe_source(tmp_path, env):
         )
         assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape == (240, 320, 3)
         assert state(port)["sources"][0]["status"]["state"] == "running"
+        # Without a token only requests to a loopback host are served (no DNS-rebinding reads).
+        assert get(port, "/api/state", host=f"evil.example:{port}")[0] == 401
+        assert get(port, "/api/state", host=f"localhost:{port}")[0] == 200
     finally:
         code, err = stop_daemon(proc)
     assert code == 0, err
@@ -321,11 +340,11 @@ PAGE_STATE = """JSON.stringify((() => {
 def test_browser_sees_the_label_and_the_timeline_change(tmp_path, env):
     if CHROMIUM is None:
         pytest.skip("chromium not installed (apt-get install chromium): the browser test needs it")
-    proc, port = web_daemon(tmp_path, env)
+    proc, port = web_daemon(tmp_path, env, token=TOKEN)  # the page passes the token on to every request
     browser = None
     try:
-        wait_for(lambda: state(port)["sources"][0]["predictions"] >= 2, 90, "2 predictions")
-        browser = Chromium(f"http://127.0.0.1:{port}/")
+        wait_for(lambda: state(port, TOKEN)["sources"][0]["predictions"] >= 2, 90, "2 predictions")
+        browser = Chromium(f"http://127.0.0.1:{port}/?token={TOKEN}")
 
         async def drive() -> tuple[dict, dict, dict]:
             await browser.open()
@@ -347,7 +366,9 @@ def test_browser_sees_the_label_and_the_timeline_change(tmp_path, env):
                     "EDGEVID_WEB_SCREENSHOT"
                 ):  # README's picture: EDGEVID_WEB_SCREENSHOT=docs/web-page.png
                     Path(os.environ["EDGEVID_WEB_SCREENSHOT"]).write_bytes(base64.b64decode(shot["data"]))
-                await browser.call("Page.navigate", url=f"http://127.0.0.1:{port}/model")
+                await browser.js(
+                    "document.querySelector('nav a[href^=\"/model\"]').click()"
+                )  # the link keeps the token
                 model = json.loads(
                     await browser.until(
                         "(() => { const n = document.querySelectorAll('#labels li').length;"

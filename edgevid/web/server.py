@@ -168,7 +168,11 @@ class WebOutput:
         app.router.add_get("/api/model/{name}", self._head_picture)
         app.router.add_get("/api/stream", self._stream)
         app.router.add_get("/api/sources/{sid}/snapshot.jpg", self._snapshot)
-        self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        # handler_cancellation: a viewer that closes its live stream frees its place at once, not at
+        # the next message written to it (which a stalled source may not send for a while).
+        self.runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=1.0, handler_cancellation=True
+        )
         try:
             await self.runner.setup()
             await web.SockSite(self.runner, self._sock).start()
