@@ -6,16 +6,24 @@ User mistakes end as one line on stderr (``edgevid: error: …``) with exit code
 
 from __future__ import annotations
 
-import argparse
-import os
-import re
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
 
-from . import __version__
-from .errors import EdgevidError, InputError, UsageError
-from .outputs.render import render
+from .hangup import HANGUPS
+
+if sys.argv[1:2] == ["run"]:
+    # First of all, before this module's imports: a SIGHUP while `edgevid run` starts must not
+    # kill it (what it does then: edgevid.hangup). Only the interpreter's own start-up is earlier.
+    HANGUPS.install()
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import TYPE_CHECKING, Sequence  # noqa: E402
+
+from . import __version__  # noqa: E402
+from .errors import EdgevidError, InputError, UsageError  # noqa: E402
+from .outputs.render import render  # noqa: E402
 
 if TYPE_CHECKING:  # the CLI starts fast: heavy modules load in the command that needs them
     from .manifest import Manifest
@@ -68,6 +76,7 @@ def load_classifier(args: argparse.Namespace):
 
 def cmd_classify(args: argparse.Namespace) -> int:
     from .capture import display, find_videos
+    from .gate import GateSpec
 
     if args.top_k < 1:
         raise UsageError(f"--top-k must be >= 1, got {args.top_k}")
@@ -90,9 +99,10 @@ def cmd_classify(args: argparse.Namespace) -> int:
     if not clips:
         return 1 if failed else 0
     classifier = load_classifier(args)
+    gate = None if args.no_gate else GateSpec()
     progress = _Progress(len(clips))
     for clip in clips:
-        result = classifier.classify(clip, args.top_k)
+        result = classifier.classify(clip, args.top_k, gate)
         progress.clear()
         if not result.ok:
             failed += 1
@@ -105,6 +115,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
             print(result.model_dump_json(exclude_none=True, exclude={"error"} if result.ok else set()), flush=True)
         else:
             scores = ", ".join(f"{s.label} {s.score:.2f}" for s in result.top)
+            if result.idle:
+                scores = f"idle (the motion gate found all {result.windows} window(s) still; --no-gate: classify them)"
             line = f"{result.path}: {scores}"
             if args.timings and result.timings:
                 t = result.timings
@@ -153,6 +165,7 @@ def _classify_live(args: argparse.Namespace, live: list[str]) -> int:
         model_dir=args.model_dir,
         threads=args.threads,
         emit=emit,
+        gate=not args.no_gate,
     )
 
 
@@ -305,9 +318,7 @@ EXAMPLE_CONFIG = Path(__file__).with_name("edgevid.example.toml")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .hangup import HANGUPS
-
-    HANGUPS.install()  # before anything slow: a SIGHUP while starting must not kill the daemon
+    HANGUPS.install()  # main() did already for `edgevid run`; again for a caller of cmd_run alone
     from .config import load_config
     from .daemon import run_daemon
 
@@ -507,6 +518,11 @@ def _classify_parser(sub) -> None:
         "--json", action="store_true", help="one JSON object per clip (per window for a live source) on stdout"
     )
     p.add_argument("--timings", action="store_true", help="print per-stage cost (decode, preprocess, extract, head)")
+    p.add_argument(
+        "--no-gate",
+        action="store_true",
+        help="classify every window, also those the motion gate finds still (a clip still throughout: 'idle')",
+    )
     p.add_argument(
         "--windows", type=int, default=3, help="live source: predictions to print before exiting (default 3)"
     )

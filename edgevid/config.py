@@ -21,6 +21,7 @@ from pydantic_core import PydanticCustomError
 
 from .capture import FPS_RANGE, size_problem
 from .errors import ConfigError
+from .gate import GateConfig
 from .sources.pipe import EVEN_HEIGHT, EVEN_WIDTH, PIXEL_FORMATS, split_command
 
 
@@ -64,6 +65,10 @@ class SourceConfig(_Strict):
     )
     events: "EventsConfig" = Field(
         default_factory=lambda: EventsConfig(), description="event/<id> start/update/end from the predictions"
+    )
+    gate: GateConfig = Field(
+        default_factory=GateConfig,
+        description="motion gate: while the picture is still, nothing runs and windows are published as 'idle'",
     )
     open_timeout: float = Field(10.0, gt=0, le=3600)
     read_timeout: float = Field(5.0, gt=0, le=3600)

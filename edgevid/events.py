@@ -90,14 +90,15 @@ class EventTracker:
         self.last_window: Window | None = None
         self.seq = 0
 
-    def step(self, probs: np.ndarray, w: Window) -> list[Event]:
-        """The events this window causes (none, or an end and/or a start, or an update)."""
+    def step(self, probs: np.ndarray | None, w: Window) -> list[Event]:
+        """The events this window causes (none, or an end and/or a start, or an update).
+        ``probs`` None: an idle window (the motion gate found it still): no label is present."""
         out: list[Event] = []
         if self.last_clock is not None and w.clock < self.last_clock:  # time went back: a new pass
             out += self.reset()
         self.last_clock = w.clock
-        top = int(np.argmax(probs))
-        top_ok = float(probs[top]) >= self.min_score
+        top = int(np.argmax(probs)) if probs is not None else -1
+        top_ok = probs is not None and float(probs[top]) >= self.min_score
         if top_ok:
             if self.cand is None or self.cand.label != top:
                 self.cand = _Candidate(top, w.clock, w.start, w.media_start)
@@ -105,7 +106,7 @@ class EventTracker:
             self.cand = None
         a = self.active
         if a is not None:
-            score = float(probs[a.label])
+            score = float(probs[a.label]) if probs is not None else 0.0
             if top == a.label and top_ok:
                 a.last_present = w.clock
                 a.best = max(a.best, score)
@@ -121,8 +122,14 @@ class EventTracker:
                 if w.clock - a.last_present >= self.end_after or other:
                     out.append(self._message("end", a, w, score))
                     self.active = None
-        if self.active is None and self.cand is not None and w.clock - self.cand.since >= self.min_duration:
-            c = self.cand
+        if probs is not None and self.active is None and self.cand is not None:
+            self._start(probs, w, out)
+        self.last_window = w
+        return out
+
+    def _start(self, probs: np.ndarray, w: Window, out: list[Event]) -> None:
+        c = self.cand
+        if c is not None and w.clock - c.since >= self.min_duration:
             self.active = _Active(
                 new_event_id(self.source, c.started_at),
                 c.label,
@@ -134,8 +141,6 @@ class EventTracker:
                 float(probs[c.label]),
             )
             out.append(self._message("start", self.active, w, float(probs[c.label])))
-        self.last_window = w
-        return out
 
     def reset(self) -> list[Event]:
         """End what is open (the stream of windows broke: a new file pass, a reopened source)."""
@@ -183,7 +188,7 @@ class SourceEvents:
             if s.events.enabled
         }
 
-    def prediction(self, message: Prediction, probs: np.ndarray) -> list[Event]:
+    def prediction(self, message: Prediction, probs: np.ndarray | None) -> list[Event]:
         """Events caused by one prediction; the clock is its media time for files, else capture time."""
         tracker = self.trackers.get(message.source)
         if tracker is None:

@@ -26,12 +26,14 @@ Every rule takes the frame's timestamp; nothing here reads a clock. The defaults
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Generic, Iterable, TypeVar
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from .motion import small_grey
 from .timing import TIME_EPS
@@ -59,6 +61,30 @@ class GateSpec(BaseModel):
         True, description="match the background's overall brightness to the frame's before comparing"
     )
     masks: tuple[Polygon, ...] = Field((), description="polygons (normalized x, y) whose pixels never count")
+
+    @field_validator("masks")
+    @classmethod
+    def _polygons(cls, masks: tuple[Polygon, ...]) -> tuple[Polygon, ...]:
+        for i, poly in enumerate(masks):
+            if len(poly) < 3:
+                raise PydanticCustomError(
+                    "mask", "polygon {i} has {n} corner(s); a mask needs at least 3", {"i": i, "n": len(poly)}
+                )
+            if any(not (0.0 <= c <= 1.0) for corner in poly for c in corner):
+                raise PydanticCustomError(
+                    "mask", "polygon {i}: corners are normalized (x, y), each 0..1 of the picture", {"i": i}
+                )
+        return masks
+
+
+class GateConfig(GateSpec):
+    """A source's motion gate as configured (``[sources.gate]``): on unless ``enabled = false``."""
+
+    enabled: bool = Field(True, description="skip the extractor, motion and head while the picture is still")
+
+    @property
+    def spec(self) -> GateSpec:
+        return GateSpec(**self.model_dump(exclude={"enabled"}))
 
 
 def mask_pixels(masks: Iterable[Polygon], width: int, height: int) -> np.ndarray:
@@ -167,6 +193,10 @@ class MotionGate:
         self.background.reset()
         self.hysteresis.reset()
 
+    def grey(self, frame: np.ndarray) -> np.ndarray:
+        """A decoded frame -> the gate's working grey image (when no motion stream makes one)."""
+        return small_grey(frame, self.spec.width, self.spec.height)
+
     def observe(self, grey: np.ndarray, t: float) -> GateFrame:
         """A grey frame (any size; the motion stream's own grey image) at time ``t`` -> verdict."""
         if grey.shape[:2] != (self.spec.height, self.spec.width) or grey.ndim != 2:
@@ -179,3 +209,48 @@ class MotionGate:
 def window_gated(frames: Iterable[GateFrame]) -> bool:
     """A window is gated (skipped: no extractor, motion or head) when none of its frames is awake."""
     return not any(f.awake for f in frames)
+
+
+F = TypeVar("F")
+
+
+class GatedFrames(Generic[F]):
+    """Which sampled frames of a gated source the extractor must see, and when.
+
+    A window is processed when any of its frames is awake (:func:`window_gated`), so every frame
+    within ``m - 1`` slots of an awake one is needed: a frame after an awake one is passed on at
+    once; a frame seen asleep is held (at most ``m``) until an awake frame within ``m - 1`` slots
+    arrives, which passes the held ones on before itself, or until it can no longer share a window
+    with one, when it is counted as gated (never extracted). Pure policy: the daemon's feed queue
+    calls it under its lock."""
+
+    def __init__(self, m: int) -> None:
+        self.m = m
+        self._held: deque[tuple[int, F]] = deque()
+        self._last_awake: int | None = None
+        self.gated = 0  # frames never extracted because the scene was still
+
+    def reset(self) -> None:
+        """A new stream segment: no window spans the seam, so nothing held is needed."""
+        self.gated += len(self._held)
+        self._held.clear()
+        self._last_awake = None
+
+    def offer(self, k: int, frame: F, awake: bool) -> list[F]:
+        """Frame ``frame`` first fills slot ``k`` (slots in order); returns the frames to extract now, in order."""
+        reach = k - (self.m - 1)  # the earliest slot that can share a window with slot k
+        while self._held and self._held[0][0] < reach:
+            self._held.popleft()
+            self.gated += 1
+        if awake:
+            out = [f for _, f in self._held] + [frame]
+            self._held.clear()
+            self._last_awake = k
+            return out
+        if self._last_awake is not None and self._last_awake >= reach:
+            return [frame]
+        self._held.append((k, frame))
+        if len(self._held) > self.m:  # a frame fills at least one slot: never reached, a bound all the same
+            self._held.popleft()
+            self.gated += 1
+        return []

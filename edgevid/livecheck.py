@@ -12,6 +12,7 @@ from typing import Callable
 from .config import DaemonConfig, ModelsConfig, PublishConfig, SourceConfig
 from .daemon import Service, build, serve_forever
 from .errors import EdgevidError
+from .gate import GateConfig
 from .messages import OutputStatus, Prediction
 
 
@@ -50,11 +51,12 @@ def live_check(
     model_dir: Path | None,
     threads: int,
     emit: Callable[[Prediction], None],
+    gate: bool = True,
 ) -> int:
     """Predictions for the first ``windows`` windows of a live source; an error if they do not come
     within ``timeout`` seconds (with the source's last error, e.g. that it cannot be opened)."""
     cfg = DaemonConfig(
-        sources=[SourceConfig(id="live", uri=uri, top_k=top_k)],
+        sources=[SourceConfig(id="live", uri=uri, top_k=top_k, gate=GateConfig(enabled=gate))],
         publish=PublishConfig(endpoint="inproc://edgevid-classify"),  # nothing leaves the process
         models=ModelsConfig(dir=model_dir, extractor=extractor, head=head, threads=threads),
         log_level="warning",

@@ -35,14 +35,22 @@ class ClipResult(BaseModel):
     frames: int | None = None
     fps: float | None = None
     timings: StageTimings | None = None
+    #: With the motion gate (``classify`` without ``--no-gate``): the windows, how many it found
+    #: still (left out of ``top``), and ``idle``: all of them (``top`` empty: nothing moved).
+    windows: int | None = None
+    gated_windows: int | None = None
+    idle: bool | None = None
     error: str | None = None
 
 
 # 2: window contract (frames, gaps, loop), overload and skip reasons in status; 3: label (unknown below min_score),
-# MQTT drops in status; 4: latency.floor_ms, every output in status (zmq's dropped unknown: null)
-SCHEMA_VERSION = 4
+# MQTT drops in status; 4: latency.floor_ms, every output in status (zmq's dropped unknown: null); 5: the
+# motion gate: label "idle", the sources' motion, gated frames, idle seconds and idle windows in status
+SCHEMA_VERSION = 5
 EVENT_SCHEMA_VERSION = 1
 UNKNOWN = "unknown"
+#: The label of a window the motion gate found still: nothing ran on it (score 0, top empty).
+IDLE = "idle"
 
 
 class ModelIds(BaseModel):
@@ -68,16 +76,19 @@ class Prediction(BaseModel):
 
     A window is M slots ``window / M`` seconds apart, each holding the captured frame nearest its
     instant; ``frames`` of them are distinct, and ``gaps`` slots had no frame within one sampling
-    interval (a window with more than 20 % gaps is skipped, not published).
+    interval (a window with more than 20 % gaps is skipped, not published). While the source's
+    motion gate finds the picture still, windows are still published at the hop's rate, with
+    ``label = "idle"``, ``score`` 0 and ``top`` empty: a subscriber that hears nothing for a few
+    hops knows the source or the daemon is down, never that the room is empty.
     """
 
     model_config = ConfigDict(extra="forbid")
     type: Literal["prediction"] = "prediction"
-    schema_version: Literal[4] = SCHEMA_VERSION
+    schema_version: Literal[5] = SCHEMA_VERSION
     source: str
     seq: int
-    label: str  # top-1, or "unknown" when its (calibrated) score is below the source's min_score
-    score: float  # top-1's score (whatever the label says)
+    label: str  # top-1, "unknown" when its (calibrated) score is below the source's min_score, "idle": still
+    score: float  # top-1's score (whatever the label says; 0 when idle)
     window_start: float  # capture time (unix s, a label: the device clock may step) of the first slot's frame
     window_end: float  # capture time of the last slot's frame
     media_start: float | None = None  # file sources: position in the file (s) of the first slot's frame
@@ -107,6 +118,12 @@ class SourceStatus(BaseModel):
     predictions: int
     skipped_windows: int
     skipped: dict[str, int] = {}  # skipped windows by reason: gaps, overload
+    #: The motion gate (None: off for this source): whether the picture is moving now, the windows
+    #: published as idle, the sampled frames it kept from the extractor, seconds the source was still.
+    motion: bool | None = None
+    idle_windows: int = 0
+    gated_frames: int = 0
+    idle_s: float = 0.0
     loop: int | None = None  # file sources: passes completed
     last_error: str | None = None
 
@@ -116,7 +133,7 @@ class Status(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     type: Literal["status"] = "status"
-    schema_version: Literal[4] = SCHEMA_VERSION
+    schema_version: Literal[5] = SCHEMA_VERSION
     seq: int
     uptime_s: float
     overloaded: bool = False  # live sources need more extractor time than there is: served in turns

@@ -13,6 +13,7 @@ import numpy as np
 from .capture import display, frame_times, header_fps, read_clip
 from .errors import EdgevidError
 from .extractor import Extractor
+from .gate import GateSpec, MotionGate
 from .head import Head
 from .messages import ClipResult, Score, StageTimings
 from .motion import MotionEstimator, clip_motion
@@ -40,14 +41,17 @@ class ClipClassifier:
         ts = self.head.manifest.timescale
         return ts.window_s if ts is not None and ts.fit == "windows" else None
 
-    def window_probs(self, path: Path | str) -> tuple[np.ndarray, bool, "ClipFeatures"]:
+    def window_probs(self, path: Path | str, gate: GateSpec | None = None) -> tuple[np.ndarray, bool, "ClipFeatures"]:
         """The head's probabilities ``[K, C]`` for each window ``classify`` averages, whether they are
         real windows (False: one window over a clip shorter than the head's window), and the features
-        (their timings; ``head_ms`` holds the head's time). Raises EdgevidError on bad input."""
+        (their timings; ``head_ms`` holds the head's time; with a ``gate``, ``awake``: which windows
+        it lets through, as the daemon's would). Raises EdgevidError on bad input."""
         m, window_s = self.head.frames, self.window_s
         real = True
+        gate_grey = MotionGate(gate).grey if gate is not None else None
+        times: np.ndarray | None = None
         if window_s is None:
-            cf = clip_features(self.extractor, path, m, motion=self.motion)
+            cf = clip_features(self.extractor, path, m, motion=self.motion, gate_grey=gate_grey)
             windows = np.arange(m)[None]  # positions in cf.feats
         else:
             fps, times = header_fps(path), frame_times(Path(path))
@@ -61,25 +65,46 @@ class ClipClassifier:
                 )
                 return np.unique(plan["w"])
 
-            cf = clip_features(self.extractor, path, None, indices_for=indices_for, times=times, motion=self.motion)
+            cf = clip_features(
+                self.extractor,
+                path,
+                None,
+                indices_for=indices_for,
+                times=times,
+                motion=self.motion,
+                gate_grey=gate_grey,
+            )
             windows = np.searchsorted(cf.indices, plan["w"])
             real = bool(plan["real"])
+        if gate is not None and cf.greys is not None:
+            cf.awake = gated_windows(gate, cf, windows, times)
         t = time.perf_counter()
         feats = self.head.inputs(self.extractor.dequantize(cf.feats), cf.motion)
         probs = np.stack([self.head.predict(feats[w]) for w in windows])
         cf.timings.head_ms = (time.perf_counter() - t) * 1e3
         return probs, real, cf
 
-    def classify(self, path: Path | str, k: int = 5) -> ClipResult:
+    def classify(self, path: Path | str, k: int = 5, gate: GateSpec | None = None) -> ClipResult:
         """Classify one clip; user-facing failures come back as ``ok=False`` with a one-line error.
 
         A whole-clip head sees M frames over the whole clip. A head fitted on fixed windows sees the
         clip at its own time scale: the mean of its probabilities over the windows the daemon would
         publish across the clip (:func:`edgevid.sampling.clip_windows`; one window over the whole
-        clip when the clip is shorter than a window)."""
+        clip when the clip is shorter than a window). With a motion ``gate`` (``edgevid classify``
+        without ``--no-gate``), the windows it finds still are left out, as the daemon publishes
+        them ``idle``; a clip still throughout is ``idle`` with no scores."""
         try:
-            probs, _, cf = self.window_probs(path)
+            probs, _, cf = self.window_probs(path, gate)
             timings = cf.timings
+            gating: dict = {}
+            if cf.awake is not None:
+                gating = {"windows": len(cf.awake), "gated_windows": int((~cf.awake).sum())}
+                gating["idle"] = not cf.awake.any()
+                if gating["idle"]:
+                    return ClipResult(
+                        path=display(path), ok=True, frames=cf.n_frames, fps=round(cf.fps, 3), timings=timings, **gating
+                    )
+                probs = probs[cf.awake]
             t = time.perf_counter()
             probs = np.mean(probs, axis=0)
             timings.head_ms += (time.perf_counter() - t) * 1e3
@@ -93,7 +118,7 @@ class ClipClassifier:
             )
         top = top_k(probs, self.head.labels, k)
         return ClipResult(
-            path=display(path), ok=True, top=top, frames=cf.n_frames, fps=round(cf.fps, 3), timings=timings
+            path=display(path), ok=True, top=top, frames=cf.n_frames, fps=round(cf.fps, 3), timings=timings, **gating
         )
 
 
@@ -122,6 +147,24 @@ class ClipFeatures:
     views: list[np.ndarray] = field(default_factory=list)  # features of each augmentation view
     motion: np.ndarray | None = None  # float32 [len(indices), motion.DIM]: the motion into each sampled frame
     motion_views: list[np.ndarray] = field(default_factory=list)  # the motion stream of each augmentation view
+    #: Small grey image of each decoded frame (by frame index) when a gate or the motion stream made
+    #: them; ``awake``: which windows the motion gate let through (``window_probs`` with a gate).
+    greys: dict[int, np.ndarray] | None = None
+    awake: np.ndarray | None = None
+
+
+def gated_windows(spec: GateSpec, cf: ClipFeatures, windows: np.ndarray, times: np.ndarray | None) -> np.ndarray:
+    """bool ``[K]``: the windows (rows of positions in ``cf.indices``) the motion gate lets through,
+    a fresh gate seeing each slot frame once, in time order, at its own time (as a file source)."""
+    greys, gate = cf.greys or {}, MotionGate(spec)
+    frames = np.unique(cf.indices[windows])
+    own = times is not None and len(times) == cf.n_frames
+
+    def at(i: int) -> float:
+        return float(times[i]) if own and times is not None else i / (cf.fps if cf.fps > 0 else 30.0)
+
+    awake = {int(i): gate.observe(greys[int(i)], at(int(i))).awake for i in frames}
+    return np.array([any(awake[int(i)] for i in cf.indices[w]) for w in windows])
 
 
 def clip_features(
@@ -133,11 +176,13 @@ def clip_features(
     views: Sequence[Callable[[np.ndarray], np.ndarray]] = (),
     times: np.ndarray | None = None,
     motion: MotionEstimator | None = None,
+    gate_grey: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> ClipFeatures:
     """Decode, preprocess and extract uniformly sampled frames of a clip: the one feature path of
     ``classify`` and training. ``views`` (training augmentation) are extracted from the same
     decoded frames. ``motion``: also the motion stream into each sampled frame, from the frame
-    before it. ``extractor=None``: the motion stream only (``feats`` empty)."""
+    before it. ``extractor=None``: the motion stream only (``feats`` empty). ``gate_grey``: keep
+    each sampled frame's grey image for the motion gate (the motion stream's own, if any)."""
     t0 = time.perf_counter()
     plan: dict[str, np.ndarray] = {}
 
@@ -149,11 +194,12 @@ def clip_features(
 
     # Without views the frames are reduced as they are decoded (:class:`_Reducer`): memory stays
     # flat whatever the resolution. (Views need whole frames: training only.)
-    reduce = _Reducer(extractor.input_size if extractor is not None else 0, motion)
+    grey = motion.grey if motion is not None else gate_grey
+    reduce = _Reducer(extractor.input_size if extractor is not None else 0, grey)
     reduced = not views and extractor is not None
     clip = read_clip(path, m, wanted, times, reduce if reduced else None)
     indices = plan["idx"] if motion is not None else clip.indices
-    decoded, motion_frames, are_greys = _split_reduced(clip, reduced and motion is not None)
+    decoded, motion_frames, are_greys = _split_reduced(clip, reduced and grey is not None)
     t1 = time.perf_counter()
     # Repeated indices (clips shorter than m) are preprocessed and extracted once.
     unique, inverse = np.unique(indices, return_inverse=True)
@@ -177,7 +223,8 @@ def clip_features(
     flow, flow_views = _motion_streams(
         motion, motion_frames, are_greys, decoded, unique, inverse, views, timings, spent[1]
     )
-    return ClipFeatures(feats, indices, clip.n_frames, clip.fps, timings, extra, flow, flow_views)
+    greys = motion_frames if are_greys else None
+    return ClipFeatures(feats, indices, clip.n_frames, clip.fps, timings, extra, flow, flow_views, greys)
 
 
 def _split_reduced(clip, pairs: bool) -> tuple[dict, dict, bool]:
@@ -195,11 +242,11 @@ def _split_reduced(clip, pairs: bool) -> tuple[dict, dict, bool]:
 
 class _Reducer:
     """Each decoded frame reduced at once to the extractor's input (the preprocess resize is then
-    an exact copy) and, for the motion stream, to its small grey image. ``spent``: seconds spent
-    reducing for the extractor (counted as preprocessing) and for the motion stream."""
+    an exact copy) and, for the motion stream or the gate, to its small grey image. ``spent``:
+    seconds spent reducing for the extractor (counted as preprocessing) and for the grey image."""
 
-    def __init__(self, size: int, motion: MotionEstimator | None) -> None:
-        self.size, self.motion = size, motion
+    def __init__(self, size: int, grey: Callable[[np.ndarray], np.ndarray] | None) -> None:
+        self.size, self.grey = size, grey
         self.spent = [0.0, 0.0]
 
     def __call__(self, frame: np.ndarray):
@@ -207,9 +254,9 @@ class _Reducer:
         small = cv2.resize(frame, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
         t_small = time.perf_counter()
         self.spent[0] += t_small - t
-        if self.motion is None:
+        if self.grey is None:
             return small
-        grey = self.motion.grey(frame)
+        grey = self.grey(frame)
         self.spent[1] += time.perf_counter() - t_small
         return small, grey
 

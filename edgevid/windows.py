@@ -28,6 +28,7 @@ class FrameInfo:
     wall: float  # time.time() at capture: a label for subscribers
     media: float | None = None  # position in the file (s), file sources
     loop: int | None = None  # pass over a looping file
+    awake: bool = True  # the motion gate let it through (always, for a source without a gate)
 
 
 @dataclass
@@ -49,7 +50,9 @@ class Ready:
 @dataclass
 class Skipped:
     end_k: int
-    reason: str  # "gaps" or "overload"
+    reason: str  # "gaps", "overload", or "idle": the motion gate found every frame of it still
+    frames: list[FrameInfo] = field(default_factory=list)  # idle: the frames behind its slots
+    gaps: int = 0
 
 
 @dataclass
@@ -118,17 +121,19 @@ class WindowAssembler:
         if any(s.paused for s in slots):
             return Skipped(end, "overload")
         gaps = sum(s.gap for s in slots)
+        frames: list[FrameInfo | None] = [s.frame for s in slots]
+        if any(f is not None for f in frames) and not any(f.awake for f in frames if f is not None):
+            self._last = frozenset()  # nothing of it was extracted
+            return Skipped(end, "idle", _filled(frames), gaps)
         if gaps > self.max_gaps:
             return Skipped(end, "gaps")
         if any(s.frame is not None and s.frame.fid in self.dropped for s in slots):
             return Skipped(end, "overload")
-        frames: list[FrameInfo | None] = [s.frame for s in slots]
         if any(f is not None and f.fid not in self.features for f in frames):
             return None  # still being extracted
         if all(f is None for f in frames):
             return Skipped(end, "gaps")
-        # A slot with no frame at all borrows its nearest neighbour's (counted as a gap above).
-        filled = [f if f is not None else _nearest(frames, i) for i, f in enumerate(frames)]
+        filled = _filled(frames)
         features = np.stack([self.features[f.fid][0] for f in filled])
         fids = frozenset(f.fid for f in filled)
         new = fids - self._last  # what this window cost beyond the previous one
@@ -144,6 +149,11 @@ class WindowAssembler:
         for fid in [f for f in self.features if f not in live]:
             del self.features[fid]
         self.dropped &= live
+
+
+def _filled(frames: list[FrameInfo | None]) -> list[FrameInfo]:
+    """A slot with no frame at all borrows its nearest neighbour's (counted as a gap)."""
+    return [f if f is not None else _nearest(frames, i) for i, f in enumerate(frames)]
 
 
 def _nearest(frames: list[FrameInfo | None], i: int) -> FrameInfo:

@@ -74,7 +74,7 @@ def test_daemon_windows_average_to_what_classify_says_and_it_stops_on_sigterm(tm
     assert "Traceback" not in err
     preds = _preds(msgs)
     first = preds[0]
-    assert first["schema_version"] == 4 and first["source"] == "cam0" and first["seq"] == 1
+    assert first["schema_version"] == 5 and first["source"] == "cam0" and first["seq"] == 1
     assert first["new_frames"] == m and first["frames"] == m and first["gaps"] == 0 and len(first["top"]) == len(labels)
     assert first["window_end"] >= first["window_start"] and first["media_start"] < window / m
     assert len(first["models"]["extractor"]) == 12 and len(first["models"]["head"]) == 12

@@ -96,6 +96,7 @@ def test_mqtt_messages_discovery_broker_restart_and_last_will(tmp_path, env):
         got = listener.wait(
             lambda g: (
                 sum(t == "ev/cam0/prediction" for t, _, _ in g) >= 3
+                and any(t == "ev/cam0/motion" for t, _, _ in g)
                 and any(t == "ev/cam0/status" for t, _, _ in g)
                 and any(t == "ev/status" for t, _, _ in g)
             ),
@@ -111,8 +112,13 @@ def test_mqtt_messages_discovery_broker_restart_and_last_will(tmp_path, env):
             "homeassistant/sensor/edgevid_cam0/action/config",
             "homeassistant/binary_sensor/edgevid_cam0/golf/config",
             "homeassistant/binary_sensor/edgevid_cam0/wave/config",
+            "homeassistant/binary_sensor/edgevid_cam0/motion/config",  # the motion gate (on by default)
         }
-        assert len({c["unique_id"] for c in configs.values()}) == 3
+        assert len({c["unique_id"] for c in configs.values()}) == 4
+        motion = configs.pop("homeassistant/binary_sensor/edgevid_cam0/motion/config")
+        assert motion["device_class"] == "motion" and motion["state_topic"] == "ev/cam0/motion"
+        assert motion["availability_topic"] == "ev/availability" and motion["device"]["identifiers"] == ["edgevid_cam0"]
+        assert (b"ON", True) in [(p, r) for t, p, r in got if t == "ev/cam0/motion"]  # the clip moves
         state = json.loads([p for t, p, _ in got if t == "ev/cam0/state"][-1])
         for c in configs.values():
             assert {"name", "unique_id", "state_topic", "availability_topic", "device", "value_template"} <= set(c)

@@ -79,7 +79,8 @@ class Daemon:
         self.stop_event = threading.Event()
         self.cv = threading.Condition()
         self.queue: FeedQueue[Captured] = FeedQueue(
-            {s.id: not (kind_of(s).file and not s.realtime) for s in cfg.sources}
+            {s.id: not (kind_of(s).file and not s.realtime) for s in cfg.sources},
+            gated={s.id: m for s in cfg.sources if s.gate.enabled},
         )
         self.windows = {s.id: WindowAssembler(m, self.timing[s.id].hop) for s in cfg.sources}
         self.admission = Admission([s.id for s in cfg.sources if self.queue.feeds[s.id].live])
@@ -135,7 +136,9 @@ class Daemon:
         if self.loop is not None:
             self.loop.call_soon_threadsafe(fn, *args)
 
-    def publish_prediction(self, message: Prediction, captured_mono: float, probs: np.ndarray) -> None:
+    def publish_prediction(self, message: Prediction, captured_mono: float, probs: np.ndarray | None) -> None:
+        """On the loop: a prediction to every output, and the events it causes (an idle window
+        has no scores: no label is present in it)."""
         message.latency.capture_to_publish_ms = round((time.monotonic() - captured_mono) * 1e3, 3)
         if self.metrics is not None:
             self.metrics.latency.labels(message.source).observe(message.latency.capture_to_publish_ms / 1e3)

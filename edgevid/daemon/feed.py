@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
+from ..gate import GatedFrames
 from ..timing import Fill
 
 #: A live frame waiting longer than this for the extractor is dropped with every frame of its
@@ -27,6 +28,7 @@ BATCH = 8
 class Frame(Protocol):
     fid: int
     mono: float
+    awake: bool  # the motion gate's verdict (True where there is no gate)
 
 
 F = TypeVar("F", bound=Frame)
@@ -50,8 +52,11 @@ class Feed(Generic[F]):
     """What one source has handed over and the worker has not yet taken."""
 
     live: bool
+    gate: GatedFrames[F] | None = None  # a source with a motion gate: which of its frames are needed
     events: list[Segment | Slots[F]] = field(default_factory=list)
-    pending: deque[F] = field(default_factory=deque)
+    #: Frames to extract, with the time each became due: its capture, or for a frame the gate held
+    #: back, the capture of the awake frame that made it needed (its wait starts there).
+    pending: deque[tuple[float, F]] = field(default_factory=deque)
 
 
 @dataclass
@@ -62,6 +67,7 @@ class Taken(Generic[F]):
     batch: list[tuple[str, F]]
     events: dict[str, list[Segment | Slots[F]]]
     cut: dict[str, list[int]]
+    gated: dict[str, int] = field(default_factory=dict)  # gated sources: frames never extracted so far
 
     @property
     def touched(self) -> set[str]:
@@ -72,20 +78,39 @@ class FeedQueue(Generic[F]):
     """Every source's feed; methods are called under the daemon's lock."""
 
     def __init__(
-        self, live: dict[str, bool], batch: int = BATCH, max_lag: float = MAX_LAG_S, file_queue: int = FILE_QUEUE
+        self,
+        live: dict[str, bool],
+        batch: int = BATCH,
+        max_lag: float = MAX_LAG_S,
+        file_queue: int = FILE_QUEUE,
+        gated: dict[str, int] | None = None,
     ) -> None:
-        self.feeds: dict[str, Feed[F]] = {sid: Feed(is_live) for sid, is_live in live.items()}
+        """``gated``: the sources with a motion gate, and their windows' M."""
+        gates = gated or {}
+        self.feeds: dict[str, Feed[F]] = {
+            sid: Feed(is_live, GatedFrames(gates[sid]) if sid in gates else None) for sid, is_live in live.items()
+        }
         self.batch, self.max_lag, self.file_queue = batch, max_lag, file_queue
 
     def segment(self, sid: str) -> None:
         feed = self.feeds[sid]
         feed.pending.clear()  # frames of the stretch that just ended: no window will use them
+        if feed.gate is not None:
+            feed.gate.reset()
         feed.events.append(Segment())
 
     def fills(self, sid: str, fills: list[Fill[F]], new: list[F], paused: bool) -> None:
         feed = self.feeds[sid]
         if not paused:
-            feed.pending.extend(new)
+            if feed.gate is None:
+                feed.pending.extend((f.mono, f) for f in new)
+            else:
+                first: dict[int, int] = {}
+                for fill in fills:
+                    if fill.frame is not None:
+                        first.setdefault(fill.frame.fid, fill.k)
+                for f in new:
+                    feed.pending.extend((f.mono, g) for g in feed.gate.offer(first[f.fid], f, f.awake))
         feed.events.append(Slots(fills, paused))
 
     def full(self, sid: str) -> bool:
@@ -106,23 +131,24 @@ class FeedQueue(Generic[F]):
             self.feeds[sid].events = []
         cut: dict[str, list[int]] = {}
         for sid, feed in self.feeds.items():
-            if feed.live and feed.pending and now - feed.pending[0].mono > self.max_lag:
-                cut[sid] = [f.fid for f in feed.pending]
+            if feed.live and feed.pending and now - feed.pending[0][0] > self.max_lag:
+                cut[sid] = [f.fid for _, f in feed.pending]
                 feed.pending.clear()
         batch: list[tuple[str, F]] = []
-        live = [(f.pending[0].mono, sid) for sid, f in self.feeds.items() if f.live and f.pending]
+        live = [(f.pending[0][0], sid) for sid, f in self.feeds.items() if f.live and f.pending]
         heapq.heapify(live)  # the oldest live frame first, whichever source it is from
         while live and len(batch) < self.batch:
             _, sid = heapq.heappop(live)
             feed = self.feeds[sid]
-            batch.append((sid, feed.pending.popleft()))
+            batch.append((sid, feed.pending.popleft()[1]))
             if feed.pending:
-                heapq.heappush(live, (feed.pending[0].mono, sid))
+                heapq.heappush(live, (feed.pending[0][0], sid))
         files = deque(sid for sid, f in self.feeds.items() if not f.live and f.pending)
         while files and len(batch) < self.batch:  # then files, one frame each in turn
             sid = files.popleft()
             feed = self.feeds[sid]
-            batch.append((sid, feed.pending.popleft()))
+            batch.append((sid, feed.pending.popleft()[1]))
             if feed.pending:
                 files.append(sid)
-        return Taken(batch, events, cut)
+        gated = {sid: f.gate.gated for sid, f in self.feeds.items() if f.gate is not None}
+        return Taken(batch, events, cut, gated)

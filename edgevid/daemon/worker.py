@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from ..sources.base import Captured
-from ..windows import Ready
+from ..windows import Ready, Skipped
 from .core import Daemon
 from .feed import Segment, Taken
 from .load import TICK_S, OverloadLog
@@ -64,6 +64,8 @@ class Worker:
             for fid in fids:
                 d.windows[sid].drop(fid)
             d.sources[sid].stats.dropped += len(fids)
+        for sid, n in taken.gated.items():
+            d.sources[sid].stats.gated = n
         return taken
 
     def extract(self, batch: list[tuple[str, Captured]]) -> None:
@@ -84,17 +86,21 @@ class Worker:
 
     def publish_ready(self, sid: str) -> None:
         for result in self.d.windows[sid].windows():
-            if isinstance(result, Ready):
+            if isinstance(result, Ready) or result.reason == "idle":
                 self.predict(sid, result)
 
-    def predict(self, sid: str, w: Ready) -> None:
+    def predict(self, sid: str, w: Ready | Skipped) -> None:
+        """The head on a complete window; an idle window (the gate found it still) is published as
+        ``idle`` without it."""
         d = self.d
-        t = time.perf_counter()
-        probs = d.head.predict(w.features)
-        head_s = time.perf_counter() - t
-        d.load.busy(head_s)
-        if d.metrics is not None:
-            d.metrics.stage.labels("head").observe(head_s)
+        probs, head_s = None, 0.0
+        if isinstance(w, Ready):
+            t = time.perf_counter()
+            probs = d.head.predict(w.features)
+            head_s = time.perf_counter() - t
+            d.load.busy(head_s)
+            if d.metrics is not None:
+                d.metrics.stage.labels("head").observe(head_s)
         d.seq[sid] += 1
         d.sources[sid].stats.predictions += 1
         message = prediction(sid, d.seq[sid], w, probs, d.head.labels, d.source_cfg[sid], d.models, head_s * 1e3)

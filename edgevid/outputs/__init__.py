@@ -97,7 +97,8 @@ def _mqtt_check(cfg: "DaemonConfig", labels: list[str]) -> None:
 def _mqtt(cfg: "DaemonConfig", ctx: Context) -> Output:
     from .mqtt import MqttOutput
 
-    return MqttOutput(cfg.mqtt, ctx.sources, ctx.labels, ctx.model)
+    gated = [s.id for s in cfg.sources if s.gate.enabled]
+    return MqttOutput(cfg.mqtt, ctx.sources, ctx.labels, ctx.model, gated)
 
 
 def _web_check(cfg: "DaemonConfig", labels: list[str]) -> None:

@@ -30,6 +30,9 @@ COUNTERS = (
     ("dropped", "frames_dropped", "sampled frames never extracted (the worker fell behind)"),
     ("predictions", "predictions", "predictions published"),
     ("reconnects", "reconnects", "times the source was reopened"),
+    ("gated_frames", "frames_gated", "sampled frames the motion gate kept from the extractor (a still picture)"),
+    ("idle_windows", "windows_idle", "windows published as idle (the motion gate found them still)"),
+    ("idle_s", "idle_seconds", "seconds the motion gate found the source's picture still"),
 )
 STATES = ("starting", "running", "paused", "reconnecting", "ended", "failed")
 
@@ -66,6 +69,9 @@ def families(st: "Status"):
         "edgevid_windows_skipped", "windows not published, by reason", labels=["source", "reason"]
     )
     up = GaugeMetricFamily("edgevid_source_up", "1 while the source is running", labels=["source"])
+    motion = GaugeMetricFamily(
+        "edgevid_source_motion", "1 while the motion gate sees motion (sources with a gate)", labels=["source"]
+    )
     state = GaugeMetricFamily(
         "edgevid_source_state", "the source's state (1 for the current one)", labels=["source", "state"]
     )
@@ -73,10 +79,13 @@ def families(st: "Status"):
         for reason, n in sorted(s.skipped.items()):
             skipped.add_metric([s.id, reason], n)
         up.add_metric([s.id], float(s.state == "running"))
+        if s.motion is not None:
+            motion.add_metric([s.id], float(s.motion))
         for name in STATES:
             state.add_metric([s.id, name], float(s.state == name))
     yield skipped
     yield up
+    yield motion
     yield state
     yield GaugeMetricFamily(
         "edgevid_overloaded", "1 while live sources are served in turns", value=float(st.overloaded)

@@ -18,6 +18,8 @@ Topics (QoS, retain):
 - ``<prefix>/<source>/prediction``: every prediction (0, not retained: a firehose);
 - ``<prefix>/<source>/event``: start / update / end (1, not retained);
 - ``<prefix>/<source>/state``: the current event as JSON, ``{"action": label|"none", ...}`` (1, retained);
+- ``<prefix>/<source>/motion``: ``ON`` / ``OFF``, on each change of the motion gate (``OFF``: the
+  source publishes ``idle``) (1, retained);
 - ``<prefix>/status``: the heartbeat (1, retained: its acknowledgement tells a hung broker apart);
 - ``<prefix>/<source>/status``: each source's part of it (0, retained);
 - ``<discovery_prefix>/sensor|binary_sensor/...config``: Home Assistant discovery (1, retained).
@@ -38,7 +40,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel
 
 from ..errors import ConfigError
-from ..messages import Event, OutputStatus, Prediction, Status
+from ..messages import IDLE, Event, OutputStatus, Prediction, Status
 
 if TYPE_CHECKING:
     from ..config import MqttConfig
@@ -47,10 +49,11 @@ log = logging.getLogger("edgevid.outputs.mqtt")
 
 
 def discovery(
-    cfg: "MqttConfig", sources: list[str], labels: list[str], model: str, version: str
+    cfg: "MqttConfig", sources: list[str], labels: list[str], model: str, version: str, gated: list[str] = []
 ) -> list[tuple[str, dict]]:
-    """Home Assistant discovery messages: per source a sensor (current action) and a binary sensor
-    per label of interest, grouped into one device per source; all go unavailable with the daemon."""
+    """Home Assistant discovery messages: per source a sensor (current action), a binary sensor
+    per label of interest and, for a source with a motion gate, a motion binary sensor, grouped
+    into one device per source; all go unavailable with the daemon."""
     p = cfg.topic_prefix
     out = []
     for sid in sources:
@@ -93,6 +96,23 @@ def discovery(
                         "unique_id": f"{node}_{label}",
                         "object_id": f"{node}_{label}",
                         "value_template": "{{ 'ON' if value_json.action == '%s' else 'OFF' }}" % label,
+                        "payload_on": "ON",
+                        "payload_off": "OFF",
+                    },
+                )
+            )
+        if sid in gated:
+            motion = {k: v for k, v in common.items() if k != "json_attributes_topic"}
+            out.append(
+                (
+                    f"{cfg.discovery_prefix}/binary_sensor/{node}/motion/config",
+                    {
+                        **motion,
+                        "state_topic": f"{p}/{sid}/motion",
+                        "name": "motion",
+                        "unique_id": f"{node}_motion",
+                        "object_id": f"{node}_motion",
+                        "device_class": "motion",
                         "payload_on": "ON",
                         "payload_off": "OFF",
                     },
@@ -207,12 +227,21 @@ def make_client(mqtt, cfg: "MqttConfig", availability: str):
     return c
 
 
-def translate(prefix: str, topic: str, message: BaseModel, state: dict[str, dict]) -> list[tuple[str, str, int, bool]]:
+def translate(
+    prefix: str, topic: str, message: BaseModel, state: dict[str, dict], motion: dict[str, str] | None = None
+) -> list[tuple[str, str, int, bool]]:
     """A daemon message as MQTT publishes ``(topic, payload, qos, retain)``; an event also updates
-    its source's retained ``state`` (sent again on every reconnect)."""
+    its source's retained ``state``, a prediction that changes a gated source's ``motion`` (idle or
+    not) its retained motion state (both sent again on every reconnect)."""
     p = prefix
     if isinstance(message, Prediction):
-        return [(f"{p}/{message.source}/prediction", message.model_dump_json(), 0, False)]
+        out = [(f"{p}/{message.source}/prediction", message.model_dump_json(), 0, False)]
+        if motion is not None and message.source in motion:
+            now = "OFF" if message.label == IDLE else "ON"
+            if motion[message.source] != now:
+                motion[message.source] = now
+                out.append((f"{p}/{message.source}/motion", now, 1, True))
+        return out
     if isinstance(message, Event):
         state[message.source] = {
             "action": message.label if message.phase != "end" else "none",
@@ -239,7 +268,10 @@ class MqttOutput:
 
     name = "mqtt"
 
-    def __init__(self, cfg: "MqttConfig", sources: list[str], labels: list[str], model: str) -> None:
+    def __init__(
+        self, cfg: "MqttConfig", sources: list[str], labels: list[str], model: str, gated: list[str] = []
+    ) -> None:
+        """``gated``: the sources with a motion gate (their motion state is published)."""
         mqtt = check(cfg, labels)
         from .. import __version__
 
@@ -259,7 +291,8 @@ class MqttOutput:
         self._stop = threading.Event()
         self._wake = threading.Condition()
         self._state = {sid: {"action": "none"} for sid in sources}  # retained per source, sent again on reconnect
-        self._discovery = discovery(cfg, sources, labels, model, __version__) if cfg.discovery_prefix else []
+        self._motion = {sid: "" for sid in gated}  # "": not known yet (no prediction so far)
+        self._discovery = discovery(cfg, sources, labels, model, __version__, gated) if cfg.discovery_prefix else []
         c = make_client(mqtt, cfg, self.availability)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
@@ -281,6 +314,9 @@ class MqttOutput:
             client.publish(topic, json.dumps(payload), qos=1, retain=True)
         for sid, state in list(self._state.items()):
             client.publish(f"{self.prefix}/{sid}/state", json.dumps(state), qos=1, retain=True)
+        for sid, moving in list(self._motion.items()):
+            if moving:
+                client.publish(f"{self.prefix}/{sid}/motion", moving, qos=1, retain=True)
         if self._ever_connected:
             self.reconnects += 1
         with self._lock:
@@ -303,7 +339,7 @@ class MqttOutput:
     # -- the daemon's side ----------------------------------------------------------------------
     def send(self, topic: str, message: BaseModel) -> None:
         """Queue the message's MQTT form; never blocks (a full queue drops and counts)."""
-        for item in translate(self.prefix, topic, message, self._state):
+        for item in translate(self.prefix, topic, message, self._state, self._motion):
             try:
                 self.queue.put_nowait(item)
             except queue.Full:

@@ -21,6 +21,8 @@ def render(msg: dict, now: float | None = None) -> str:
         )
         if msg.get("label") == "unknown":
             top = f"unknown (below min_score: {top})"
+        elif msg.get("label") == "idle":
+            top = "idle (still: the motion gate kept the window from the models)"
         return f"{stamp} {msg['source']} #{msg['seq']}{where}: {top} ({cost})"
     if msg.get("type") == "event":
         score = "" if msg.get("score") is None else f", score {msg['score']:.2f}"
@@ -37,6 +39,11 @@ def render(msg: dict, now: float | None = None) -> str:
             f"dropped {s['dropped']}, predictions {s['predictions']}, "
             f"skipped {s['skipped_windows']}{f' ({skipped})' if skipped else ''}, reconnects {s['reconnects']}"
         )
+        if s.get("motion") is not None:
+            line += (
+                f", {'moving' if s['motion'] else 'still'} (idle {s.get('idle_s', 0):.0f} s, "
+                f"{s.get('idle_windows', 0)} idle windows, {s.get('gated_frames', 0)} frames gated)"
+            )
         if s.get("loop"):
             line += f", loops {s['loop']}"
         if s.get("last_error"):

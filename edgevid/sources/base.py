@@ -49,6 +49,9 @@ class SourceStats:
     predictions: int = 0
     loop: int = 0
     last_error: str | None = None
+    motion: bool | None = None  # the motion gate's state (None: no gate)
+    gated: int = 0  # sampled frames the gate kept from the extractor (set by the worker)
+    idle_s: float = 0.0  # seconds of the source's time the gate found the picture still
 
 
 class SourceError(Exception):

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..capture import FPS_RANGE, believable
 from ..config import SourceConfig, SourceTiming
+from ..gate import MotionGate
 from ..timing import TIME_EPS, FileClock, Fill, Liveness, Pacer, SlotFiller, SlotHold, StreamClock
 from .base import Captured, Opened, Sink, SourceError, SourceStats
 from .pipe import PipeCapture
@@ -43,6 +44,7 @@ class FrameReader:
         clock: Callable[[], float],
         motion_grey: Callable[[np.ndarray], np.ndarray] | None,
         is_file: bool,
+        gate: MotionGate | None = None,
         snapshot: "SnapshotSlot | None" = None,
     ) -> None:
         self.cfg, self.timing, self.sink, self.stats, self.stop_event = cfg, timing, sink, stats, stop
@@ -53,6 +55,20 @@ class FrameReader:
         self.motion_grey = motion_grey
         self._prev_grey: np.ndarray | None = None
         self.snapshot = snapshot  # the web page's live view: encodes only while watched, at most its fps
+        # Motion gate: each sampled frame's verdict, from the motion stream's grey image (or its own).
+        self.gate = gate
+        self._gate_last: tuple[float, bool] | None = None  # (time, awake) of the last frame it saw
+
+    def _awake(self, frame: np.ndarray, grey: np.ndarray | None, t: float) -> bool:
+        """The gate's verdict on a sampled frame at ``t``; the still time between frames is counted."""
+        if self.gate is None:
+            return True
+        awake = self.gate.observe(grey if grey is not None else self.gate.grey(frame), t).awake
+        if self._gate_last is not None and not self._gate_last[1] and not awake:
+            self.stats.idle_s += max(t - self._gate_last[0], 0.0)
+        self._gate_last = (t, awake)
+        self.stats.motion = awake
+        return awake
 
     def _keep(
         self, cap, t: float, mono: float, wall: float, media: float | None, wanted: bool = True
@@ -78,6 +94,7 @@ class FrameReader:
             wall,
             media,
             loop,
+            self._awake(frame, grey, t),
             image=self.convert(frame),
             motion_pair=(prev, grey) if grey is not None else None,
         )
@@ -109,6 +126,9 @@ class FrameReader:
 
     def _start(self) -> None:
         self._prev_grey = None
+        if self.gate is not None:
+            self.gate.reset()
+            self._gate_last = None
         self.sink.segment(self.cfg.id)
 
     def read_file(self, opened: Opened, running: Callable[[], None]) -> Outcome:

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from ..config import SourceConfig, SourceTiming
+from ..gate import MotionGate
 from ..timing import Backoff
 from .base import SourceError, SourceStats
 from .kinds import kind_of
@@ -45,8 +46,9 @@ class FrameSource(threading.Thread):
         self.kind = kind_of(cfg)
         self.stop_event = stop
         self.stats = SourceStats()
+        gate = MotionGate(cfg.gate.spec) if cfg.gate.enabled else None
         self.reader = FrameReader(
-            cfg, timing, sink, self.stats, stop, convert, clock, motion_grey, self.kind.file, snapshot
+            cfg, timing, sink, self.stats, stop, convert, clock, motion_grey, self.kind.file, gate, snapshot
         )
 
     @property

@@ -16,5 +16,5 @@ def test_committed_json_schemas_match_the_message_models():
 
 
 def test_messages_carry_type_and_version_for_subscribers():
-    assert Prediction.model_json_schema()["properties"]["schema_version"]["const"] == 4
+    assert Prediction.model_json_schema()["properties"]["schema_version"]["const"] == 5
     assert set(Status.model_json_schema()["required"]) >= {"seq", "uptime_s", "sources"}
