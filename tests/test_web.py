@@ -67,15 +67,15 @@ def wait_for(fn, timeout: float, what: str):
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
-def web_daemon(tmp_path: Path, env: dict, token: str | None = None, extra: str = "", source: dict | None = None):
-    """The real daemon on the looped clip (or ``source``) with [web] on a free loopback port:
+def web_daemon(tmp_path: Path, env: dict, token: str | None = None, extra: str = "", sources: list | None = None):
+    """The real daemon on the looped clip (or ``sources``) with [web] on a free loopback port:
     (process, web port)."""
     port = free_port()
     web = f'\n[web]\nlisten = "127.0.0.1:{port}"\n' + (f'token = "{token}"\n' if token else "") + extra
     cfg = write_config(
         tmp_path / "web.toml",
         f"tcp://127.0.0.1:{free_port()}",
-        [source or {"id": "cam0", "uri": str(CLIP), "loop": True}],
+        sources or [{"id": "cam0", "uri": str(CLIP), "loop": True}],
         extra=web,
         status_interval=1.0,
     )
@@ -101,7 +101,7 @@ def test_web_state_snapshot_stream_model_and_token(tmp_path, env):
         first = wait_for(lambda: (s := state(port, TOKEN))["sources"][0]["predictions"] >= 3 and s, 90, "3 predictions")
         src = first["sources"][0]
         assert first["model"]["labels"] == LABELS and src["id"] == "cam0"
-        assert all(p["label"] in LABELS + ["unknown"] for p in src["history"]) and src["history"]
+        assert all(p["label"] in LABELS + ["unknown", "idle"] for p in src["history"]) and src["history"]
         assert [p["label"] for p in src["history"]].count("golf") * 2 > len(src["history"]), src["history"]
         assert src["status"]["state"] == "running" and src["status"]["frames_in"] > 0
         assert set(src["status"]["skipped"]) <= {"gaps", "overload"} and first["outputs"]["web"]["connected"]
@@ -140,7 +140,7 @@ def test_web_state_snapshot_stream_model_and_token(tmp_path, env):
                 seen.append(line[7:].strip())
             elif line.startswith("data: ") and seen[-1] == "prediction":
                 p = json.loads(line[6:])
-                assert p["source"] == "cam0" and p["label"] in LABELS + ["unknown"]
+                assert p["source"] == "cam0" and p["label"] in LABELS + ["unknown", "idle"]
         conn.close()
 
         # At most VIEWERS_MAX live streams: one more is refused (503, counted), the state still served.
@@ -189,22 +189,34 @@ def test_web_state_snapshot_stream_model_and_token(tmp_path, env):
     assert "Traceback" not in err and "web page on http://127.0.0.1" in err, err
 
 
-def test_web_shows_events_of_a_camera_like_pipe_source(tmp_path, env):
+def test_web_shows_events_of_a_camera_like_pipe_source_and_a_still_one_as_idle(tmp_path, env):
     """The clip played as a camera would deliver it (ffmpeg paced and looping into a pipe source): one
-    unbroken stream, so the golf swing becomes an event on the page, with a live view of the pipe."""
+    unbroken stream, so the golf swing becomes an event on the page, with a live view of the pipe;
+    beside it a camera that sees a still picture (the clip's first frame), which the motion gate
+    publishes as idle windows, counted on the page."""
     if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg not found on PATH (apt-get install ffmpeg)")
-    command = (
-        f"ffmpeg -hide_banner -nostdin -loglevel error -re -stream_loop -1 -i {shlex.quote(str(CLIP))} -an "
-        "-f rawvideo -pix_fmt bgr24 -"
-    )
+    still = tmp_path / "still.png"
+    cap = cv2.VideoCapture(str(CLIP))
+    assert cap.read()[0] and cv2.imwrite(str(still), cap.read()[1])
+    cap.release()
+    ffmpeg = "ffmpeg -hide_banner -nostdin -loglevel error -re"
+    out = "-an -f rawvideo -pix_fmt bgr24 -"
     pipe = {"kind": "pipe", "pixel_format": "bgr24", "width": 320, "height": 240, "fps": 30}
-    proc, port = web_daemon(tmp_path, env, source={"id": "cam0", "uri": command, **pipe})
+    sources = [
+        {"id": "cam0", "uri": f"{ffmpeg} -stream_loop -1 -i {shlex.quote(str(CLIP))} {out}", **pipe},
+        {"id": "hall", "uri": f"{ffmpeg} -loop 1 -framerate 30 -i {shlex.quote(str(still))} {out}", **pipe},
+    ]
+    proc, port = web_daemon(tmp_path, env, sources=sources)
     try:
         got = wait_for(
             lambda: [e for e in state(port)["sources"][0]["events"] if e["phase"] == "start"], 60, "an event"
         )
         assert got[0]["label"] == "golf" and got[0]["best_score"] > 0.5, got
+        hall = wait_for(
+            lambda: (h := state(port)["sources"][1])["last"] and h["last"]["label"] == "idle" and h, 60, "idle"
+        )
+        assert hall["last"]["top"] == [] and hall["status"]["motion"] is False and hall["status"]["idle_windows"] > 0
         headers, jpeg = wait_for(
             lambda: (r := get(port, "/api/sources/cam0/snapshot.jpg"))[0] == 200 and r[1:], 10, "a snapshot"
         )

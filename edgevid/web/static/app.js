@@ -7,7 +7,7 @@ const TOP_LINES = 3; // labels drawn on a timeline
 const W = 600, H = 140; // the timeline's viewBox
 const SVG = "http://www.w3.org/2000/svg";
 
-const page = { model: "", labels: [], historyS: 300, snapshotFps: 1, sources: new Map(), polling: null, lastT: 0 };
+const page = { model: "", labels: [], historyS: 300, snapshotFps: 1, sources: new Map(), polling: null };
 
 function color(label) {
   const i = page.labels.indexOf(label);
@@ -56,10 +56,7 @@ function addPoints(src, points) {
   for (const p of points) {
     if (!src.history.length || p.seq > src.history[src.history.length - 1].seq) src.history.push(p);
   }
-  if (points.length) {
-    src.last = points[points.length - 1];
-    page.lastT = Math.max(page.lastT, src.last.t);
-  }
+  if (src.history.length) src.last = src.history[src.history.length - 1];
   trim(src);
   src.dirty = true;
 }
@@ -83,9 +80,17 @@ function apply(state, full) {
   }
 }
 
+// The oldest of the sources' latest points: a partial load asks for everything newer (seq dedupes).
+function since() {
+  let t = Infinity;
+  for (const src of page.sources.values()) t = Math.min(t, src.history.length ? src.history[src.history.length - 1].t : 0);
+  return t === Infinity ? 0 : t;
+}
+
 async function load(full) {
   try {
-    apply(await getJSON(full || !page.lastT ? "/api/state" : "/api/state?since=" + page.lastT), full);
+    const t = since();
+    apply(await getJSON(full || !t ? "/api/state" : "/api/state?since=" + t), full);
     problem(null);
   } catch (e) {
     problem("cannot read the daemon's state: " + e.message);
@@ -96,7 +101,9 @@ function stream() {
   if (!window.EventSource) return poll();
   const es = new EventSource(withToken("/api/stream"));
   let opened = false;
-  es.onopen = () => { if (opened) load(true); opened = true; problem(null); };
+  // Opened: fill what was published since the state was read; reopened (a restart, or dropped for
+  // lagging): read it all again.
+  es.onopen = () => { load(opened); opened = true; problem(null); };
   es.onerror = () => {
     if (es.readyState === EventSource.CLOSED) { es.close(); poll(); } // refused (503): poll instead
   };
@@ -140,10 +147,12 @@ function draw(src) {
   const label = n.querySelector(".label");
   if (src.last) {
     label.textContent = src.last.label;
-    label.className = "label" + (src.last.label === "unknown" ? " unknown" : "") +
+    const idle = src.last.label === "idle"; // the motion gate found the picture still: nothing ran
+    label.className = "label" + (src.last.label === "unknown" || idle ? " unknown" : "") +
       (st && st.state !== "running" ? " stale" : "");
-    n.querySelector(".score").textContent = (src.last.label === "unknown" ? "top-1 " + src.last.top[0][0] + " " : "") +
-      "score " + src.last.score.toFixed(2) + " · window ending " + clock(src.last.t);
+    n.querySelector(".score").textContent = (idle ? "still picture: the head did not run · "
+      : (src.last.label === "unknown" ? "top-1 " + src.last.top[0][0] + " " : "") +
+      "score " + src.last.score.toFixed(2) + " · ") + "window ending " + clock(src.last.t);
     const top = n.querySelector(".top");
     top.replaceChildren(...src.last.top.map(([l, s]) => el("li", l + " " + s.toFixed(2))));
   }
@@ -167,10 +176,16 @@ function timeline(src) {
   const parts = [];
   for (const g of [0.25, 0.5, 0.75]) parts.push(["grid", "M0 " + y(g) + " H" + W]);
   if (src.minScore) parts.push(["min-score", "M0 " + y(src.minScore) + " H" + W]);
+  let still = ""; // idle windows (the motion gate): a grey band, and no line through them
+  for (const p of h) {
+    if (p.t >= start && p.label === "idle") still += "M" + x(p.t - hop) + " 0 H" + x(p.t) + " V" + H + " H" + x(p.t - hop) + " Z ";
+  }
+  if (still) parts.push(["idle", still.trim()]);
   for (const l of labels) {
     let d = "", prev = null;
     for (const p of h) {
       if (p.t < start) continue;
+      if (p.label === "idle") { prev = null; continue; }
       const hit = p.top.find((e) => e[0] === l);
       const s = hit ? hit[1] : 0;
       d += (prev === null || p.t - prev > 3 * hop + 1 ? "M" : "L") + x(p.t) + " " + y(s) + " "; // a gap: no line
@@ -210,6 +225,10 @@ function counters(src) {
   row(tb, "frames in / sampled / extracted", st.frames_in + " / " + st.sampled + " / " + st.extracted);
   row(tb, "frames dropped", st.dropped);
   row(tb, "reconnects", st.reconnects);
+  if (st.motion !== null && st.motion !== undefined) {
+    row(tb, "motion gate", (st.motion ? "moving" : "still") + " · idle windows " + st.idle_windows +
+      " · frames not extracted " + st.gated_frames + " · still " + Math.round(st.idle_s) + " s");
+  }
   if (st.loop !== null && st.loop !== undefined) row(tb, "file passes", st.loop);
   if (st.last_error) row(tb, "last problem", st.last_error);
 }
