@@ -189,11 +189,11 @@ def test_web_state_snapshot_stream_model_and_token(tmp_path, env):
     assert "Traceback" not in err and "web page on http://127.0.0.1" in err, err
 
 
-def test_web_shows_events_of_a_camera_like_pipe_source_and_a_still_one_as_idle(tmp_path, env):
+def test_web_shows_events_of_a_camera_like_pipe_source_a_still_one_as_idle_and_a_stalled_one(tmp_path, env):
     """The clip played as a camera would deliver it (ffmpeg paced and looping into a pipe source): one
     unbroken stream, so the golf swing becomes an event on the page, with a live view of the pipe;
     beside it a camera that sees a still picture (the clip's first frame), which the motion gate
-    publishes as idle windows, counted on the page."""
+    publishes as idle windows, counted on the page, and one that stalls."""
     if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg not found on PATH (apt-get install ffmpeg)")
     still = tmp_path / "still.png"
@@ -206,6 +206,7 @@ def test_web_shows_events_of_a_camera_like_pipe_source_and_a_still_one_as_idle(t
     sources = [
         {"id": "cam0", "uri": f"{ffmpeg} -stream_loop -1 -i {shlex.quote(str(CLIP))} {out}", **pipe},
         {"id": "hall", "uri": f"{ffmpeg} -loop 1 -framerate 30 -i {shlex.quote(str(still))} {out}", **pipe},
+        {"id": "dead", "uri": "sleep 600", **pipe, "stall_timeout": 1.0},  # a camera that never sends a frame
     ]
     proc, port = web_daemon(tmp_path, env, sources=sources)
     try:
@@ -217,6 +218,10 @@ def test_web_shows_events_of_a_camera_like_pipe_source_and_a_still_one_as_idle(t
             lambda: (h := state(port)["sources"][1])["last"] and h["last"]["label"] == "idle" and h, 60, "idle"
         )
         assert hall["last"]["top"] == [] and hall["status"]["motion"] is False and hall["status"]["idle_windows"] > 0
+        # The stalled one: reconnecting, with its reason; the page goes on serving the others.
+        dead = wait_for(lambda: (d := state(port)["sources"][2])["status"]["reconnects"] > 0 and d, 30, "a reconnect")
+        assert "stalled" in dead["status"]["last_error"] and dead["last"] is None
+        assert get(port, "/api/sources/dead/snapshot.jpg")[0] == 503
         headers, jpeg = wait_for(
             lambda: (r := get(port, "/api/sources/cam0/snapshot.jpg"))[0] == 200 and r[1:], 10, "a snapshot"
         )
