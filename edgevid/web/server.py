@@ -113,7 +113,6 @@ class WebOutput:
         self.token = cfg.token.encode() if cfg.token else None
         self.state = WebState(dict(ctx.hop_s), cfg.history_s)
         self.snapshots = ctx.snapshots
-        self.started = time.monotonic()
         self.last_error: str | None = None
         self.serving = False
         self.runner: "web.AppRunner | None" = None
@@ -176,7 +175,7 @@ class WebOutput:
         try:
             await self.runner.setup()
             await web.SockSite(self.runner, self._sock).start()
-        except Exception as exc:  # noqa: BLE001 - the daemon goes on without its page; status says why
+        except Exception as exc:  # the daemon goes on without its page; its status says why
             self.last_error = f"cannot serve: {exc}"
             log.error("web: %s", self.last_error)
             return
