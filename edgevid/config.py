@@ -223,6 +223,63 @@ class MetricsConfig(_Strict):
         return v
 
 
+class WebConfig(_Strict):
+    """Opt-in web page served by the daemon (needs the ``web`` extra: aiohttp); see edgevid.web."""
+
+    listen: str | None = Field(
+        None, description="host:port to serve the page on, e.g. 127.0.0.1:8090 (default: off; loopback by default)"
+    )
+    token: str | None = Field(
+        None,
+        min_length=16,
+        max_length=256,
+        validate_default=True,
+        description="required when listen is not a loopback address: requests send it as 'Authorization: Bearer' "
+        "or ?token=",
+    )
+    snapshot_fps: float = Field(1.0, ge=0.1, le=5.0, description="live-view JPEGs per second per source, at most")
+    history_s: float = Field(300.0, ge=10, le=3600, description="seconds of predictions the timeline keeps")
+
+    @field_validator("listen")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is not None:
+            from .outputs.metrics import parse_listen
+
+            parse_listen(v)
+        return v
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, v: str | None, info: ValidationInfo) -> str | None:
+        """A token travels in a header; without one, only a loopback listen is served."""
+        if v is not None and not all(0x21 <= ord(ch) <= 0x7E for ch in v):
+            raise PydanticCustomError("web_token", "printable ASCII without spaces only (it travels in a header)")
+        listen = info.data.get("listen")
+        if v is None and listen is not None and not is_loopback(listen):
+            raise PydanticCustomError(
+                "web_token",
+                "required when web.listen ({listen}) is not a loopback address (generate one: openssl rand -hex 16)",
+                {"listen": listen},
+            )
+        return v
+
+
+def is_loopback(listen: str) -> bool:
+    """Whether ``host:port`` binds only this machine (127.0.0.0/8, ::1, localhost): no token needed."""
+    import ipaddress
+
+    from .outputs.metrics import parse_listen
+
+    host = parse_listen(listen)[0]
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve beyond this machine
+
+
 MQTT_STRING_MAX = 65535  # bytes: the length field of every MQTT string (topic name, client id, user name)
 # What the daemon appends to each prefix (mqtt.py builds these topics): a source id is at most 64
 # ASCII characters, a binary sensor's label at most MQTT_LABEL_MAX bytes.
@@ -372,6 +429,7 @@ class DaemonConfig(_Strict):
     models: ModelsConfig = ModelsConfig()
     metrics: MetricsConfig = MetricsConfig()
     mqtt: MqttConfig | None = None
+    web: WebConfig = WebConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @model_validator(mode="after")

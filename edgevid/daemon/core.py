@@ -25,6 +25,7 @@ from ..sources.base import Captured
 from ..sources.kinds import kind_of
 from ..sources.source import FrameSource
 from ..timing import Fill, Liveness
+from ..web.snapshot import SnapshotSlot
 from ..windows import WindowAssembler
 from .feed import FeedQueue
 from .load import LoadMeter
@@ -94,9 +95,17 @@ class Daemon:
         # turns (previous, sampled) pairs into descriptors beside the extractor's features.
         self.motion = MotionEstimator(self.head.motion) if self.head.motion is not None else None
         size, grey = self.extractor.input_size, (self.motion.grey if self.motion is not None else None)
+        # The web page's live view (``[web] listen``): one latest-JPEG slot per source.
+        self.snapshots = {s.id: SnapshotSlot(cfg.web.snapshot_fps) for s in cfg.sources} if cfg.web.listen else {}
         self.sources = {
             s.id: FrameSource(
-                s, self.timing[s.id], self, self.stop_event, lambda f: preprocess(f, size), motion_grey=grey
+                s,
+                self.timing[s.id],
+                self,
+                self.stop_event,
+                lambda f: preprocess(f, size),
+                motion_grey=grey,
+                snapshot=self.snapshots.get(s.id),
             )
             for s in cfg.sources
         }

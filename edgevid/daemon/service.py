@@ -50,7 +50,15 @@ def preflight(cfg: DaemonConfig) -> tuple[ClipClassifier, list[str]]:
 
 def start_outputs(d: Daemon) -> None:
     ctx = Context(
-        sources=list(d.sources), labels=d.head.labels, model=d.head.manifest.name, status=lambda: d.status(peek=True)
+        sources=list(d.sources),
+        labels=d.head.labels,
+        model=d.head.manifest.name,
+        status=lambda: d.status(peek=True),
+        hop_s={sid: t.hop_s for sid, t in d.timing.items()},
+        min_score={sid: s.min_score for sid, s in d.source_cfg.items()},
+        head_dir=d.head.folder,
+        manifest=d.head.manifest.model_dump(mode="json"),
+        snapshots=d.snapshots,
     )
     d.outputs = open_outputs(d.cfg, ctx) + d.outputs  # outputs added before serving (the live check) come after
     d.metrics = next((o for o in d.outputs if o.name == "metrics"), None)
@@ -173,4 +181,6 @@ class Service:
         d.emit(STATUS_TOPIC, d.status())
         for out in reversed(d.outputs):
             out.close()
+            if (wait_closed := getattr(out, "wait_closed", None)) is not None:
+                await wait_closed()
         log.info("stopped")

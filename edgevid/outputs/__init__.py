@@ -5,13 +5,14 @@ one module and one line in :data:`OUTPUTS`.
 - :mod:`.zeromq`: ZeroMQ PUB, the primary bus (always on);
 - :mod:`.mqtt`: MQTT and Home Assistant discovery (``[mqtt]``);
 - :mod:`.metrics`: the Prometheus endpoint (``[metrics] listen``);
+- :mod:`edgevid.web`: the web page (``[web] listen``);
 - :mod:`.render`: the text form of a message (``edgevid subscribe``, the live check).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 if TYPE_CHECKING:
     from ..config import DaemonConfig
@@ -38,7 +39,9 @@ class Output(Protocol):
     def status(self) -> "OutputStatus | None":
         """Its counters for the heartbeat (None: nothing to report, e.g. a pull endpoint)."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Stop without blocking. An output that needs the loop to finish (a server) may also have
+        ``async def wait_closed()``, which the service awaits after every ``close``."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,11 @@ class Context:
     labels: list[str]
     model: str
     status: Callable[[], "Status"]  # a peek at the current status (metrics scrapes)
+    hop_s: Mapping[str, float] = field(default_factory=dict)  # each source's hop (seconds)
+    min_score: Mapping[str, float | None] = field(default_factory=dict)  # each source's, resolved
+    head_dir: Any = None  # the head's folder (Path): its report and pictures
+    manifest: dict | None = None  # the head's manifest, as JSON
+    snapshots: Mapping[str, Any] = field(default_factory=dict)  # source -> web.snapshot.SnapshotSlot ([web] on)
 
 
 @dataclass(frozen=True)
@@ -93,11 +101,24 @@ def _mqtt(cfg: "DaemonConfig", ctx: Context) -> Output:
     return MqttOutput(cfg.mqtt, ctx.sources, ctx.labels, ctx.model, gated)
 
 
+def _web_check(cfg: "DaemonConfig", labels: list[str]) -> None:
+    from ..web.server import require_aiohttp
+
+    require_aiohttp()
+
+
+def _web(cfg: "DaemonConfig", ctx: Context) -> Output:
+    from ..web.server import WebOutput
+
+    return WebOutput(cfg.web, ctx)
+
+
 #: In publishing order: ZeroMQ first (the primary bus).
 OUTPUTS: tuple[Kind, ...] = (
     Kind("zmq", lambda cfg: True, lambda cfg, labels: None, _zmq),
     Kind("metrics", lambda cfg: bool(cfg.metrics.listen), _metrics_check, _metrics),
     Kind("mqtt", lambda cfg: cfg.mqtt is not None, _mqtt_check, _mqtt),
+    Kind("web", lambda cfg: bool(cfg.web.listen), _web_check, _web),
 )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import cv2
 import numpy as np
@@ -18,6 +18,9 @@ from ..gate import MotionGate
 from ..timing import TIME_EPS, FileClock, Fill, Liveness, Pacer, SlotFiller, SlotHold, StreamClock
 from .base import Captured, Opened, Sink, SourceError, SourceStats
 from .pipe import PipeCapture
+
+if TYPE_CHECKING:
+    from ..web.snapshot import SnapshotSlot
 
 
 @dataclass
@@ -42,6 +45,7 @@ class FrameReader:
         motion_grey: Callable[[np.ndarray], np.ndarray] | None,
         is_file: bool,
         gate: MotionGate | None = None,
+        snapshot: "SnapshotSlot | None" = None,
     ) -> None:
         self.cfg, self.timing, self.sink, self.stats, self.stop_event = cfg, timing, sink, stats, stop
         self.convert, self.clock, self.is_file = convert, clock, is_file
@@ -50,6 +54,7 @@ class FrameReader:
         # Motion stream: every frame is kept as a small grey image, the predecessor of the next.
         self.motion_grey = motion_grey
         self._prev_grey: np.ndarray | None = None
+        self.snapshot = snapshot  # the web page's live view: encodes only while watched, at most its fps
         # Motion gate: each sampled frame's verdict, from the motion stream's grey image (or its own).
         self.gate = gate
         self._gate_last: tuple[float, bool] | None = None  # (time, awake) of the last frame it saw
@@ -74,6 +79,8 @@ class FrameReader:
         if not ok or frame is None:
             self._prev_grey = None
             return None
+        if self.snapshot is not None:
+            self.snapshot.offer(frame, mono, wall)
         grey = self.motion_grey(frame) if self.motion_grey is not None else None
         prev, self._prev_grey = self._prev_grey, grey
         if not wanted:

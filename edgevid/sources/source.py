@@ -35,6 +35,7 @@ class FrameSource(threading.Thread):
         *,
         clock: Callable[[], float] = time.monotonic,
         motion_grey: Callable[[np.ndarray], np.ndarray] | None = None,
+        snapshot=None,
     ) -> None:
         super().__init__(name=f"source-{cfg.id}", daemon=True)
         # OpenCV's own thread pool (process-wide) splits each small resize, colour conversion and
@@ -47,7 +48,7 @@ class FrameSource(threading.Thread):
         self.stats = SourceStats()
         gate = MotionGate(cfg.gate.spec) if cfg.gate.enabled else None
         self.reader = FrameReader(
-            cfg, timing, sink, self.stats, stop, convert, clock, motion_grey, self.kind.file, gate
+            cfg, timing, sink, self.stats, stop, convert, clock, motion_grey, self.kind.file, gate, snapshot
         )
 
     @property
