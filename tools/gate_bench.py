@@ -169,18 +169,26 @@ def wake(tmp: Path, env: dict, clips: int, still_s: float, per_daemon: int) -> d
         for s in last:
             for reason, n in s["skipped"].items():
                 skipped[reason] = skipped.get(reason, 0) + n
-        for sid, clip, _, still_s in batch:
+        by_id = {s["id"]: s for s in last}
+        for sid, clip, _, clip_still in batch:
             preds = [m for _, m in msgs if m["type"] == "prediction" and m["source"] == sid]
-            early += sum(p["label"] != "idle" and p["media_end"] < still_s for p in preds)
+            early += sum(p["label"] != "idle" and p["media_end"] < clip_still for p in preds)
             # windows wholly inside the action: the gate must let them through
-            inside = [p for p in preds if p["media_start"] >= still_s]
+            inside = [p for p in preds if p["media_start"] >= clip_still]
             windows += len(inside)
             gated += sum(p["label"] == "idle" for p in inside)
-            active = [p for p in preds if p["label"] != "idle" and p["media_end"] >= still_s]
+            active = [p for p in preds if p["label"] != "idle" and p["media_end"] >= clip_still]
             if not active:
-                never.append(str(clip.relative_to(SHARED)))
+                after = [p for p in preds if p["media_end"] >= clip_still]
+                never.append(
+                    {
+                        "clip": str(clip.relative_to(SHARED)),
+                        "idle_windows_after_the_still": len(after),
+                        "skipped": by_id[sid]["skipped"],
+                    }
+                )
                 continue
-            lag = active[0]["media_end"] - still_s
+            lag = active[0]["media_end"] - clip_still
             media_lag.append(lag)
             latency.append(lag + active[0]["latency"]["capture_to_publish_ms"] / 1e3)
     return {
