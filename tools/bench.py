@@ -37,7 +37,7 @@ from edgevid.capture import read_clip
 from edgevid.daemon.feed import BATCH
 from edgevid.extractor import Extractor
 from edgevid.head import Head
-from edgevid.motion import MotionEstimator, clip_motion
+from edgevid.motion import MotionEstimator, clip_motion, predecessors
 from edgevid.pipeline import ClipClassifier, clip_features, load_classifier
 from edgevid.runtime import backend, make_interpreter
 from edgevid.sampling import sample_indices
@@ -439,7 +439,18 @@ def motion_costs(clips: list[Path], specs: list[str], head_dir: Path) -> dict:
             per_decoded = len(frames) / max(1e-9, c.n_frames / (c.fps or 30.0)) * slot_s  # decoded frames per slot
             grey_ms = _ms(lambda: [est.grey(f) for f in frames[:10]], 3) / min(10, len(frames))
             greys = [est.grey(f) for f in frames]
-            describe_ms = _ms(lambda: [est.describe(greys[i - 1] if i else None, greys[i]) for i in idx], 3) / len(idx)
+            step = est.spec.step(c.fps)
+            rich = est.spec.descriptor == "rich"
+
+            def describe_all() -> None:
+                """Each sampled frame's descriptor from its predecessors, as the daemon's worker does."""
+                for i in idx:
+                    p, p2 = predecessors(int(i), step)
+                    est.describe(
+                        greys[p] if p is not None else None, greys[i], greys[p2] if rich and p2 is not None else None
+                    )
+
+            describe_ms = _ms(describe_all, 3) / len(idx)
             batch = ex2.preprocess([frames[i] for i in idx[:BATCH]])
             extract_ms = _ms(lambda: ex2.extract(batch), 3) / len(batch)
             rows.append(
