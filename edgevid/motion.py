@@ -175,6 +175,7 @@ class MotionEstimator:
         self._grid3_px = np.bincount(cell9, minlength=9).astype(np.float64)
         self._xs, self._ys = np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64)
         self._field4 = (np.arange(3, dtype=np.intp) * 4)[:, None]  # the box's 3 fields x 4 quadrants
+        self._energies = _Remembered()
 
     def grey(self, frame_bgr: np.ndarray) -> np.ndarray:
         """A decoded frame -> the small grey image the flow is computed on (keep it as the next
@@ -219,6 +220,12 @@ class MotionEstimator:
         my = float(np.median(fy[::4, ::4]))
         return cv2.subtract(fx, mx), cv2.subtract(fy, my)
 
+    @staticmethod
+    def _energy(rx: np.ndarray, ry: np.ndarray) -> np.ndarray:
+        """The box's energy map: the residual flow's magnitude, blurred (one definition, so a map
+        remembered from the previous step is the map computed afresh, bit for bit)."""
+        return cv2.blur(cv2.magnitude(rx, ry), (9, 9))
+
     def _box(self, energy: np.ndarray) -> tuple[int, int, int, int]:
         """``(x0, y0, x1, y1)``: the box of the region that moves most, energy-weighted centre +- 2
         standard deviations of the above-mean energy (the whole frame when nothing moves)."""
@@ -251,10 +258,12 @@ class MotionEstimator:
         dx[3], dy[3] = self._residual(fx, fy)
         mag, ang = cv2.cartToPolar(dx.reshape(4 * h, w), dy.reshape(4 * h, w))
         mag, bins = mag.ravel(), (ang.ravel() * np.float32((BINS - 1e-3) / (2 * np.pi))).astype(np.intp)
-        energy = cv2.blur(mag[3 * n :].reshape(h, w), (9, 9))
+        energy = self._energies.put(prev, grey, self._energy(dx[3], dy[3]))
         if prev2 is not None:  # causal smoothing over time: this step's residual with the previous step's
-            px, py = self._residual(*cv2.split(self.flow(prev2, prev)))
-            energy = cv2.addWeighted(energy, 2.0 / 3.0, cv2.blur(cv2.magnitude(px, py), (9, 9)), 1.0 / 3.0, 0.0)
+            before = self._energies.get(prev2, prev)
+            if before is None:  # not described here yet (the first frames, a skipped slot): computed the same way
+                before = self._energy(*self._residual(*cv2.split(self.flow(prev2, prev))))
+            energy = cv2.addWeighted(energy, 2.0 / 3.0, before, 1.0 / 3.0, 0.0)
         x0, y0, x1, y1 = self._box(energy)
         grid = np.bincount(self._grid3 + bins[: 3 * n], weights=mag[: 3 * n], minlength=27 * BINS).reshape(3, 9, BINS)
         whole = grid.sum(1, keepdims=True) / n
@@ -294,6 +303,30 @@ class MotionEstimator:
         ).reshape(4, BINS)
         whole = per_cell.sum(0) / self._cell_px.sum()
         return np.concatenate([(per_cell / self._cell_px[:, None]).ravel(), whole])
+
+
+class _Remembered:
+    """The last few energy maps by the exact grey images they were computed from (held, so an id is
+    never reused while remembered): the previous step's map is this step's smoothing input, in
+    ``classify``, the training cache and the daemon's worker alike (where a source hands the same
+    kept grey images), so the second flow is computed only when the previous step was not described."""
+
+    SIZE = 32  # per estimator: enough for one pending step of each of 32 sources
+
+    def __init__(self) -> None:
+        self._maps: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def put(self, a: np.ndarray, b: np.ndarray, energy: np.ndarray) -> np.ndarray:
+        """Remember ``energy`` as the map of the flow from ``a`` to ``b``; returns it."""
+        if len(self._maps) >= self.SIZE:
+            self._maps.pop(next(iter(self._maps)))
+        self._maps[(id(a), id(b))] = (a, b, energy)
+        return energy
+
+    def get(self, a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+        """The map of the flow from ``a`` to ``b`` if it was computed from these very images."""
+        hit = self._maps.get((id(a), id(b)))
+        return hit[2] if hit is not None and hit[0] is a and hit[1] is b else None
 
 
 def clip_motion(
