@@ -170,7 +170,7 @@ class MotionEstimator:
         self._cell_px = np.bincount(self._cell, minlength=4).astype(np.float64)
         # Rich: 3x3 grid cells (row-major), the field-offset index of each (HOF, MBH-x, MBH-y) pixel.
         rows, cols = np.arange(h) * 3 // h, np.arange(w) * 3 // w
-        cell9 = (rows[:, None] * 3 + cols[None, :]).astype(np.intp).ravel()
+        cell9 = (rows[:, None] * 3 + cols[None, :]).astype(np.int32).ravel()
         self._grid3 = np.concatenate([cell9 + f * 9 for f in range(3)]) * BINS
         self._grid3_px = np.bincount(cell9, minlength=9).astype(np.float64)
         self._xs, self._ys = np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64)
@@ -257,7 +257,7 @@ class MotionEstimator:
             cv2.Sobel(comp, cv2.CV_32F, 0, 1, dst=dy[k], ksize=1)
         dx[3], dy[3] = self._residual(fx, fy)
         mag, ang = cv2.cartToPolar(dx.reshape(4 * h, w), dy.reshape(4 * h, w))
-        mag, bins = mag.ravel(), (ang.ravel() * np.float32((BINS - 1e-3) / (2 * np.pi))).astype(np.intp)
+        mag, bins = mag.ravel(), (ang.ravel() * np.float32((BINS - 1e-3) / (2 * np.pi))).astype(np.int32)
         energy = self._energies.put(prev, grey, self._energy(dx[3], dy[3]))
         if prev2 is not None:  # causal smoothing over time: this step's residual with the previous step's
             before = self._energies.get(prev2, prev)
