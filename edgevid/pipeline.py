@@ -16,7 +16,7 @@ from .extractor import Extractor
 from .gate import GateSpec, MotionGate
 from .head import Head
 from .messages import ClipResult, Score, StageTimings
-from .motion import MotionEstimator, clip_motion
+from .motion import MotionEstimator, clip_motion, frames_needed
 from .sampling import clip_windows, sample_indices
 
 
@@ -185,12 +185,15 @@ def clip_features(
     each sampled frame's grey image for the motion gate (the motion stream's own, if any)."""
     t0 = time.perf_counter()
     plan: dict[str, np.ndarray] = {}
+    # The predecessor rule of the motion stream needs the nominal frame rate (the daemon's sources
+    # use the same header rate); the 2x2 descriptor's predecessor is the frame just before: no lookup.
+    step = motion.spec.step(header_fps(path)) if motion is not None and motion.spec.gap_s > 0 else 1
 
     def wanted(n: int) -> np.ndarray:
         idx = indices_for(n) if indices_for else sample_indices(n, m or n)
         plan["idx"] = np.asarray(idx)
-        # The motion stream also needs the frame before each sampled one.
-        return np.union1d(idx, np.maximum(np.asarray(idx) - 1, 0)) if motion is not None else idx
+        # The motion stream also needs each sampled frame's predecessors.
+        return frames_needed(idx, step, motion.spec.descriptor == "rich") if motion is not None else idx
 
     # Without views the frames are reduced as they are decoded (:class:`_Reducer`): memory stays
     # flat whatever the resolution. (Views need whole frames: training only.)
@@ -221,7 +224,7 @@ def clip_features(
         total_ms=(t3 - t0 - spent[1]) * 1e3,
     )
     flow, flow_views = _motion_streams(
-        motion, motion_frames, are_greys, decoded, unique, inverse, views, timings, spent[1]
+        motion, motion_frames, are_greys, decoded, unique, inverse, views, timings, spent[1], step
     )
     greys = motion_frames if are_greys else None
     return ClipFeatures(feats, indices, clip.n_frames, clip.fps, timings, extra, flow, flow_views, greys)
@@ -271,13 +274,16 @@ def _motion_streams(
     views: Sequence[Callable[[np.ndarray], np.ndarray]],
     timings: StageTimings,
     reducing_s: float,
+    step: int = 1,
 ) -> tuple[np.ndarray | None, list[np.ndarray]]:
     """The motion stream into each sampled frame (and each view's), timed into ``timings``."""
     if motion is None:
         return None, []
     t = time.perf_counter()
-    flow = clip_motion(motion, frames, unique, greys=are_greys)[inverse]
+    flow = clip_motion(motion, frames, unique, greys=are_greys, step=step)[inverse]
     timings.motion_ms = (time.perf_counter() - t + reducing_s) * 1e3
     timings.total_ms += timings.motion_ms
     needed = sorted(decoded)
-    return flow, [clip_motion(motion, {i: view(decoded[i]) for i in needed}, unique)[inverse] for view in views]
+    return flow, [
+        clip_motion(motion, {i: view(decoded[i]) for i in needed}, unique, step=step)[inverse] for view in views
+    ]

@@ -37,7 +37,7 @@ from edgevid.capture import read_clip
 from edgevid.daemon.feed import BATCH
 from edgevid.extractor import Extractor
 from edgevid.head import Head
-from edgevid.motion import MotionEstimator, clip_motion
+from edgevid.motion import MotionEstimator, clip_motion, predecessors
 from edgevid.pipeline import ClipClassifier, clip_features, load_classifier
 from edgevid.runtime import backend, make_interpreter
 from edgevid.sampling import sample_indices
@@ -403,6 +403,11 @@ def daemon_costs(clip: Path, seconds: float, head_dir: Path | None = None) -> di
     return result
 
 
+def _slot_frames(n: int, fps: float, slot_s: float) -> np.ndarray:
+    """The decoded frame shown at each slot time over a clip of ``n`` frames (one per slot)."""
+    return np.unique(np.minimum(np.floor(np.arange(0.0, n / fps, slot_s) * fps + 1e-6).astype(int), n - 1))
+
+
 def motion_costs(clips: list[Path], specs: list[str], head_dir: Path) -> dict:
     """6: the motion stream's cost per sampled frame against the extractor's, in one run.
 
@@ -411,7 +416,9 @@ def motion_costs(clips: list[Path], specs: list[str], head_dir: Path) -> dict:
     daemon: a source shrinks every decoded frame to grey (the next frame's predecessor) and the
     worker describes each sampled pair; per sampled frame that is one descriptor plus the grey
     images of the decoded frames per slot (fps x slot period), against the extractor run in the
-    daemon's batches (2 threads, the daemon's batch size)."""
+    daemon's batches (2 threads, the daemon's batch size). The daemon's sampled frames are one per
+    slot (the head's slot period), as are ``classify_slots``' (classify with a windowed head, the
+    whole clip's slots in one call): what the rich descriptor's predecessor rule is built for."""
     from edgevid.motion import parse_spec
 
     head = Head(head_dir)
@@ -435,17 +442,36 @@ def motion_costs(clips: list[Path], specs: list[str], head_dir: Path) -> dict:
             runs = [clip_features(ex2, clip, head.frames, motion=est).timings for _ in range(3)]
             c = read_clip(clip, None)
             frames = c.frames
-            idx = sample_indices(len(frames), head.frames)
+            # The daemon samples one frame per slot (and so does classify with a windowed head): the
+            # frames nearest each slot time, as consecutive as the rich descriptor's predecessor rule.
+            slots = _slot_frames(len(frames), c.fps or 30.0, slot_s)
+            windowed = [clip_features(ex2, clip, None, indices_for=lambda n: slots, motion=est) for _ in range(3)]
+            idx = slots
             per_decoded = len(frames) / max(1e-9, c.n_frames / (c.fps or 30.0)) * slot_s  # decoded frames per slot
             grey_ms = _ms(lambda: [est.grey(f) for f in frames[:10]], 3) / min(10, len(frames))
             greys = [est.grey(f) for f in frames]
-            describe_ms = _ms(lambda: [est.describe(greys[i - 1] if i else None, greys[i]) for i in idx], 3) / len(idx)
+            step = est.spec.step(c.fps)
+            rich = est.spec.descriptor == "rich"
+
+            def describe_all() -> None:
+                """Each sampled frame's descriptor from its predecessors, as the daemon's worker does."""
+                for i in idx:
+                    p, p2 = predecessors(int(i), step)
+                    est.describe(
+                        greys[p] if p is not None else None, greys[i], greys[p2] if rich and p2 is not None else None
+                    )
+
+            describe_ms = _ms(describe_all, 3) / len(idx)
             batch = ex2.preprocess([frames[i] for i in idx[:BATCH]])
             extract_ms = _ms(lambda: ex2.extract(batch), 3) / len(batch)
             rows.append(
                 {
                     "classify_motion_ms_per_frame": statistics.median(t.motion_ms for t in runs) / head.frames,
                     "classify_extract_ms_per_frame": statistics.median(t.extract_ms for t in runs) / head.frames,
+                    "classify_slots_motion_ms_per_frame": statistics.median(w.timings.motion_ms for w in windowed)
+                    / len(slots),
+                    "classify_slots_extract_ms_per_frame": statistics.median(w.timings.extract_ms for w in windowed)
+                    / len(slots),
                     "daemon_motion_ms_per_sampled_frame": describe_ms + grey_ms * max(1.0, per_decoded),
                     "daemon_extract_ms_per_frame": extract_ms,
                 }
@@ -453,6 +479,9 @@ def motion_costs(clips: list[Path], specs: list[str], head_dir: Path) -> dict:
         row = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
         row["classify_motion_over_extract"] = statistics.median(
             r["classify_motion_ms_per_frame"] / r["classify_extract_ms_per_frame"] for r in rows
+        )
+        row["classify_slots_motion_over_extract"] = statistics.median(
+            r["classify_slots_motion_ms_per_frame"] / r["classify_slots_extract_ms_per_frame"] for r in rows
         )
         row["daemon_motion_over_extract"] = statistics.median(
             r["daemon_motion_ms_per_sampled_frame"] / r["daemon_extract_ms_per_frame"] for r in rows

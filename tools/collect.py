@@ -14,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+from edgevid.motion import MotionSpec
 from edgevid.store import write_atomic
 
 
@@ -31,9 +32,7 @@ def rows(run_dirs: list[Path]) -> list[dict]:
                     "dataset": r["dataset"],
                     "head": name,
                     "streams": h.get("streams", ["appearance"]),
-                    "motion": f"{motion['method']}-{motion['width']}x{motion['height']}"
-                    if motion and "motion" in h.get("streams", [])
-                    else None,
+                    "motion": MotionSpec(**motion).id if motion and "motion" in h.get("streams", []) else None,
                     "seed": r["seed"],
                     "val_top1": h["val_top1"],
                     "test_top1": int8["test"]["top1"],
@@ -64,20 +63,22 @@ def render(table: list[dict]) -> str:
         )
     datasets = sorted({r["dataset"] for r in table})
     if len(datasets) > 1:  # the same heads over several splits: test (and validation) top-1 per split and the mean
-        heads = list(dict.fromkeys(r["head"] for r in table))
+        # A head with two motion streams is two rows (the same head name, a different input).
+        heads = list(dict.fromkeys((r["head"], r["motion"]) for r in table))
+        motions = len({m for _, m in heads}) > 1
         lines += [
             "",
             "| head | " + " | ".join(f"{d} test (val)" for d in datasets) + " | mean test | mean val |",
             "|---|" + "---|" * (len(datasets) + 2),
         ]
-        for h in heads:
-            cells = {r["dataset"]: r for r in table if r["head"] == h}
+        for h, m in heads:
+            cells = {r["dataset"]: r for r in table if r["head"] == h and r["motion"] == m}
             if len(cells) != len(datasets):
                 continue  # not run on every split
             tests = [cells[d]["test_top1"] for d in datasets]
             vals = [cells[d]["val_top1"] for d in datasets]
             lines.append(
-                f"| {h} | "
+                f"| {h}{f' ({m})' if motions and m else ''} | "
                 + " | ".join(f"{pct(t)} ({pct(v)})" for t, v in zip(tests, vals))
                 + f" | {pct(sum(tests) / len(tests))} | {pct(sum(vals) / len(vals))} |"
             )

@@ -692,7 +692,7 @@ def main(argv: list[str] | None = None) -> int:
         "--motion",
         default="dis_ultrafast-160x120",
         help="motion stream for heads that read it (*_m, *_late): METHOD-WxH, METHOD dis_ultrafast, dis_fast or "
-        "farneback",
+        "farneback; METHOD-WxH-rich100ms: the rich descriptor (3x3 grid, moving box, predecessor 0.1 s back)",
     )
     p.add_argument("--cache", type=Path, help="feature cache folder (default cache/features/<extractor id>)")
     p.add_argument("--out", type=Path, help="run folder for the report, histories and converted heads")

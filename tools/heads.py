@@ -16,7 +16,8 @@ import numpy as np
 @dataclass(frozen=True)
 class HeadSpec:
     name: str
-    kind: str  # "gru", "lstm", "frame" or "stats" (mean and std of each input over the window, then an MLP)
+    kind: str  # "gru", "lstm", "frame", "stats" (mean and std of each input over the window, then an MLP)
+    # or "seg3" (stats, with the mean of each third of the window instead of one mean: keeps time order)
     hidden: int  # recurrent units (or the per-frame MLP width for "frame")
     lr: float
     dense: int = 512
@@ -35,6 +36,7 @@ class HeadSpec:
             "lstm": f"LSTM-{self.hidden}",
             "frame": f"single-frame MLP-{self.hidden}",
             "stats": f"mean+std over time, MLP-{self.hidden}",
+            "seg3": f"means of 3 time segments + std, MLP-{self.hidden}",
         }[self.kind]
         extras = [x for x, on in (("input standardization", self.normalize), ("mean over time", self.pool)) if on]
         if self.crops:
@@ -72,6 +74,8 @@ SPECS = {
         HeadSpec("stats", "stats", 256, 1e-3, normalize=True),
         HeadSpec("stats_m", "stats", 256, 1e-3, normalize=True, motion=True),
         HeadSpec("stats_m_x5", "stats", 256, 1e-3, normalize=True, motion=True, members=5),
+        HeadSpec("seg3_m", "seg3", 256, 1e-3, normalize=True, motion=True),
+        HeadSpec("seg3_m_x5", "seg3", 256, 1e-3, normalize=True, motion=True, members=5),
     )
 }
 
@@ -114,6 +118,20 @@ def _branch(spec: HeadSpec, x, classes: int, drop: float, export: bool):
         square = layers.GlobalAveragePooling1D()(layers.Lambda(lambda t: t * t)(x))
         std = layers.Lambda(lambda ab: ops.sqrt(ops.maximum(ab[1] - ab[0] * ab[0], 0.0) + 1e-6))([mean, square])
         return layers.Dense(classes)(_mlp(layers.Concatenate()([mean, std]), spec.hidden, drop, export))
+    if spec.kind == "seg3":
+        from keras import ops
+
+        # Order matters for motion (a swing's start and end differ): one mean per third of the window.
+        m = x.shape[1]
+        cuts = [0, m // 3, 2 * m // 3, m]
+        means = [
+            layers.GlobalAveragePooling1D()(layers.Lambda(lambda t, a=a, b=b: t[:, a:b])(x))
+            for a, b in zip(cuts, cuts[1:])
+        ]
+        mean = layers.GlobalAveragePooling1D()(x)
+        square = layers.GlobalAveragePooling1D()(layers.Lambda(lambda t: t * t)(x))
+        std = layers.Lambda(lambda ab: ops.sqrt(ops.maximum(ab[1] - ab[0] * ab[0], 0.0) + 1e-6))([mean, square])
+        return layers.Dense(classes)(_mlp(layers.Concatenate()([*means, std]), spec.hidden, drop, export))
     raise ValueError(f"unknown head kind {spec.kind!r}")
 
 

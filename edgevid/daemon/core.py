@@ -106,6 +106,7 @@ class Daemon:
                 lambda f: preprocess(f, size),
                 motion_grey=grey,
                 snapshot=self.snapshots.get(s.id),
+                motion_spec=self.head.motion,
             )
             for s in cfg.sources
         }

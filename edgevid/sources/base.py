@@ -20,9 +20,10 @@ class Captured(FrameInfo):
     """A frame that fills a slot, with its image already at the extractor's input size."""
 
     image: np.ndarray | None = field(default=None, repr=False)
-    #: (previous frame, this frame) as small grey images, for a head that reads the motion stream
-    #: (no previous frame: the first of a segment, or the one after a paused stretch).
-    motion_pair: tuple[np.ndarray | None, np.ndarray] | None = field(default=None, repr=False)
+    #: (predecessor, this frame) as small grey images, for a head that reads the motion stream (no
+    #: predecessor: the first of a segment, or the one after a paused stretch); the rich descriptor
+    #: appends the predecessor's own predecessor (``MotionEstimator.describe(*motion_pair)``).
+    motion_pair: tuple | None = field(default=None, repr=False)
 
 
 class Sink(Protocol):

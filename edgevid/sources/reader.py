@@ -6,6 +6,7 @@ reopened when it stalls."""
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
@@ -15,6 +16,7 @@ import numpy as np
 from ..capture import FPS_RANGE, believable
 from ..config import SourceConfig, SourceTiming
 from ..gate import MotionGate
+from ..motion import MotionSpec, predecessors
 from ..timing import TIME_EPS, FileClock, Fill, Liveness, Pacer, SlotFiller, SlotHold, StreamClock
 from .base import Captured, Opened, Sink, SourceError, SourceStats
 from .pipe import PipeCapture
@@ -46,14 +48,18 @@ class FrameReader:
         is_file: bool,
         gate: MotionGate | None = None,
         snapshot: "SnapshotSlot | None" = None,
+        motion_spec: MotionSpec | None = None,
     ) -> None:
         self.cfg, self.timing, self.sink, self.stats, self.stop_event = cfg, timing, sink, stats, stop
         self.convert, self.clock, self.is_file = convert, clock, is_file
         self._fid = 0
         self._handed = 0  # frames with fid <= this were handed over
-        # Motion stream: every frame is kept as a small grey image, the predecessor of the next.
+        # Motion stream: every frame becomes a small grey image; the last few since the segment
+        # started are kept (the predecessors the spec's rule names, :func:`edgevid.motion.predecessors`).
         self.motion_grey = motion_grey
-        self._prev_grey: np.ndarray | None = None
+        self.motion_spec = motion_spec
+        self._step = 1
+        self._greys: deque[np.ndarray] = deque(maxlen=3)
         self.snapshot = snapshot  # the web page's live view: encodes only while watched, at most its fps
         # Motion gate: each sampled frame's verdict, from the motion stream's grey image (or its own).
         self.gate = gate
@@ -77,12 +83,12 @@ class FrameReader:
         the next frame's predecessor; a Captured only for a wanted frame."""
         ok, frame = cap.retrieve()
         if not ok or frame is None:
-            self._prev_grey = None
+            self._greys.clear()
             return None
         if self.snapshot is not None:
             self.snapshot.offer(frame, mono, wall)
         grey = self.motion_grey(frame) if self.motion_grey is not None else None
-        prev, self._prev_grey = self._prev_grey, grey
+        pair = self._motion_frames(grey) if grey is not None else None
         if not wanted:
             return None
         self._fid += 1
@@ -96,8 +102,27 @@ class FrameReader:
             loop,
             self._awake(frame, grey, t),
             image=self.convert(frame),
-            motion_pair=(prev, grey) if grey is not None else None,
+            motion_pair=pair,
         )
+
+    def _set_step(self, fps: float) -> None:
+        """The predecessor distance at this source's nominal frame rate (as ``classify`` reads the
+        header's); the grey frames kept reach back two predecessors."""
+        self._step = self.motion_spec.step(fps) if self.motion_spec is not None else 1
+        self._greys = deque(maxlen=2 * self._step + 1)
+
+    def _motion_frames(self, grey: np.ndarray) -> tuple:
+        """``(predecessor, grey)``, with the predecessor's own predecessor appended for the rich
+        descriptor: positions in the kept greys by the one rule of :func:`edgevid.motion.predecessors`,
+        counted from the oldest kept frame (the segment's first until the deque fills)."""
+        self._greys.append(grey)
+        n = len(self._greys)
+        # Position n - 1 is this frame; once the deque is full the rule never reaches past its start.
+        p, p2 = predecessors(n - 1, self._step)
+        prev = self._greys[p] if p is not None else None
+        if self.motion_spec is None or self.motion_spec.descriptor != "rich":
+            return (prev, grey)
+        return (prev, grey, self._greys[p2] if p2 is not None else None)
 
     def hand_over(self, fills: list[Fill[Captured]], paused: bool) -> None:
         if not fills:
@@ -121,7 +146,7 @@ class FrameReader:
         if wanted or (self.motion_grey is not None and not paused and self._predecessor(filler, t)):
             frame = self._keep(cap, t, mono, wall, media, wanted)
         else:
-            self._prev_grey = None  # a frame not looked at: the next one has no known predecessor
+            self._greys.clear()  # a frame not looked at: the next one has no known predecessor
         return filler.push(t, frame), paused
 
     def _predecessor(self, filler: SlotFiller[Captured], t: float) -> bool:
@@ -134,7 +159,7 @@ class FrameReader:
         return filler.wants(t + filler.interval)
 
     def _start(self) -> None:
-        self._prev_grey = None
+        self._greys.clear()
         if self.gate is not None:
             self.gate.reset()
             self._gate_last = None
@@ -149,6 +174,7 @@ class FrameReader:
             )
         cap, frame_s, dt = opened.cap, 1.0 / fps, self.timing.dt
         clock, filler, hold = FileClock(fps), SlotFiller[Captured](dt, 0.0, frame_s), SlotHold[Captured](dt)
+        self._set_step(fps)
         self._start()
         running()
         pacer, n, position = Pacer(self.clock()), 0, 0.0
@@ -180,6 +206,7 @@ class FrameReader:
         cap, clock = opened.cap, StreamClock()
         filler: SlotFiller[Captured] | None = None
         nominal = 1.0 / opened.fps if believable(opened.fps) else self.timing.dt
+        self._set_step(1.0 / nominal)
         self._start()
         running()
         n, live = 0, Liveness(self.cfg.stall_timeout, self.clock())

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..config import SourceConfig, SourceTiming
 from ..gate import MotionGate
+from ..motion import MotionSpec
 from ..timing import Backoff
 from .base import SourceError, SourceStats
 from .kinds import kind_of
@@ -36,6 +37,7 @@ class FrameSource(threading.Thread):
         clock: Callable[[], float] = time.monotonic,
         motion_grey: Callable[[np.ndarray], np.ndarray] | None = None,
         snapshot=None,
+        motion_spec: MotionSpec | None = None,
     ) -> None:
         super().__init__(name=f"source-{cfg.id}", daemon=True)
         # OpenCV's own thread pool (process-wide) splits each small resize, colour conversion and
@@ -48,7 +50,18 @@ class FrameSource(threading.Thread):
         self.stats = SourceStats()
         gate = MotionGate(cfg.gate.spec) if cfg.gate.enabled else None
         self.reader = FrameReader(
-            cfg, timing, sink, self.stats, stop, convert, clock, motion_grey, self.kind.file, gate, snapshot
+            cfg,
+            timing,
+            sink,
+            self.stats,
+            stop,
+            convert,
+            clock,
+            motion_grey,
+            self.kind.file,
+            gate,
+            snapshot,
+            motion_spec=motion_spec,
         )
 
     @property
