@@ -20,6 +20,7 @@ from .base import Captured, Opened, Sink, SourceError, SourceStats
 from .pipe import PipeCapture
 
 if TYPE_CHECKING:
+    from ..record import FrameRing
     from ..web.snapshot import SnapshotSlot
 
 
@@ -55,6 +56,7 @@ class FrameReader:
         self.motion_grey = motion_grey
         self._prev_grey: np.ndarray | None = None
         self.snapshot = snapshot  # the web page's live view: encodes only while watched, at most its fps
+        self.ring: "FrameRing | None" = None  # [record]: recent frames at record.fps (pre-roll and clips)
         # Motion gate: each sampled frame's verdict, from the motion stream's grey image (or its own).
         self.gate = gate
         self._gate_last: tuple[float, bool] | None = None  # (time, awake) of the last frame it saw
@@ -81,6 +83,8 @@ class FrameReader:
             return None
         if self.snapshot is not None:
             self.snapshot.offer(frame, mono, wall)
+        if self.ring is not None:
+            self.ring.offer(frame, mono, wall, media)
         grey = self.motion_grey(frame) if self.motion_grey is not None else None
         prev, self._prev_grey = self._prev_grey, grey
         if not wanted:
@@ -118,7 +122,8 @@ class FrameReader:
         paused = self.sink.paused(self.cfg.id)
         wanted = not paused and filler.wants(t)
         frame = None
-        if wanted or (self.motion_grey is not None and not paused):
+        recording = self.ring is not None and not paused and self.ring.wants(mono)
+        if wanted or recording or (self.motion_grey is not None and not paused):
             frame = self._keep(cap, t, mono, wall, media, wanted)
         else:
             self._prev_grey = None  # a frame not looked at: the next one has no known predecessor

@@ -36,6 +36,7 @@ class FrameSource(threading.Thread):
         clock: Callable[[], float] = time.monotonic,
         motion_grey: Callable[[np.ndarray], np.ndarray] | None = None,
         snapshot=None,
+        ring=None,
     ) -> None:
         super().__init__(name=f"source-{cfg.id}", daemon=True)
         # OpenCV's own thread pool (process-wide) splits each small resize, colour conversion and
@@ -50,6 +51,7 @@ class FrameSource(threading.Thread):
         self.reader = FrameReader(
             cfg, timing, sink, self.stats, stop, convert, clock, motion_grey, self.kind.file, gate, snapshot
         )
+        self.reader.ring = ring  # [record]: the pre-roll ring (edgevid.record.FrameRing), else None
 
     @property
     def is_file(self) -> bool:

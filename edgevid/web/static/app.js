@@ -25,7 +25,22 @@ function card(item) {
   src = { id: item.id, node, history: [], events: [], status: null, last: null, minScore: null, dirty: true };
   page.sources.set(item.id, src);
   if (item.snapshot) live(src);
+  if (item.recording) recordButton(src);
   return src;
+}
+
+// [record] on for this source: a button asks for the next 5 s (labelled later on the Clips page).
+function recordButton(src) {
+  const b = src.node.querySelector(".record-button");
+  b.hidden = false;
+  b.onclick = async () => {
+    const url = withToken("/api/sources/" + encodeURIComponent(src.id) + "/record");
+    const r = await fetch(url, { method: "POST", headers: { "Content-Type": "application/json" }, body: '{"seconds": 5}' });
+    const text = (await r.text()).trim();
+    problem(r.ok ? "" : text);
+    b.textContent = r.ok ? "Recording " + JSON.parse(text).clip : "Record 5 s";
+    if (r.ok) setTimeout(() => { b.textContent = "Record 5 s"; }, 5000);
+  };
 }
 
 // The live view: the next snapshot is asked for only once the last one arrived (or failed), at the
