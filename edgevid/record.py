@@ -466,6 +466,8 @@ class Recorder:
         self.min_score: dict[str, float | None] = {}
         self._unsure_at: dict[str, float] = {}
         self._recent: dict[str, Clip] = {}  # each source's latest clip: late predictions still reach it
+        # Each source's last predictions: a clip that starts (an event, a request) gets those it covers.
+        self._history: dict[str, deque[dict]] = {sid: deque(maxlen=64) for sid in sources}
 
     # -- as an output ---------------------------------------------------------------------------
     def send(self, topic: str, message) -> None:
@@ -512,6 +514,7 @@ class Recorder:
             "score": p.score,
             "top": [s.model_dump() for s in p.top[:3]],
         }
+        self._history[p.source].append(entry)
         for clip in {id(c): c for c in (ring.clip, self._recent.get(p.source)) if c is not None}.values():
             overlaps = p.window_end >= clip.start and p.window_start <= clip.until()
             if overlaps and len(clip.predictions) < PREDICTIONS_KEPT:
@@ -538,7 +541,14 @@ class Recorder:
         self._keep(clip)
 
     def _keep(self, clip: Clip) -> Clip:
-        self._recent[clip.source] = clip
+        """A clip just asked for: late predictions still reach it, and it gets the recent ones it covers."""
+        if self._recent.get(clip.source) is not clip:
+            self._recent[clip.source] = clip
+            seen = {e["seq"] for e in clip.predictions}
+            for e in self._history[clip.source]:
+                if e["seq"] not in seen and e["window_end"] >= clip.start and e["window_start"] <= clip.until():
+                    clip.predictions.append(e)
+            clip.predictions.sort(key=lambda e: e["seq"])
         return clip
 
     def request(self, source: str, seconds: float, label: str | None = None) -> dict[str, Any]:
