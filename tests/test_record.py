@@ -274,13 +274,18 @@ def test_browser_labels_a_recorded_clip(tmp_path, env):
     proc, port = web_daemon(tmp_path, env, token=TOKEN, extra=record_section(tmp_path, events=False), sources=sources)
     browser = None
     try:
-        browser = Chromium(f"http://127.0.0.1:{port}/clips?token={TOKEN}")
+        browser = Chromium(f"http://127.0.0.1:{port}/?token={TOKEN}")
 
         async def drive() -> dict:
             await browser.open()
             try:
-                await browser.until("document.querySelector('.record-button[data-source=cam0]') !== null", 30, "record")
-                await browser.js("document.querySelector('.record-button[data-source=cam0]').click()")
+                # The sources page's button records the next few seconds (max_s 4 here).
+                button = "#source-cam0 .record-button"
+                await browser.until(f"(b => b && !b.hidden)(document.querySelector('{button}'))", 30, "record")
+                assert await browser.js(f"document.querySelector('{button}').textContent") == "Record 4 s"
+                await browser.click(button)
+                await browser.until(f"document.querySelector('{button}').textContent.startsWith('Recording')", 10, "ok")
+                await browser.click('nav a[href^="/clips"]')  # the link keeps the token
                 name = await browser.until(
                     "(n => n && n.dataset.clip)(document.querySelector('.clip'))", 40, "the recorded clip"
                 )
@@ -289,7 +294,7 @@ def test_browser_labels_a_recorded_clip(tmp_path, env):
                     20,
                     "the player",
                 )
-                await browser.js("document.querySelector('.clip .label-button[data-label=golf]').click()")
+                await browser.click(".clip .label-button[data-label=golf]")
                 await browser.until(f"document.getElementById('clip-{name}') === null", 20, "the clip leave")
                 return {"name": name, "video_width": played}
             finally:
@@ -303,6 +308,7 @@ def test_browser_labels_a_recorded_clip(tmp_path, env):
 
         code, err = stop_daemon(proc)
     assert code == 0, err
+    assert got["video_width"] == 320  # H.264 (ffmpeg's libx264 here): Chromium plays it
     assert (tmp_path / "my_clips" / "golf" / f"{got['name']}.mp4").is_file()
     assert (tmp_path / "my_clips" / "golf" / f"{got['name']}.json").is_file()
     assert not (tmp_path / "rec" / f"{got['name']}.mp4").exists()

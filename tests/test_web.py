@@ -323,6 +323,11 @@ class Chromium:
     async def js(self, expression: str):
         return (await self.call("Runtime.evaluate", expression=expression, returnByValue=True))["result"].get("value")
 
+    async def click(self, selector: str) -> None:
+        """Click the element ``selector`` names, as a user would (it must be there)."""
+        found = await self.js(f"(e => e ? (e.click(), true) : false)(document.querySelector({json.dumps(selector)}))")
+        assert found, f"the page has no {selector}"
+
     async def until(self, expression: str, timeout: float, what: str):
         end = time.monotonic() + timeout
         while time.monotonic() < end:

@@ -251,7 +251,8 @@ class WebOutput:
             item["status"] = by_id.get(sid)
             item["min_score"] = self.ctx.min_score.get(sid)
             item["snapshot"] = sid in self.snapshots
-            item["recording"] = self.ctx.recorder is not None and sid in self.ctx.recorder.rings
+            rec = self.ctx.recorder
+            item["record_max_s"] = rec.cfg.max_s if rec is not None and sid in rec.rings else None  # None: off
             sources.append(item)
         return self._json(
             {

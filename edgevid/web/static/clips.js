@@ -60,11 +60,12 @@ function recorders(data) {
   const box = document.getElementById("recorders");
   if (box.dataset.filled) return;
   box.dataset.filled = "1";
+  const seconds = Math.min(5, data.max_s);
   for (const sid of data.sources) {
-    const b = el("button", "Record 5 s of " + sid, "record-button");
+    const b = el("button", "Record " + seconds + " s of " + sid, "record-button");
     b.type = "button";
     b.dataset.source = sid;
-    b.onclick = () => postJSON("/api/sources/" + encodeURIComponent(sid) + "/record", { seconds: 5 })
+    b.onclick = () => postJSON("/api/sources/" + encodeURIComponent(sid) + "/record", { seconds })
       .then((r) => problem("recording " + r.clip + " …"))
       .catch((e) => problem(String(e.message || e)));
     box.append(b);
