@@ -261,6 +261,18 @@ class Encoder:
             self.proc.wait()
 
 
+def prepare_dirs(cfg: "RecordConfig") -> Path:
+    """Create record.dir and record.dataset (``config check`` and ``run``: one line naming the key)."""
+    for key, folder in (("record.dir", Path(cfg.dir)), ("record.dataset", cfg.dataset_dir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"{key}: cannot create {exc.filename}: {exc.strerror}") from None
+        if not os.access(folder, os.W_OK):
+            raise ConfigError(f"{key}: {folder} is not writable")
+    return Path(cfg.dir)
+
+
 def has_x264(ffmpeg: str | None) -> bool:
     if ffmpeg is None:
         return False
@@ -277,14 +289,7 @@ class ClipWriter:
 
     def __init__(self, cfg: "RecordConfig", models: ModelIds, model_name: str) -> None:
         self.cfg, self.models, self.model_name = cfg, models, model_name
-        self.dir = Path(cfg.dir)
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            cfg.dataset_dir().mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"record.dir: cannot create {exc.filename}: {exc.strerror}") from None
-        if not os.access(self.dir, os.W_OK):
-            raise ConfigError(f"record.dir: {self.dir} is not writable")
+        self.dir = prepare_dirs(cfg)
         self.ffmpeg = shutil.which("ffmpeg") if has_x264(shutil.which("ffmpeg")) else None
         self.stats = RecordStats()
         self.queue: queue.Queue[tuple[Clip, np.ndarray | None] | None] = queue.Queue(cfg.queue)

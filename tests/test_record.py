@@ -312,3 +312,17 @@ def test_browser_labels_a_recorded_clip(tmp_path, env):
     assert (tmp_path / "my_clips" / "golf" / f"{got['name']}.mp4").is_file()
     assert (tmp_path / "my_clips" / "golf" / f"{got['name']}.json").is_file()
     assert not (tmp_path / "rec" / f"{got['name']}.mp4").exists()
+
+
+def test_record_config_errors_are_one_line(tmp_path, env):
+    def check(record: str) -> str:
+        cfg = tmp_path / "r.toml"
+        cfg.write_text(f'[[sources]]\nid = "cam0"\nuri = "{GOLF}"\n\n[record]\nenabled = true\n{record}\n')
+        proc = run_cli("config", "check", str(cfg), env=env)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+        return proc.stderr
+
+    assert "record.sources: no source 'cam9' (sources: cam0)" in check('sources = ["cam9"]')
+    assert "record.dir: cannot create /proc/nope" in check('dir = "/proc/nope/rec"')
+    assert "record.quota_mb: Input should be greater than or equal to 0.01" in check("quota_mb = 0")
+    assert "record.fps" in check("fps = 0")

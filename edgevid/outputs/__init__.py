@@ -104,6 +104,12 @@ def _mqtt(cfg: "DaemonConfig", ctx: Context) -> Output:
     return MqttOutput(cfg.mqtt, ctx.sources, ctx.labels, ctx.model, gated)
 
 
+def _record_check(cfg: "DaemonConfig", labels: list[str]) -> None:
+    from ..record import prepare_dirs
+
+    prepare_dirs(cfg.record)
+
+
 def _web_check(cfg: "DaemonConfig", labels: list[str]) -> None:
     from ..web.server import require_aiohttp
 
@@ -121,7 +127,7 @@ OUTPUTS: tuple[Kind, ...] = (
     Kind("zmq", lambda cfg: True, lambda cfg, labels: None, _zmq),
     Kind("metrics", lambda cfg: bool(cfg.metrics.listen), _metrics_check, _metrics),
     Kind("mqtt", lambda cfg: cfg.mqtt is not None, _mqtt_check, _mqtt),
-    Kind("record", lambda cfg: bool(cfg.recorded()), lambda cfg, labels: None, lambda cfg, ctx: ctx.recorder),
+    Kind("record", lambda cfg: bool(cfg.recorded()), _record_check, lambda cfg, ctx: ctx.recorder),
     Kind("web", lambda cfg: bool(cfg.web.listen), _web_check, _web),
 )
 
