@@ -88,7 +88,7 @@ def _metrics_check(cfg: "DaemonConfig", labels: list[str]) -> None:
 def _metrics(cfg: "DaemonConfig", ctx: Context) -> Output:
     from .metrics import Metrics
 
-    return Metrics(cfg.metrics.listen, ctx.status)
+    return Metrics(cfg.metrics.listen, ctx.status, ctx.recorder)
 
 
 def _mqtt_check(cfg: "DaemonConfig", labels: list[str]) -> None:
