@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shlex
 import shutil
+import signal
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -335,3 +338,77 @@ def test_record_config_errors_are_one_line(tmp_path, env):
     assert "record.dir: cannot create /proc/nope" in check('dir = "/proc/nope/rec"')
     assert "record.quota_mb: Input should be greater than or equal to 0.01" in check("quota_mb = 0")
     assert "record.fps" in check("fps = 0")
+
+
+@pytest.mark.slow
+def test_the_loop_record_label_train_copy_the_head_and_sighup(tmp_path, env):
+    """README's loop on the device: six cameras (three golfers, three wavers, each its own group),
+    a clip recorded on request from each, labelled over HTTP; a tiny training run on the labelled
+    folder with README's command; the head copied over the one the config names; SIGHUP; the page's
+    state then has the new head's labels and predictions from it."""
+    pytest.importorskip("sklearn", reason="tools dependencies not installed (pip install -e ./tools)")
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg not found on PATH (apt-get install ffmpeg)")
+    from tools.probe import run_group
+
+    from conftest import HEAD_DIR, ROOT
+
+    head = tmp_path / "head"  # the folder the config names: the bundled head to begin with
+    shutil.copytree(HEAD_DIR, head)
+    golf, wave = sorted((DATA / "jhmdb" / "golf").glob("*.avi")), sorted((DATA / "jhmdb" / "wave").glob("*.avi"))
+    named = [(f"golf{i}", golf[i]) for i in range(3)] + [(f"wave{i}", wave[i]) for i in range(3)]
+    extra = record_section(tmp_path, events=False) + f'\n[models]\nhead = "{head}"\n'
+    proc, port = web_daemon(tmp_path, env, token=TOKEN, extra=extra, sources=pipe_sources(*named))
+    try:
+        asked = {}
+        for _ in range(2):  # two clips a camera
+            for sid, _clip in named:
+                code, body = post(port, f"/api/sources/{sid}/record", {"seconds": 1.5})
+                assert code == 200, body
+                asked[json.loads(body)["clip"]] = sid.rstrip("0123456789")
+            wait_for(lambda: {c["name"] for c in clips(port)["clips"]} >= set(asked), 60, "the clips")
+            time.sleep(1.1)  # the next clips a second later
+        for name, label in asked.items():
+            assert post(port, f"/api/clips/{name}/label", {"label": label})[0] == 200
+        data = tmp_path / "my_clips"
+        ds = read_folders(data, group_pattern=GROUPS)
+        assert ds.classes == ["golf", "wave"] and len(ds.train + ds.val + ds.test) == 12
+        check_split(ds, "3 groups a class")  # each class: three cameras, three groups
+        # Train on a workstation (here): README's command, made tiny.
+        cmd = [sys.executable, "-m", "tools.experiment", "--dataset", "folders", "--data", str(data)]
+        cmd += ["--group-pattern", GROUPS, "--heads", "gru128n", "--out", str(tmp_path / "runs"), "--export"]
+        cmd += [str(tmp_path / "my-head"), "--max-epochs", "4", "--min-epochs", "1", "--patience", "2"]
+        t0 = time.monotonic()
+        trained = run_group(cmd, cwd=ROOT, env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, timeout=600)
+        took = time.monotonic() - t0
+        assert trained.returncode == 0, trained.stderr[-3000:]
+        assert (tmp_path / "my-head" / "labels.txt").read_text().split() == ["golf", "wave"]
+        # Copy the head over the one the config names, and SIGHUP: the daemon restarts in place.
+        for f in (tmp_path / "my-head").iterdir():
+            shutil.copy2(f, head / f.name)
+        proc.send_signal(signal.SIGHUP)
+        try:
+            new = wait_for(
+                lambda: (s := state_or_none(port)) and s["model"]["labels"] == ["golf", "wave"] and s, 90, "the head"
+            )
+        except AssertionError:
+            raise AssertionError(stop_daemon(proc)[1][-4000:]) from None
+        assert proc.poll() is None
+        got = wait_for(
+            lambda: [s["last"] for s in state_or_none(port)["sources"] if s["last"]], 60, "a prediction of the new head"
+        )
+        assert all(p["label"] in ("golf", "wave", "unknown", "idle") for p in got), got
+        assert new["model"]["name"] != "jhmdb-split1-stats_m_x5"
+    finally:
+        code, err = stop_daemon(proc)
+    assert code == 0, err
+    print(f"tiny training run: {took:.0f} s")
+
+
+def state_or_none(port: int) -> dict | None:
+    """The page's state, or None while the daemon restarts."""
+    try:
+        code, _, body = get(port, "/api/state", TOKEN)
+    except (urllib.error.URLError, ConnectionError):
+        return None
+    return json.loads(body) if code == 200 else None
