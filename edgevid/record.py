@@ -636,6 +636,8 @@ def assign(folder: Path, dataset: Path, name: str, label: str) -> Path:
         raise ClipError(f"label: {label!r} is not a folder name (letters, digits, _ . -; at most 64)")
     video = _pending(folder, name)
     dest = Path(dataset) / label
+    if (dest / f"{name}{SUFFIX}").exists():
+        raise ClipError(f"label: {dest / name}{SUFFIX} exists already; not replaced", 409)
     dest.mkdir(parents=True, exist_ok=True)
     side_src = video.with_suffix(".json")
     try:

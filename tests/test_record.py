@@ -412,3 +412,49 @@ def state_or_none(port: int) -> dict | None:
     except (urllib.error.URLError, ConnectionError):
         return None
     return json.loads(body) if code == 200 else None
+
+
+def prediction(source: str, seq: int, t: float, top: list[tuple[str, float]]):
+    """A prediction as the daemon publishes it (a window of 1.2 s ending at ``t``)."""
+    from edgevid.messages import Prediction, PredictionLatency, Score
+
+    return Prediction(
+        source=source,
+        seq=seq,
+        label=top[0][0] if top else "idle",
+        score=top[0][1] if top else 0.0,
+        window_start=t - 1.2,
+        window_end=t,
+        top=[Score(label=label, score=score) for label, score in top],
+        models=MODELS,
+        frames=12,
+        gaps=0,
+        new_frames=5,
+        latency=PredictionLatency(extract_ms=1, head_ms=1, floor_ms=2, capture_to_publish_ms=3),
+    )
+
+
+def test_unsure_windows_are_recorded_at_most_once_per_unsure_every_s(tmp_path):
+    cfg = RecordConfig(enabled=True, dir=tmp_path / "rec", unsure=True, margin=0.2, pre_s=1.0, post_s=0.5)
+    rec = Recorder(cfg, ["cam0"], MODELS, "jhmdb-head")
+    rec.min_score = {"cam0": 0.5}
+    try:
+        now = time.time()
+        rec.send("pred/cam0", prediction("cam0", 1, now, [("golf", 0.9), ("wave", 0.05)]))  # sure
+        rec.send("pred/cam0", prediction("cam0", 2, now, []))  # idle: nothing ran, never unsure
+        assert rec.rings["cam0"].clip is None
+        rec.send("pred/cam0", prediction("cam0", 3, now, [("golf", 0.55), ("wave", 0.4)]))  # margin 0.15
+        clip = rec.rings["cam0"].clip
+        assert clip is not None and clip.triggers == ["unsure"]
+        assert clip.start == pytest.approx(now - 1.2 - 1.0) and clip.end == pytest.approx(now + 0.5)
+        rec.rings["cam0"].expire(now + 10)  # no frame came: an empty clip, counted
+        rec.send("pred/cam0", prediction("cam0", 4, now + 1, [("golf", 0.3), ("wave", 0.01)]))  # below min_score
+        assert rec.rings["cam0"].clip is None  # within unsure_every_s (60) of the last
+        rec.send("pred/cam0", prediction("cam0", 5, now + 61, [("golf", 0.3), ("wave", 0.01)]))
+        assert rec.rings["cam0"].clip.triggers == ["unsure"] and rec.rings["cam0"].clip is not clip
+        assert [p["seq"] for p in rec.rings["cam0"].clip.predictions] == [5]
+        assert rec.writer.stats.clips_empty == 1
+    finally:
+        rec.close()
+        asyncio.run(rec.wait_closed())
+    assert rec.writer.stats.clips_empty == 2 and rec.writer.stats.clips_written == 0
