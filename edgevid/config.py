@@ -285,7 +285,7 @@ class RecordConfig(_Strict):
     unsure_every_s: float = Field(60.0, ge=0, le=86400, description="at most one unsure clip per source this often")
     fps: float = Field(10.0, ge=1, le=30, description="frames per second kept in clips (and the pre-roll ring)")
     max_width: int = Field(480, ge=64, le=1920, description="frames wider than this are downscaled first")
-    ring_mb: float = Field(16.0, ge=1, le=1024, description="MB of pre-roll frames held per source, at most")
+    ring_mb: float = Field(32.0, ge=1, le=1024, description="MB of pre-roll frames held per source, at most")
     queue: int = Field(256, ge=8, le=10_000, description="frames waiting for the clip writer, at most (then dropped)")
 
     def dataset_dir(self) -> Path:

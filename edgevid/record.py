@@ -47,6 +47,9 @@ NAME = re.compile(r"^[A-Za-z0-9.-]+-\d{8}_\d{6}-\d+$")
 LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 #: A clip whose end passed this long ago without a new frame (a stalled source) is closed anyway.
 CLOSE_AFTER_S = 2.0
+#: An event's start message comes this long after the frames it starts at (a window, min_duration and
+#: the latency): the ring keeps pre_s more than this, so an event's clip has its whole pre-roll.
+EVENT_LAG_S = 4.0
 PREDICTIONS_KEPT = 400  # per clip, in its sidecar
 
 
@@ -115,7 +118,7 @@ class FrameRing:
     def __init__(self, source: str, cfg: "RecordConfig", writer: "ClipWriter") -> None:
         self.source, self.cfg, self.writer = source, cfg, writer
         self.interval = 1.0 / cfg.fps
-        self.keep_s = cfg.pre_s + 1.0
+        self.keep_s = cfg.pre_s + EVENT_LAG_S
         self.max_bytes = int(cfg.ring_mb * 1e6)
         self.frames: deque[tuple[float, float | None, np.ndarray]] = deque()
         self.bytes = 0
