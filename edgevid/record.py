@@ -90,7 +90,7 @@ class Clip:
     first: tuple[float, float | None] | None = None  # (wall, media) of its first and last frame
     last: tuple[float, float | None] | None = None
     predictions: list[dict] = field(default_factory=list)  # appended on the loop
-    events: list[str] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)  # the events it records: id, label, started_at
 
     def until(self) -> float:
         return min(self.end, self.hard_end)
@@ -543,9 +543,11 @@ class Recorder:
         if e.phase == "end":
             ring.finish(e.window_end + self.cfg.post_s)
             return
+        if e.phase == "update" and ring.clip is None:
+            return  # a long event: its clip (max_s from its start) is done; no clip of its middle
         clip = ring.want(e.started_at - self.cfg.pre_s, float("inf"), f"event:{e.label}")
-        if e.id not in clip.events:
-            clip.events.append(e.id)
+        if all(x["id"] != e.id for x in clip.events):
+            clip.events.append({"id": e.id, "label": e.label, "started_at": e.started_at})
         self._keep(clip)
 
     def _keep(self, clip: Clip) -> Clip:

@@ -16,6 +16,7 @@ import re
 import shlex
 import shutil
 import signal
+import subprocess
 import sys
 import time
 import urllib.error
@@ -206,7 +207,34 @@ def record_section(tmp_path: Path, events: bool = True) -> str:
 def test_record_on_request_and_on_events_label_over_http_and_read_the_dataset(tmp_path, env):
     if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg not found on PATH (apt-get install ffmpeg)")
-    sources = pipe_sources(("cam0", GOLF), ("cam_1", WAVE))
+    # cam0: a still scene for 3 s, then three golf swings, looped: an event a pass, with frames before it.
+    scene = tmp_path / "scene.mp4"
+    cap = cv2.VideoCapture(str(GOLF))
+    ok, still = cap.read()
+    cap.release()
+    assert ok and cv2.imwrite(str(tmp_path / "still.png"), still)
+    graph = "[0:v]fps=30,format=yuv420p[a];[1:v]fps=30,format=yuv420p,loop=2:48[b];[a][b]concat=n=2:v=1[v]"
+    made = subprocess.run(
+        [
+            "ffmpeg",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-loop",
+            "1",
+            "-t",
+            "3",
+            "-i",
+            str(tmp_path / "still.png"),
+        ]
+        + ["-i", str(GOLF), "-filter_complex", graph, "-map", "[v]", "-an", str(scene)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr
+    sources = pipe_sources(("cam0", scene), ("cam_1", WAVE))
     metrics = free_port()
     extra = record_section(tmp_path) + f'\n[metrics]\nlisten = "127.0.0.1:{metrics}"\n'
     proc, port = web_daemon(tmp_path, env, token=TOKEN, extra=extra, sources=sources)
@@ -229,6 +257,8 @@ def test_record_on_request_and_on_events_label_over_http_and_read_the_dataset(tm
         assert event["source"] == "cam0" and event["predicted"] == "golf" and event["top"][0]["label"] == "golf"
         # start..end of the event with a second of pre- and post-roll, capped at max_s (4 s)
         assert 1.5 <= event["end"] - event["start"] <= 4.1 and event["head"] and event["events"], event
+        first = event["events"][0]
+        assert first["label"] == "golf" and abs(event["start"] - (first["started_at"] - 1.0)) <= 0.15, event  # pre_s
         request = next(c for c in listed["clips"] if c["name"] == asked)
         # 2 s from the request; an event clip of the source open then takes the request in (one clip at a time)
         assert request["requested_label"] == "wave" and "request" in request["triggers"]
