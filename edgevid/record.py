@@ -599,7 +599,9 @@ class Recorder:
 def list_clips(folder: Path) -> list[dict[str, Any]]:
     """The clips waiting for a label, newest first, each with its sidecar (what the page lists)."""
     out = []
-    for p in sorted(Path(folder).glob(f"*{SUFFIX}"), key=lambda p: p.name, reverse=True):
+    if not Path(folder).is_dir():
+        return []
+    for p in Path(folder).glob(f"*{SUFFIX}"):
         if p.name.startswith(".") or not NAME.match(p.stem):
             continue
         try:
@@ -609,7 +611,7 @@ def list_clips(folder: Path) -> list[dict[str, Any]]:
             continue  # deleted meanwhile, or not one of ours
         side.pop("predictions", None)
         out.append(side)
-    return out
+    return sorted(out, key=lambda c: c.get("start") or 0.0, reverse=True)
 
 
 def _pending(folder: Path, name: str) -> Path:

@@ -362,7 +362,9 @@ class WebOutput:
         rec = self._recorder()
         dataset = rec.cfg.dataset_dir()
         clips = await asyncio.to_thread(list_clips, rec.cfg.dir)
-        known = await asyncio.to_thread(lambda: sorted(p.name for p in dataset.iterdir() if p.is_dir()))
+        known = await asyncio.to_thread(
+            lambda: sorted(p.name for p in dataset.iterdir() if p.is_dir()) if dataset.is_dir() else []
+        )
         return self._json(
             {
                 "sources": list(rec.rings),
