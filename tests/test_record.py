@@ -413,9 +413,12 @@ def test_the_loop_record_label_train_copy_the_head_and_sighup(tmp_path, env):
         took = time.monotonic() - t0
         assert trained.returncode == 0, trained.stderr[-3000:]
         assert (tmp_path / "my-head" / "labels.txt").read_text().split() == ["golf", "wave"]
-        # Copy the head over the one the config names, and SIGHUP: the daemon restarts in place.
+        # Copy the head over the one the config names as rsync does (each file to a temp name, then
+        # renamed: the running daemon maps head.tflite, and a file rewritten in place kills it with
+        # SIGBUS), and SIGHUP: the daemon restarts in place.
         for f in (tmp_path / "my-head").iterdir():
-            shutil.copy2(f, head / f.name)
+            shutil.copy2(f, head / f".{f.name}.tmp")
+            os.replace(head / f".{f.name}.tmp", head / f.name)
         proc.send_signal(signal.SIGHUP)
         try:
             new = wait_for(

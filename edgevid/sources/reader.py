@@ -122,10 +122,13 @@ class FrameReader:
         paused = self.sink.paused(self.cfg.id)
         wanted = not paused and filler.wants(t)
         frame = None
-        recording = self.ring is not None and not paused and self.ring.wants(mono)
-        if wanted or recording or (self.motion_grey is not None and not paused):
+        if wanted or (self.motion_grey is not None and not paused):
             frame = self._keep(cap, t, mono, wall, media, wanted)
         else:
+            if self.ring is not None and self.ring.wants(mono):  # [record], also while paused by overload
+                ok, image = cap.retrieve()
+                if ok and image is not None:
+                    self.ring.offer(image, mono, wall, media)
             self._prev_grey = None  # a frame not looked at: the next one has no known predecessor
         return filler.push(t, frame), paused
 
