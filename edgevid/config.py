@@ -216,11 +216,16 @@ class MetricsConfig(_Strict):
     @field_validator("listen")
     @classmethod
     def _address(cls, v: str | None) -> str | None:
-        if v is not None:
-            from .outputs.metrics import parse_listen
+        return _listen_address(v)
 
-            parse_listen(v)
-        return v
+
+def _listen_address(v: str | None) -> str | None:
+    """A ``host:port`` to listen on (metrics, the web page), or None: off."""
+    if v is not None:
+        from .outputs.metrics import parse_listen
+
+        parse_listen(v)
+    return v
 
 
 class WebConfig(_Strict):
@@ -243,11 +248,7 @@ class WebConfig(_Strict):
     @field_validator("listen")
     @classmethod
     def _address(cls, v: str | None) -> str | None:
-        if v is not None:
-            from .outputs.metrics import parse_listen
-
-            parse_listen(v)
-        return v
+        return _listen_address(v)
 
     @field_validator("token")
     @classmethod

@@ -92,3 +92,35 @@ def test_metrics_misconfigured_or_not_installed_is_one_line_and_exit_2(tmp_path,
     proc = run_cli("run", "--config", str(cfg), env={**env, "PYTHONPATH": str(fake.parent)}, timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert "prometheus_client is not installed: pip install 'edgevid[metrics]'" in proc.stderr
+
+
+def test_metrics_report_the_motion_gate_per_source(tmp_path, env):
+    """A still scene beside a moving clip: the still one is not moving, its frames are gated and
+    its windows idle, counted in seconds too; the moving one is moving with nothing gated."""
+    from edgevid.capture import read_clip
+    from tools.gate_eval import still_scene
+
+    still = still_scene(read_clip(CLIP, 1).frames[0], "noise", 3, tmp_path / "still.mp4", seconds=6.0)
+    endpoint, port = f"tcp://127.0.0.1:{free_port()}", free_port()
+    cfg = write_config(
+        tmp_path / "m.toml",
+        endpoint,
+        [{"id": "cam0", "uri": str(CLIP), "loop": True}, {"id": "shelf", "uri": str(still), "loop": True}],
+        extra=f'\n[metrics]\nlisten = "127.0.0.1:{port}"',
+    )
+    sub = Subscriber(endpoint, topics=("pred/shelf",))
+    proc = start_daemon(cfg, env)
+    try:
+        sub.until(lambda g: len(g) >= 4, timeout=60)
+        fams, _ = scrape(port)
+    finally:
+        code, err = stop_daemon(proc)
+        sub.close()
+    assert code == 0, err
+    assert value(fams["edgevid_source_motion"], "edgevid_source_motion", source="shelf") == 0.0
+    # (the moving clip's gauge can read 0 for the first two frames after each loop seam)
+    assert value(fams["edgevid_source_motion"], "edgevid_source_motion", source="cam0") in (0.0, 1.0)
+    assert value(fams["edgevid_windows_idle"], "edgevid_windows_idle_total", source="shelf") >= 4
+    assert value(fams["edgevid_frames_gated"], "edgevid_frames_gated_total", source="shelf") > 0
+    assert value(fams["edgevid_idle_seconds"], "edgevid_idle_seconds_total", source="shelf") > 1.0
+    assert value(fams["edgevid_frames_gated"], "edgevid_frames_gated_total", source="cam0") == 0

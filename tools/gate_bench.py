@@ -1,8 +1,8 @@
 """The motion gate in the real daemon (issue 22): what a still source costs, what still scenes
 publish over time, and how fast a source wakes.
 
-    python -m tools.gate_bench                      # writes benchmarks/gate-daemon-<date>.json
-    python -m tools.gate_bench --smoke --out /tmp/gate-daemon-smoke.json
+    python -m tools.gate_bench                      # writes benchmarks/daemon-gate-<date>.json
+    python -m tools.gate_bench --smoke --out /tmp/daemon-gate-smoke.json
 
 Everything runs through ``edgevid run`` in a subprocess (``tools.probe``), observed over ZeroMQ.
 Still scenes are :func:`tools.gate_eval.still_scene`: a real frame held still with camera noise,
@@ -154,30 +154,47 @@ def wake(tmp: Path, env: dict, clips: int, still_s: float, per_daemon: int) -> d
     for i, it in enumerate(items):
         fps = header_fps(it.path)
         first = read_clip(it.path, None, indices_for=lambda n: np.array([0])).frames[0]
-        still = still_scene(first, "noise", 100 + i, tmp / f"wake-still-{i}.mp4", fps=fps, seconds=still_s)
-        made.append((f"c{i}", it.path, concat(still, it.path, fps, tmp / f"wake-{i}.mp4")))
+        # Staggered: sources of one daemon wake 0.55 s apart, as independent cameras would (all at
+        # once, 8 windows' held frames reach the extractor together and the lag cut drops some).
+        still = round(still_s + 0.55 * (i % per_daemon) * fps) / fps
+        scene = still_scene(first, "noise", 100 + i, tmp / f"wake-still-{i}.mp4", fps=fps, seconds=still)
+        made.append((f"c{i}", it.path, concat(scene, it.path, fps, tmp / f"wake-{i}.mp4"), still))
     latency, media_lag, never, early, gated, windows = [], [], [], 0, 0, 0
+    skipped: dict[str, int] = {}
     for start in range(0, len(made), per_daemon):
         batch = made[start : start + per_daemon]
-        with DaemonProbe(tmp / f"wake-{start}", [source(sid, f, loop=False) for sid, _, f in batch], env=env) as p:
+        with DaemonProbe(tmp / f"wake-{start}", [source(sid, f, loop=False) for sid, _, f, _ in batch], env=env) as p:
             msgs = p.sub.until(lambda g, n=len(batch): _all_ended(g, n), 120)
-        for sid, clip, _ in batch:
+        last = [m for _, m in msgs if m["type"] == "status"][-1]["sources"]
+        for s in last:
+            for reason, n in s["skipped"].items():
+                skipped[reason] = skipped.get(reason, 0) + n
+        by_id = {s["id"]: s for s in last}
+        for sid, clip, _, clip_still in batch:
             preds = [m for _, m in msgs if m["type"] == "prediction" and m["source"] == sid]
-            early += sum(p["label"] != "idle" and p["media_end"] < still_s for p in preds)
+            early += sum(p["label"] != "idle" and p["media_end"] < clip_still for p in preds)
             # windows wholly inside the action: the gate must let them through
-            inside = [p for p in preds if p["media_start"] >= still_s]
+            inside = [p for p in preds if p["media_start"] >= clip_still]
             windows += len(inside)
             gated += sum(p["label"] == "idle" for p in inside)
-            active = [p for p in preds if p["label"] != "idle" and p["media_end"] >= still_s]
+            active = [p for p in preds if p["label"] != "idle" and p["media_end"] >= clip_still]
             if not active:
-                never.append(str(clip.relative_to(SHARED)))
+                after = [p for p in preds if p["media_end"] >= clip_still]
+                never.append(
+                    {
+                        "clip": str(clip.relative_to(SHARED)),
+                        "idle_windows_after_the_still": len(after),
+                        "skipped": by_id[sid]["skipped"],
+                    }
+                )
                 continue
-            lag = active[0]["media_end"] - still_s
+            lag = active[0]["media_end"] - clip_still
             media_lag.append(lag)
             latency.append(lag + active[0]["latency"]["capture_to_publish_ms"] / 1e3)
     return {
         "clips": len(made),
-        "still_s": still_s,
+        "still_s": f"{still_s:g} + 0.55 * (clip index mod {per_daemon})",
+        "skipped_windows": skipped,  # published nowhere: overload (the lag cut) or gaps
         "wake_latency_s": {"p50": pct(latency, 50), "p90": pct(latency, 90), "max": max(latency, default=None)},
         "media_lag_s": {"p50": pct(media_lag, 50), "p90": pct(media_lag, 90)},
         "never_woke": never,
@@ -211,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-daemon", type=int, default=8)
     p.add_argument("--skip", nargs="*", default=[], choices=["cost", "soak", "wake"])
     p.add_argument("--smoke", action="store_true", help="CI-sized: 1 short round, 20 s soak, 4 wake clips")
-    p.add_argument("--out", type=Path, default=None, help="default: benchmarks/gate-daemon-<date>.json")
+    p.add_argument("--out", type=Path, default=None, help="default: benchmarks/daemon-gate-<date>.json")
     args = p.parse_args(argv)
     if args.smoke:
         args.rounds, args.warmup, args.seconds, args.soak_seconds, args.wake_clips = 1, 3.0, 5.0, 20.0, 4
@@ -241,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         goals["soak: no event"] = result["soak"]["events"] == 0
         goals["soak: no named prediction"] = result["soak"]["not_idle_above_min_score"] == 0
     result["goals"] = goals
-    out = args.out or ROOT / "benchmarks" / f"gate-daemon-{dt.date.today().isoformat()}.json"
+    out = args.out or ROOT / "benchmarks" / f"daemon-gate-{dt.date.today().isoformat()}.json"
     write_atomic(out, (json.dumps(result, indent=1) + "\n").encode())
     print(json.dumps({k: v for k, v in result.items() if k in ("cost", "soak", "wake", "goals")}, indent=1))
     print(f"wrote {out}")

@@ -23,6 +23,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def toml_value(v) -> str:
+    """A Python value as TOML: a dict as an inline table, lists element by element, the rest as JSON
+    (TOML's strings, numbers and booleans are JSON's)."""
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{json.dumps(str(k))} = {toml_value(x)}" for k, x in v.items()) + " }"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    return json.dumps(v)
+
+
 def write_config(
     path: Path,
     endpoint: str,
@@ -35,7 +45,7 @@ def write_config(
     lines = []
     for src in sources:
         lines.append("[[sources]]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in src.items()]
+        lines += [f"{k} = {toml_value(v)}" for k, v in src.items()]
         lines.append("")
     lines += ["[publish]", f'endpoint = "{endpoint}"', f"status_interval = {status_interval}", extra, ""]
     if models:
@@ -195,6 +205,7 @@ class DaemonProbe:
         status_interval: float = 0.5,
     ) -> None:
         self.endpoint = f"tcp://127.0.0.1:{free_port()}"
+        Path(tmp).mkdir(parents=True, exist_ok=True)
         models = {"head": head} if head else None
         self.config = write_config(
             Path(tmp) / "probe.toml", self.endpoint, sources, status_interval=status_interval, models=models

@@ -122,7 +122,7 @@ class FrameReader:
         paused = self.sink.paused(self.cfg.id)
         wanted = not paused and filler.wants(t)
         frame = None
-        if wanted or (self.motion_grey is not None and not paused):
+        if wanted or (self.motion_grey is not None and not paused and self._predecessor(filler, t)):
             frame = self._keep(cap, t, mono, wall, media, wanted)
         else:
             if self.ring is not None and self.ring.wants(mono):  # [record], also while paused by overload
@@ -131,6 +131,15 @@ class FrameReader:
                     self.ring.offer(image, mono, wall, media)
             self._prev_grey = None  # a frame not looked at: the next one has no known predecessor
         return filler.push(t, frame), paused
+
+    def _predecessor(self, filler: SlotFiller[Captured], t: float) -> bool:
+        """Keep a frame that fills no slot as the next one's predecessor (the motion stream)? Always
+        while the scene moves; while the gate finds it still, only when the frame expected next
+        fills a slot (what nearly every other frame of a still scene was retrieved and shrunk for).
+        ``wants`` asked before this frame is pushed can only say yes more often than after."""
+        if self.gate is None or self._gate_last is None or self._gate_last[1]:
+            return True
+        return filler.wants(t + filler.interval)
 
     def _start(self) -> None:
         self._prev_grey = None
