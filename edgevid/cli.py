@@ -374,6 +374,56 @@ def _load_key(path: Path, option: str, *, secret: bool) -> tuple[bytes, bytes | 
     return public, secret_key
 
 
+def _web_call(url: str, token: str | None, method: str = "GET", body: dict | None = None) -> dict:
+    """One JSON request to a running daemon's web page; any failure is one EdgevidError line."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        said = exc.read().decode("utf-8", "replace").strip().splitlines()
+        raise EdgevidError(f"{url}: {exc.code} {said[-1] if said else exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        why = getattr(exc, "reason", exc)
+        raise EdgevidError(f"{url}: cannot reach the daemon's web page ([web] listen): {why}") from None
+    except ValueError:
+        raise EdgevidError(f"{url}: the answer is not JSON (is this edgevid's web page?)") from None
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    """Ask a running daemon to record the next seconds of a source; --wait: until the clip is written."""
+    import time
+    import urllib.parse
+
+    base, token = args.web.rstrip("/"), args.token or os.environ.get("EDGEVID_WEB_TOKEN")
+    if not 0 < args.seconds <= 600:
+        raise UsageError(f"--seconds: expected 0 < seconds <= 600, got {args.seconds:g}")
+    body: dict = {"seconds": args.seconds}
+    if args.label:
+        body["label"] = args.label
+    got = _web_call(f"{base}/api/sources/{urllib.parse.quote(args.source, safe='')}/record", token, "POST", body)
+    print(f"recording {got['clip']} ({args.seconds:g} s of {got['source']})", flush=True)
+    if not args.wait:
+        return 0
+    deadline = time.monotonic() + args.seconds + 60
+    while time.monotonic() < deadline:
+        listed = _web_call(f"{base}/api/clips", token)
+        if any(c["name"] == got["clip"] for c in listed["clips"]):
+            print(f"written {got['clip']}.mp4", flush=True)
+            return 0
+        time.sleep(0.5)
+    raise EdgevidError(f"{got['clip']}: not written within {args.seconds + 60:g} s (see the daemon's log)")
+
+
 def cmd_subscribe(args: argparse.Namespace) -> int:
     sock = _subscriber(args)
     received = 0
@@ -603,6 +653,21 @@ def _run_parsers(sub) -> None:
     p.add_argument(
         "--config", type=Path, required=True, help="TOML config (`edgevid config init FILE` writes a commented one)"
     )
+
+    p = _command(
+        sub,
+        "record",
+        "record a clip of a source on a running daemon (needs [record] enabled and [web] listen)",
+        "edgevid record --source cam0 --seconds 5 --label wave\n"
+        "edgevid record --source cam0 --seconds 10 --web http://pi.local:8090 --token $TOKEN --wait",
+        cmd_record,
+    )
+    p.add_argument("--source", required=True, help="the source's id")
+    p.add_argument("--seconds", type=float, default=5.0, help="seconds to record from now (default 5, at most max_s)")
+    p.add_argument("--label", help="what the clip shows: the labelling page offers it first")
+    p.add_argument("--web", default="http://127.0.0.1:8090", help="the daemon's page (default http://127.0.0.1:8090)")
+    p.add_argument("--token", help="the page's web.token (default: $EDGEVID_WEB_TOKEN)")
+    p.add_argument("--wait", action="store_true", help="return once the clip is written")
 
     p = _command(
         sub,

@@ -266,6 +266,33 @@ class WebConfig(_Strict):
         return v
 
 
+class RecordConfig(_Strict):
+    """Opt-in recording of short clips to label and train on (see edgevid.record): nothing is recorded
+    unless ``enabled``; then only the listed ``sources`` (empty: all) keep a pre-roll ring in memory."""
+
+    enabled: bool = Field(False, description="record clips at all (default off: nothing is recorded or kept)")
+    sources: list[str] = Field([], description="source ids that record (default: every source)")
+    dir: Path = Field(Path("recordings"), description="folder of clips waiting to be labelled (quota applies)")
+    dataset: Path | None = Field(
+        None, description="labelled clips move into <dataset>/<label>/ (default: <dir>/dataset; no quota)"
+    )
+    pre_s: float = Field(2.0, ge=0, le=30, description="seconds before a trigger a clip starts (pre-roll)")
+    post_s: float = Field(2.0, ge=0, le=60, description="seconds after an event ends a clip goes on (post-roll)")
+    max_s: float = Field(30.0, ge=1, le=600, description="longest clip (seconds)")
+    quota_mb: float = Field(500.0, ge=0.01, le=1e6, description="MB of unlabelled clips kept (oldest deleted first)")
+    events: bool = Field(True, description="record each event (start..end with pre- and post-roll)")
+    unsure: bool = Field(False, description="record windows below min_score or with top-2 margin below margin")
+    margin: float = Field(0.1, ge=0, le=1, description="unsure: top-1 minus top-2 score below this")
+    unsure_every_s: float = Field(60.0, ge=0, le=86400, description="at most one unsure clip per source this often")
+    fps: float = Field(10.0, ge=1, le=30, description="frames per second kept in clips (and the pre-roll ring)")
+    max_width: int = Field(480, ge=64, le=1920, description="frames wider than this are downscaled first")
+    ring_mb: float = Field(32.0, ge=1, le=1024, description="MB of pre-roll frames held per source, at most")
+    queue: int = Field(256, ge=8, le=10_000, description="frames waiting for the clip writer, at most (then dropped)")
+
+    def dataset_dir(self) -> Path:
+        return self.dataset if self.dataset is not None else self.dir / "dataset"
+
+
 def is_loopback(listen: str) -> bool:
     """Whether ``host:port`` binds only this machine (127.0.0.0/8, ::1, localhost): no token needed."""
     import ipaddress
@@ -431,6 +458,7 @@ class DaemonConfig(_Strict):
     metrics: MetricsConfig = MetricsConfig()
     mqtt: MqttConfig | None = None
     web: WebConfig = WebConfig()
+    record: RecordConfig = RecordConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @model_validator(mode="after")
@@ -438,7 +466,15 @@ class DaemonConfig(_Strict):
         ids = [s.id for s in self.sources]
         if len(set(ids)) != len(ids):
             raise ValueError(f"source ids must be unique, got {ids}")
+        if unknown := [r for r in self.record.sources if r not in ids]:
+            raise ValueError(f"record.sources: no source {unknown[0]!r} (sources: {', '.join(ids)})")
         return self
+
+    def recorded(self) -> list[str]:
+        """The ids of the sources that record (none unless record.enabled)."""
+        if not self.record.enabled:
+            return []
+        return [s.id for s in self.sources if not self.record.sources or s.id in self.record.sources]
 
 
 ENV_PREFIX = "EDGEVID_"

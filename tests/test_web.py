@@ -127,6 +127,10 @@ def test_web_state_snapshot_stream_model_and_token(tmp_path, env):
         assert 2_000 < len(jpeg) < 60_000 and float(headers["X-Capture-Time"]) > time.time() - 10
         assert img.std() > 10  # a picture, not a blank frame
         assert get(port, "/api/sources/nope/snapshot.jpg", TOKEN)[0] == 404
+        # Recording is off unless [record] enabled: its endpoints say so, the card has no button.
+        code, _, body = get(port, "/api/clips", TOKEN)
+        assert code == 404 and b"recording is off: set [record] enabled = true" in body
+        assert src["record_max_s"] is None
 
         # The live stream: predictions as they are published.
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
@@ -322,6 +326,11 @@ class Chromium:
 
     async def js(self, expression: str):
         return (await self.call("Runtime.evaluate", expression=expression, returnByValue=True))["result"].get("value")
+
+    async def click(self, selector: str) -> None:
+        """Click the element ``selector`` names, as a user would (it must be there)."""
+        found = await self.js(f"(e => e ? (e.click(), true) : false)(document.querySelector({json.dumps(selector)}))")
+        assert found, f"the page has no {selector}"
 
     async def until(self, expression: str, timeout: float, what: str):
         end = time.monotonic() + timeout

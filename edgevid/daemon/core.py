@@ -20,6 +20,7 @@ from ..messages import ModelIds, Prediction, Status
 from ..motion import MotionEstimator
 from ..outputs import Output, event_topic, prediction_topic
 from ..pipeline import ClipClassifier
+from ..record import Recorder
 from ..scheduler import Admission
 from ..sources.base import Captured
 from ..sources.kinds import kind_of
@@ -97,6 +98,10 @@ class Daemon:
         size, grey = self.extractor.input_size, (self.motion.grey if self.motion is not None else None)
         # The web page's live view (``[web] listen``): one latest-JPEG slot per source.
         self.snapshots = {s.id: SnapshotSlot(cfg.web.snapshot_fps) for s in cfg.sources} if cfg.web.listen else {}
+        # Recording ([record] enabled): a pre-roll ring per recording source and the clip writer's thread.
+        recorded = cfg.recorded()
+        self.recorder = Recorder(cfg.record, recorded, self.models, self.head.manifest.name) if recorded else None
+        rings = self.recorder.rings if self.recorder is not None else {}
         self.sources = {
             s.id: FrameSource(
                 s,
@@ -107,10 +112,13 @@ class Daemon:
                 motion_grey=grey,
                 snapshot=self.snapshots.get(s.id),
                 motion_spec=self.head.motion,
+                ring=rings.get(s.id),
             )
             for s in cfg.sources
         }
         self.seq = {s.id: 0 for s in cfg.sources}
+        if self.recorder is not None:
+            self.recorder.min_score = {sid: c.min_score for sid, c in self.source_cfg.items()}
         self.events = SourceEvents(list(self.source_cfg.values()), self.head.labels)  # fed on the event loop, in order
         self.started = time.monotonic()
         self.load = LoadMeter(self.started)

@@ -59,6 +59,7 @@ def start_outputs(d: Daemon) -> None:
         head_dir=d.head.folder,
         manifest=d.head.manifest.model_dump(mode="json"),
         snapshots=d.snapshots,
+        recorder=d.recorder,
     )
     d.outputs = open_outputs(d.cfg, ctx) + d.outputs  # outputs added before serving (the live check) come after
     d.metrics = next((o for o in d.outputs if o.name == "metrics"), None)

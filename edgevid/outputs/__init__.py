@@ -5,6 +5,8 @@ one module and one line in :data:`OUTPUTS`.
 - :mod:`.zeromq`: ZeroMQ PUB, the primary bus (always on);
 - :mod:`.mqtt`: MQTT and Home Assistant discovery (``[mqtt]``);
 - :mod:`.metrics`: the Prometheus endpoint (``[metrics] listen``);
+- :mod:`edgevid.record`: recording clips to label (``[record] enabled``; built with the daemon, whose
+  sources feed its rings);
 - :mod:`edgevid.web`: the web page (``[web] listen``);
 - :mod:`.render`: the text form of a message (``edgevid subscribe``, the live check).
 """
@@ -57,6 +59,7 @@ class Context:
     head_dir: Any = None  # the head's folder (Path): its report and pictures
     manifest: dict | None = None  # the head's manifest, as JSON
     snapshots: Mapping[str, Any] = field(default_factory=dict)  # source -> web.snapshot.SnapshotSlot ([web] on)
+    recorder: Any = None  # edgevid.record.Recorder ([record] enabled): the web page's clips and record button
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ def _metrics_check(cfg: "DaemonConfig", labels: list[str]) -> None:
 def _metrics(cfg: "DaemonConfig", ctx: Context) -> Output:
     from .metrics import Metrics
 
-    return Metrics(cfg.metrics.listen, ctx.status)
+    return Metrics(cfg.metrics.listen, ctx.status, ctx.recorder)
 
 
 def _mqtt_check(cfg: "DaemonConfig", labels: list[str]) -> None:
@@ -99,6 +102,12 @@ def _mqtt(cfg: "DaemonConfig", ctx: Context) -> Output:
 
     gated = [s.id for s in cfg.sources if s.gate.enabled]
     return MqttOutput(cfg.mqtt, ctx.sources, ctx.labels, ctx.model, gated)
+
+
+def _record_check(cfg: "DaemonConfig", labels: list[str]) -> None:
+    from ..record import prepare_dirs
+
+    prepare_dirs(cfg.record)
 
 
 def _web_check(cfg: "DaemonConfig", labels: list[str]) -> None:
@@ -118,6 +127,7 @@ OUTPUTS: tuple[Kind, ...] = (
     Kind("zmq", lambda cfg: True, lambda cfg, labels: None, _zmq),
     Kind("metrics", lambda cfg: bool(cfg.metrics.listen), _metrics_check, _metrics),
     Kind("mqtt", lambda cfg: cfg.mqtt is not None, _mqtt_check, _mqtt),
+    Kind("record", lambda cfg: bool(cfg.recorded()), _record_check, lambda cfg, ctx: ctx.recorder),
     Kind("web", lambda cfg: bool(cfg.web.listen), _web_check, _web),
 )
 

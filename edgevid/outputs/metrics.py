@@ -112,10 +112,22 @@ def families(st: "Status"):
         yield CounterMetricFamily(f"edgevid_{out}_reconnects", f"reconnections of the {out} output", value=o.reconnects)
 
 
+def record_families(st) -> list:
+    """The clip writer's own counters (edgevid.record.RecordStats)."""
+    from prometheus_client.core import CounterMetricFamily
+
+    return [
+        CounterMetricFamily("edgevid_record_bytes", "bytes of clips written", value=st.bytes_written),
+        CounterMetricFamily("edgevid_record_frames", "frames written into clips", value=st.frames_written),
+        CounterMetricFamily("edgevid_record_deleted", "clips deleted by record.quota_mb", value=st.deleted_by_quota),
+        CounterMetricFamily("edgevid_record_failed", "clips the encoder could not write", value=st.clips_failed),
+    ]
+
+
 class Metrics:
     """The registry, its collector over ``status()`` and the HTTP server thread."""
 
-    def __init__(self, listen: str, status: Callable[[], "Status"]) -> None:
+    def __init__(self, listen: str, status: Callable[[], "Status"], recorder=None) -> None:
         prom = require_client()
         self.registry = prom.CollectorRegistry()
         self._status = status
@@ -123,6 +135,8 @@ class Metrics:
         class _StatusCollector:
             def collect(_self):
                 yield from families(self._status())
+                if recorder is not None:  # [record]: beside edgevid_record_sent (clips) and _dropped (frames)
+                    yield from record_families(recorder.writer.stats)
 
         self.registry.register(_StatusCollector())
         self.stage = prom.Histogram(

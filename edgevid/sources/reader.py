@@ -22,6 +22,7 @@ from .base import Captured, Opened, Sink, SourceError, SourceStats
 from .pipe import PipeCapture
 
 if TYPE_CHECKING:
+    from ..record import FrameRing
     from ..web.snapshot import SnapshotSlot
 
 
@@ -61,6 +62,7 @@ class FrameReader:
         self._step = 1
         self._greys: deque[np.ndarray] = deque(maxlen=3)
         self.snapshot = snapshot  # the web page's live view: encodes only while watched, at most its fps
+        self.ring: "FrameRing | None" = None  # [record]: recent frames at record.fps (pre-roll and clips)
         # Motion gate: each sampled frame's verdict, from the motion stream's grey image (or its own).
         self.gate = gate
         self._gate_last: tuple[float, bool] | None = None  # (time, awake) of the last frame it saw
@@ -87,6 +89,8 @@ class FrameReader:
             return None
         if self.snapshot is not None:
             self.snapshot.offer(frame, mono, wall)
+        if self.ring is not None:
+            self.ring.offer(frame, mono, wall, media)
         grey = self.motion_grey(frame) if self.motion_grey is not None else None
         pair = self._motion_frames(grey) if grey is not None else None
         if not wanted:
@@ -146,6 +150,10 @@ class FrameReader:
         if wanted or (self.motion_grey is not None and not paused and self._predecessor(filler, t)):
             frame = self._keep(cap, t, mono, wall, media, wanted)
         else:
+            if self.ring is not None and self.ring.wants(mono):  # [record], also while paused by overload
+                ok, image = cap.retrieve()
+                if ok and image is not None:
+                    self.ring.offer(image, mono, wall, media)
             self._greys.clear()  # a frame not looked at: the next one has no known predecessor
         return filler.push(t, frame), paused
 
@@ -154,8 +162,8 @@ class FrameReader:
         while the scene moves; while the gate finds it still, only when the frame expected next
         fills a slot (what nearly every other frame of a still scene was retrieved and shrunk for).
         ``wants`` asked before this frame is pushed can only say yes more often than after."""
-        if self.gate is None or self._gate_last is None or self._gate_last[1]:
-            return True
+        if self.gate is None or self._gate_last is None or self._gate_last[1] or self._step > 1:
+            return True  # (a predecessor several frames back, the rich descriptor's: keep every frame)
         return filler.wants(t + filler.interval)
 
     def _start(self) -> None:

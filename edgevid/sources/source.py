@@ -38,6 +38,7 @@ class FrameSource(threading.Thread):
         motion_grey: Callable[[np.ndarray], np.ndarray] | None = None,
         snapshot=None,
         motion_spec: MotionSpec | None = None,
+        ring=None,
     ) -> None:
         super().__init__(name=f"source-{cfg.id}", daemon=True)
         # OpenCV's own thread pool (process-wide) splits each small resize, colour conversion and
@@ -63,6 +64,7 @@ class FrameSource(threading.Thread):
             snapshot,
             motion_spec=motion_spec,
         )
+        self.reader.ring = ring  # [record]: the pre-roll ring (edgevid.record.FrameRing), else None
 
     @property
     def is_file(self) -> bool:

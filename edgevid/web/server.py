@@ -35,9 +35,10 @@ STATIC = {
     "app.js": "text/javascript",
     "model.js": "text/javascript",
     "common.js": "text/javascript",
+    "clips.js": "text/javascript",
     "style.css": "text/css",
 }
-PAGES = {"/": "index.html", "/model": "model.html"}
+PAGES = {"/": "index.html", "/model": "model.html", "/clips": "clips.html"}
 #: Files of the head's folder the model page may show, if the head ships them.
 HEAD_PICTURES = ("confusion.png",)
 REPORT_MAX = 256 * 1024  # bytes of the head's report shown on the model page
@@ -49,6 +50,7 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
 }
 UNAUTHORIZED = "edgevid: 401 unauthorized: send the web token as 'Authorization: Bearer <token>' or ?token=<token>\n"
+NOT_JSON = "edgevid: 415: a POST sends its body as Content-Type: application/json\n"
 NOT_LOOPBACK = "edgevid: 401: without a web.token only requests to a loopback host name are served\n"
 
 
@@ -161,12 +163,18 @@ class WebOutput:
         app = web.Application(middlewares=[self._guard], client_max_size=4096)
         app.router.add_get("/", self._page)
         app.router.add_get("/model", self._page)
+        app.router.add_get("/clips", self._page)
         app.router.add_get("/static/{name}", self._static)
         app.router.add_get("/api/state", self._api_state)
         app.router.add_get("/api/model", self._api_model)
         app.router.add_get("/api/model/{name}", self._head_picture)
         app.router.add_get("/api/stream", self._stream)
         app.router.add_get("/api/sources/{sid}/snapshot.jpg", self._snapshot)
+        app.router.add_post("/api/sources/{sid}/record", self._record)
+        app.router.add_get("/api/clips", self._clips)
+        app.router.add_get("/api/clips/{name}/video", self._clip_video)
+        app.router.add_post("/api/clips/{name}/label", self._clip_label)
+        app.router.add_post("/api/clips/{name}/discard", self._clip_discard)
         # handler_cancellation: a viewer that closes its live stream frees its place at once, not at
         # the next message written to it (which a stalled source may not send for a while).
         self.runner = web.AppRunner(
@@ -243,6 +251,8 @@ class WebOutput:
             item["status"] = by_id.get(sid)
             item["min_score"] = self.ctx.min_score.get(sid)
             item["snapshot"] = sid in self.snapshots
+            rec = self.ctx.recorder
+            item["record_max_s"] = rec.cfg.max_s if rec is not None and sid in rec.rings else None  # None: off
             sources.append(item)
         return self._json(
             {
@@ -304,6 +314,108 @@ class WebOutput:
         return self.web.Response(
             body=jpeg, content_type="image/jpeg", headers={"X-Capture-Time": f"{wall:.3f}", "Cache-Control": "no-store"}
         )
+
+    # -- recording and labelling (edgevid.record) ---------------------------------------------------
+    def _recorder(self):
+        rec = self.ctx.recorder
+        if rec is None:
+            raise self.web.HTTPNotFound(text="recording is off: set [record] enabled = true\n")
+        return rec
+
+    async def _post_json(self, request: "web.Request") -> dict:
+        """A POST's JSON object. Only application/json is taken: a page elsewhere cannot send that to
+        this origin without a CORS preflight, which is never answered (no cross-site requests)."""
+        if request.content_type != "application/json":
+            raise self.web.HTTPUnsupportedMediaType(text=NOT_JSON)
+        try:
+            body = await request.json()
+        except ValueError:
+            raise self.web.HTTPBadRequest(text="body: expected a JSON object\n") from None
+        if not isinstance(body, dict):
+            raise self.web.HTTPBadRequest(text="body: expected a JSON object\n")
+        return body
+
+    def _clip_error(self, exc: Exception) -> "web.Response":
+        status = getattr(exc, "status", 400)
+        return self.web.Response(status=status, text=f"{exc}\n", headers={"Content-Type": "text/plain"})
+
+    async def _record(self, request: "web.Request") -> "web.Response":
+        """Record the next ``seconds`` of a source (the page's button, ``edgevid record``)."""
+        from ..record import ClipError
+
+        rec = self._recorder()
+        body = await self._post_json(request)
+        seconds, label = body.get("seconds", 5.0), body.get("label")
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+            return self._clip_error(ClipError("seconds: expected a number"))
+        if label is not None and not isinstance(label, str):
+            return self._clip_error(ClipError("label: expected a string"))
+        try:
+            return self._json(rec.request(request.match_info["sid"], float(seconds), label or None))
+        except ClipError as exc:
+            return self._clip_error(exc)
+
+    async def _clips(self, request: "web.Request") -> "web.Response":
+        """The clips waiting for a label, the labels to offer (the head's and the dataset's), counters."""
+        from ..record import list_clips
+
+        rec = self._recorder()
+        dataset = rec.cfg.dataset_dir()
+        clips = await asyncio.to_thread(list_clips, rec.cfg.dir)
+        known = await asyncio.to_thread(
+            lambda: sorted(p.name for p in dataset.iterdir() if p.is_dir()) if dataset.is_dir() else []
+        )
+        return self._json(
+            {
+                "sources": list(rec.rings),
+                "labels": self.ctx.labels,
+                "dataset_labels": [n for n in known if not n.startswith(".")],
+                "dataset": str(dataset),
+                "max_s": rec.cfg.max_s,
+                "clips": clips,
+                "stats": rec.stats_json(),
+            }
+        )
+
+    async def _clip_video(self, request: "web.Request") -> "web.StreamResponse":
+        from ..record import ClipError, clip_path
+
+        try:
+            path = clip_path(self._recorder().cfg.dir, request.match_info["name"])
+        except ClipError as exc:
+            return self._clip_error(exc)
+        return self.web.FileResponse(path, headers={"Content-Type": "video/mp4", "Cache-Control": "no-store"})
+
+    async def _clip_label(self, request: "web.Request") -> "web.Response":
+        """Move a clip into ``<dataset>/<label>/`` (the layout tools.experiment --dataset folders reads)."""
+        from ..record import ClipError, assign
+
+        rec = self._recorder()
+        label = (await self._post_json(request)).get("label")
+        if not isinstance(label, str):
+            return self._clip_error(ClipError("label: expected a string"))
+        name = request.match_info["name"]
+        try:
+            path = await asyncio.to_thread(assign, rec.cfg.dir, rec.cfg.dataset_dir(), name, label)
+        except ClipError as exc:
+            return self._clip_error(exc)
+        except OSError as exc:
+            return self._clip_error(ClipError(f"label: cannot move {name}: {exc.strerror or exc}", 500))
+        log.info("record: %s labelled %s", name, label)
+        return self._json({"clip": name, "label": label, "path": str(path)})
+
+    async def _clip_discard(self, request: "web.Request") -> "web.Response":
+        from ..record import ClipError, discard
+
+        rec = self._recorder()
+        await self._post_json(request)
+        name = request.match_info["name"]
+        try:
+            await asyncio.to_thread(discard, rec.cfg.dir, name)
+        except ClipError as exc:
+            return self._clip_error(exc)
+        log.info("record: %s discarded", name)
+        return self._json({"clip": name, "discarded": True})
 
     async def _stream(self, request: "web.Request") -> "web.StreamResponse":
         """Server-sent events: every prediction, event and status as it is published."""

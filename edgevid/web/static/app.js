@@ -25,7 +25,24 @@ function card(item) {
   src = { id: item.id, node, history: [], events: [], status: null, last: null, minScore: null, dirty: true };
   page.sources.set(item.id, src);
   if (item.snapshot) live(src);
+  if (item.record_max_s) recordButton(src, Math.min(5, item.record_max_s));
   return src;
+}
+
+// [record] on for this source: a button asks for the next few seconds (labelled on the Clips page).
+function recordButton(src, seconds) {
+  const b = src.node.querySelector(".record-button");
+  const idle = "Record " + seconds + " s";
+  b.textContent = idle;
+  b.hidden = false;
+  b.onclick = async () => {
+    const url = withToken("/api/sources/" + encodeURIComponent(src.id) + "/record");
+    const r = await fetch(url, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ seconds }) });
+    const text = (await r.text()).trim();
+    problem(r.ok ? "" : text);
+    b.textContent = r.ok ? "Recording " + JSON.parse(text).clip : idle;
+    if (r.ok) setTimeout(() => { b.textContent = idle; }, seconds * 1000);
+  };
 }
 
 // The live view: the next snapshot is asked for only once the last one arrived (or failed), at the
