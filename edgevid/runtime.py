@@ -95,10 +95,16 @@ def make_interpreter(
         kwargs["model_content"] = bytes(model)
         label = what
     else:
-        kwargs["model_path"] = str(model)
         label = f"{what} {model}"
         if not Path(model).is_file():
             raise ModelError(f"{label}: file not found")
+        # Read into memory, never mapped: a new head copied over the file in place (`cp`) would
+        # make a mapped model fault (SIGBUS) on its next invoke, and a mapped file's descriptor
+        # would outlive a reload's exec.
+        try:
+            kwargs["model_content"] = Path(model).read_bytes()
+        except OSError as exc:
+            raise ModelError(f"{label}: cannot be read: {exc.strerror or exc}") from None
     try:
         with _quiet_stderr():
             interpreter = module.Interpreter(**kwargs)

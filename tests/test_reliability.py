@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from edgevid.config import DaemonConfig, describe
 from edgevid.sampling import sample_indices
 
-from conftest import DATA, MNV2, ROOT, run_cli
+from conftest import DATA, HEAD_DIR, MNV2, ROOT, run_cli
 from corpus import make_corpus
 from daemon_util import DaemonProbe, Subscriber, curve_keys, free_port, start_daemon, stop_daemon, write_config
 
@@ -170,6 +170,36 @@ def test_sigkill_then_restart_serves_again(tmp_path, env):
             code, err = stop_daemon(proc, sig=sig)
         assert code == (-signal.SIGKILL if sig == signal.SIGKILL else 0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.toml"]  # the daemon leaves no files behind
+
+
+def test_a_head_copied_over_the_running_one_in_place_does_not_crash_the_daemon(tmp_path, env):
+    """`cp new/head.tflite models/` rewrites the file the daemon loaded, in place (truncate, then
+    write): a memory-mapped model then faults (SIGBUS) on its next invoke. The daemon reads models
+    into memory, so it serves on, and a SIGHUP then reloads what the folder holds now."""
+    head = tmp_path / "head"
+    shutil.copytree(HEAD_DIR, head)
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    cfg = write_config(
+        tmp_path / "e.toml", endpoint, [{"id": "c", "uri": str(CLIP), "loop": True}], models={"head": head}
+    )
+    sub = Subscriber(endpoint, topics=("pred/",))
+    proc = start_daemon(cfg, env)
+    try:
+        assert sub.until(lambda g: len(g) >= 2, timeout=60)
+        data = (head / "head.tflite").read_bytes()
+        with open(head / "head.tflite", "r+b") as f:  # what cp does to an existing file, slowly
+            f.truncate(0)
+            f.flush()
+            os.fsync(f.fileno())
+            n = len(sub.until(lambda g: len(g) >= 3, timeout=10))  # windows while the file is empty
+            f.write(data)
+        assert n >= 3 and proc.poll() is None, "the daemon died while its head file was being rewritten"
+        proc.send_signal(signal.SIGHUP)
+        assert len(sub.until(lambda g: len(g) >= 3, timeout=60)) >= 3 and proc.poll() is None
+    finally:
+        sub.close()
+        code, err = stop_daemon(proc)
+    assert code == 0 and "Traceback" not in err, err
 
 
 def test_models_fetch_killed_midway_never_leaves_a_partial_model(tmp_path):
