@@ -70,6 +70,12 @@ def clip_name(source: str, wall: float, n: int) -> str:
     return f"{group_part(source)}-{time.strftime('%Y%m%d_%H%M%S', time.localtime(wall))}-{n}"
 
 
+def _number(name: str) -> int:
+    """The ``n`` of a :func:`clip_name` (0 for a name that is not one)."""
+    tail = name.rpartition("-")[2]
+    return int(tail) if tail.isdigit() else 0
+
+
 @dataclass
 class Clip:
     """One clip being recorded: its interval on the wall clock (extended by the loop while an event
@@ -298,10 +304,12 @@ class ClipWriter:
         self.stats = RecordStats()
         self.queue: queue.Queue[tuple[Clip, np.ndarray | None] | None] = queue.Queue(cfg.queue)
         self._open: dict[str, tuple[Clip, Encoder | None, Path]] = {}
-        self._n = 0
         self._n_lock = threading.Lock()
         for _, part in self._existing(PART):  # a crash mid-clip leaves a part: never a clip
             part.unlink(missing_ok=True)
+        # Numbers go on from the clips already here: a restart within the second a clip started
+        # must not give a new clip that clip's name (and replace it).
+        self._n = max((_number(p.name[: -len(SUFFIX)]) for _, p in self._existing(SUFFIX)), default=0)
         self.thread = threading.Thread(target=self._run, name="edgevid-record", daemon=True)
         self.thread.start()
 

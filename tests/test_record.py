@@ -147,6 +147,22 @@ def test_a_full_writer_queue_drops_frames_counted_without_blocking(tmp_path):
     assert side["dropped_frames"] == st.frames_dropped and video_frames(cfg.dir / f"{name}.mp4")[0] == st.frames_written
 
 
+def test_clip_numbers_go_on_after_a_restart_so_no_clip_is_replaced(tmp_path):
+    cfg = RecordConfig(enabled=True, dir=tmp_path / "rec")
+    first = Recorder(cfg, ["cam0"], MODELS, "jhmdb-head")
+    first.close()
+    asyncio.run(first.wait_closed())
+    kept = cfg.dir / "cam0-20261204_120000-7.mp4"  # a clip the last run left, started this second
+    kept.write_bytes(b"a clip")
+    again = Recorder(cfg, ["cam0"], MODELS, "jhmdb-head")
+    try:
+        assert again.writer.next_number() == 8
+    finally:
+        again.close()
+        asyncio.run(again.wait_closed())
+    assert kept.read_bytes() == b"a clip"
+
+
 def test_the_quota_deletes_the_oldest_clips_first(tmp_path):
     cfg = RecordConfig(enabled=True, dir=tmp_path / "rec", pre_s=0, fps=10, quota_mb=0.08)
     rec = Recorder(cfg, ["cam0"], MODELS, "jhmdb-head")
