@@ -553,9 +553,27 @@ def _hup_daemon(tmp_path, env):
     return notify, start_daemon(cfg, {**env, "NOTIFY_SOCKET": str(notify.path)})
 
 
+def _settled(notify, timeout: float = 60) -> tuple[int, int]:
+    """(RELOADING=1, READY=1) counts once every reload begun has said READY and nothing changed for 2 s."""
+    end = time.monotonic() + timeout
+    last, since = None, time.monotonic()
+    while time.monotonic() < end:
+        now = (notify.count("RELOADING=1"), notify.count("READY=1"))
+        if now != last:
+            last, since = now, time.monotonic()
+        elif now[1] == now[0] + 1 and time.monotonic() - since >= 2.0:
+            return now
+        notify.until(lambda g: False, 0.1)
+    raise AssertionError(f"reloads never settled: {notify.got}")
+
+
 def test_a_sighup_before_ready_during_a_reload_or_twice_in_a_row_never_kills_the_daemon(tmp_path, env):
     """Was: a SIGHUP before the first READY exited 129; a second one while the re-exec'd daemon
-    started up killed it, with no log line. Now each is remembered or answered, and logged."""
+    started up killed it, with no log line. Now each is remembered or answered, and logged.
+
+    Which SIGHUPs land after a config read (one reload more, once serving) and which before it
+    (answered by that read) depends on how fast this machine runs the test: the counts allow both,
+    and the log must say which happened."""
     notify, proc = _hup_daemon(tmp_path, env)
     try:
         notify.until(lambda g: _caught(proc.pid, signal.SIGHUP), 0.1)
@@ -568,14 +586,12 @@ def test_a_sighup_before_ready_during_a_reload_or_twice_in_a_row_never_kills_the
             proc.send_signal(signal.SIGHUP)
             early += 1
             notify.until(lambda g: False, 0.02)
-        # Those after the config was read: remembered, one reload once serving.
-        assert notify.until(lambda g: "RELOADING=1" in g and g.count("READY=1") == 2, 60), notify.got
-        # A reload, then a SIGHUP every 50 ms through its stop, the exec and the new process's
-        # start-up, until that process is serving again.
-        notify.until(lambda g: False, 1)
-        proc.send_signal(signal.SIGHUP)
-        assert notify.until(lambda g: g.count("RELOADING=1") == 2, 30), notify.got
-        readies = notify.count("READY=1")
+        # Those after the config was read: remembered, at most one reload once serving.
+        reloads, readies = _settled(notify)
+        assert reloads in (0, 1) and proc.poll() is None, notify.got
+        # The reload's SIGHUP, then one every 50 ms through its preflight (a SIGHUP then is answered
+        # by the reload under way), its stop, the exec and the new process's start-up, until that
+        # process is serving again.
         sent = 0
         end = time.monotonic() + 60
         while notify.count("READY=1") == readies and time.monotonic() < end:
@@ -583,17 +599,20 @@ def test_a_sighup_before_ready_during_a_reload_or_twice_in_a_row_never_kills_the
             proc.send_signal(signal.SIGHUP)
             sent += 1
             notify.until(lambda g: False, 0.05)
-        assert notify.count("READY=1") > readies and proc.poll() is None
-        # Those after its config was read are one more reload, once serving; then it stays.
-        assert notify.until(lambda g: g.count("RELOADING=1") == 3 and g.count("READY=1") == 4, 60), notify.got
-        notify.until(lambda g: False, 3)
-        assert (notify.count("RELOADING=1"), notify.count("READY=1")) == (3, 4), notify.got
+        assert notify.count("READY=1") > readies and proc.poll() is None, notify.got
+        # Those the new process got after its config read are one more reload, once serving; then it stays.
+        after, _ = _settled(notify)
+        assert after - reloads in (1, 2), notify.got
         assert "STOPPING=1" not in notify.got and proc.poll() is None  # a reload is not a stop, for systemd
     finally:
         code, err = stop_daemon(proc)
         notify.close()
     assert code == 0 and "Traceback" not in err, err[-3000:]
-    assert sent >= 5 and "a reload is already under way" in err, (sent, err[-3000:])
+    # One that reaches the old process during its preflight is logged "a reload is already under
+    # way"; whether one does depends on this machine's timing (the rule: tests/unit, Hangups.action).
+    assert sent >= 5, (sent, err[-3000:])
+    remembered = err.count("SIGHUP came while starting, after the config was read: reloading now")
+    assert remembered == reloads + (after - reloads - 1), (reloads, after, err[-3000:])
 
 
 def test_six_reloads_leave_the_open_descriptors_flat(tmp_path, env):
