@@ -105,16 +105,13 @@ def test_motion_cache_equals_served_motion_bit_for_bit(tmp_path, extractor):
     assert not list(cache.rglob("*.tmp"))
 
 
-def test_file_source_pairs_each_sampled_frame_with_its_predecessor(extractor):
-    """The daemon's source keeps the previous decoded frame: the pair it hands over gives the same
-    descriptor classify computes for that frame."""
+def _file_source_frames(clip, est: MotionEstimator, spec=None) -> list:
+    """What the daemon's file source hands over for ``clip``: its sampled frames, read to the end."""
     import threading
 
     from edgevid.config import SourceConfig, source_timing
     from edgevid.sources.source import FrameSource
 
-    clip = jhmdb_clip("jump")
-    est = MotionEstimator(SPEC)
     got: list = []
 
     class Sink:
@@ -128,8 +125,17 @@ def test_file_source_pairs_each_sampled_frame_with_its_predecessor(extractor):
             return False
 
     cfg = SourceConfig(id="f", uri=str(clip), kind="file", realtime=False, loop=False)
-    src = FrameSource(cfg, source_timing(cfg, 12, 1.2), Sink(), threading.Event(), lambda f: f, motion_grey=est.grey)
-    src.run()
+    timing = source_timing(cfg, 12, 1.2)
+    FrameSource(cfg, timing, Sink(), threading.Event(), lambda f: f, motion_grey=est.grey, motion_spec=spec).run()
+    return got
+
+
+def test_file_source_pairs_each_sampled_frame_with_its_predecessor(extractor):
+    """The daemon's source keeps the previous decoded frame: the pair it hands over gives the same
+    descriptor classify computes for that frame."""
+    clip = jhmdb_clip("jump")
+    est = MotionEstimator(SPEC)
+    got = _file_source_frames(clip, est)
     frames = read_clip(clip, None).frames
     assert len(got) >= 5
     for c in got:
@@ -184,12 +190,9 @@ def test_rich_spec_predecessor_rule_and_box():
 def test_rich_motion_cache_classify_and_daemon_agree_bit_for_bit(tmp_path, extractor):
     """The rich descriptor of a frame is the same in the training cache, in classify's sample and in
     the daemon's file source (its kept greys name the same predecessors), for real clips."""
-    import threading
 
     sys.path.insert(0, str(ROOT))
     from edgevid.capture import header_fps
-    from edgevid.config import SourceConfig, source_timing
-    from edgevid.sources.source import FrameSource
     from tools.features import cache_path, extract_motion, load_motion, motion_cache_dir
 
     root = DATA / "jhmdb"
@@ -213,29 +216,7 @@ def test_rich_motion_cache_classify_and_daemon_agree_bit_for_bit(tmp_path, extra
         n = len(frames)
         np.testing.assert_array_equal(cached.views[0][-1], _rich_expected(est, mirrored, n - 1, step))
         # The daemon's file source: each sampled frame's kept greys give the cached descriptor.
-        got: list = []
-
-        class Sink:
-            def segment(self, source):
-                pass
-
-            def fills(self, source, fills, new, paused):
-                got.extend(new)
-
-            def paused(self, source):
-                return False
-
-        cfg = SourceConfig(id="f", uri=str(clip), kind="file", realtime=False, loop=False)
-        src = FrameSource(
-            cfg,
-            source_timing(cfg, 12, 1.2),
-            Sink(),
-            threading.Event(),
-            lambda f: f,
-            motion_grey=est.grey,
-            motion_spec=RICH,
-        )
-        src.run()
+        got = _file_source_frames(clip, est, RICH)
         assert len(got) >= 5
         sampled = []
         for c in got:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import resource
 import tempfile
 import time
@@ -18,7 +19,9 @@ from edgevid.config import RecordConfig
 from edgevid.messages import ModelIds
 from edgevid.record import Recorder
 
-DEFAULT_CLIP = Path("/work/shared/data/jhmdb/golf")
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("EDGEVID_SHARED", ROOT.parent / "shared"))
+DEFAULT_CLIP = SHARED / "data" / "jhmdb" / "golf"
 
 
 def read_frames(path: Path) -> list[np.ndarray]:
